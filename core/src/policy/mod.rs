@@ -1,0 +1,180 @@
+//! What an agent may do: five permission levels, custom permissions in the seed's JSON shape, and
+//! the checks every syscall passes.
+//!
+//! Each agent holds two [`Permissions`]: its *ceiling*, set by whoever started it, and its *current*
+//! permissions, which it may lower and raise again up to the ceiling. Every check requires both to
+//! allow the action, so even a current set that somehow exceeded the ceiling would gain nothing.
+
+mod command;
+mod glob;
+mod permissions;
+
+pub use command::{command_allowed, command_blocked, join_words, split_words, SplitError};
+pub use glob::{glob_matches, glob_within};
+pub use permissions::{FsRules, Level, LlmQuota, Permissions};
+
+use alloc::string::String;
+use alloc::vec::Vec;
+
+/// Why a syscall was refused. The message names the offending path, command or level.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Denial {
+    #[error("permission denied: {0} is not allowed at this level")]
+    Capability(&'static str),
+    #[error("permission denied: path {0} is blocked")]
+    PathBlocked(String),
+    #[error("permission denied: path {0} is outside the allowed {1} paths")]
+    PathNotAllowed(String, &'static str),
+    #[error("permission denied: path {0} must be absolute and contain no '..'")]
+    PathNotNormal(String),
+    #[error("permission denied: command not allowed: {0}")]
+    CommandNotAllowed(String),
+    #[error("permission denied: command matches blocked pattern '{0}'")]
+    CommandBlocked(String),
+    #[error(transparent)]
+    CommandSyntax(#[from] SplitError),
+    #[error("permission denied: these permissions exceed the ceiling ({0})")]
+    AboveCeiling(&'static str),
+    #[error("permission denied: agent {0} is not a descendant of the caller")]
+    NotDescendant(u64),
+    #[error("invalid permissions: {0}")]
+    Invalid(String),
+}
+
+/// An agent's permissions: its ceiling and its current set, with the level each came from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AgentPolicy {
+    /// `None` when the current set is custom rather than a level's.
+    pub level: Option<Level>,
+    pub current: Permissions,
+    pub ceiling_level: Option<Level>,
+    pub ceiling: Permissions,
+}
+
+/// An EXEC request after the policy has decided how to run it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecPlan {
+    pub argv: Vec<String>,
+    /// How the command reads in the audit log.
+    pub display: String,
+}
+
+impl AgentPolicy {
+    /// A policy whose ceiling and current set are both `level`'s.
+    pub fn at_level(level: Level, home: &str) -> Self {
+        let permissions = level.permissions(home);
+        AgentPolicy {
+            level: Some(level),
+            current: permissions.clone(),
+            ceiling_level: Some(level),
+            ceiling: permissions,
+        }
+    }
+
+    /// The level name shown to users: the level, or `custom`.
+    pub fn level_name(&self) -> &'static str {
+        self.level.map_or("custom", Level::name)
+    }
+
+    fn both(&self, check: impl Fn(&Permissions) -> Result<(), Denial>) -> Result<(), Denial> {
+        check(&self.current)?;
+        check(&self.ceiling)
+    }
+
+    pub fn check_read(&self, path: &str) -> Result<(), Denial> {
+        self.both(|p| p.check_path(path, Access::Read))
+    }
+
+    pub fn check_write(&self, path: &str) -> Result<(), Denial> {
+        self.both(|p| p.check_path(path, Access::Write))
+    }
+
+    pub fn check_spawn(&self) -> Result<(), Denial> {
+        self.both(|p| p.require(p.can_spawn, "spawn"))
+    }
+
+    pub fn check_think(&self) -> Result<(), Denial> {
+        self.both(|p| p.require(p.can_think, "think"))
+    }
+
+    /// Decides whether and how an EXEC runs: as argv, as a command line split into words, or through
+    /// `/bin/sh -c` when both sets allow a shell. Never by concatenating strings into a shell.
+    pub fn plan_exec(&self, argv: &[String], command: Option<&str>) -> Result<ExecPlan, Denial> {
+        self.both(|p| p.require(p.can_exec, "exec"))?;
+        let shell = self.current.allow_shell && self.ceiling.allow_shell;
+        let (argv, display, checked_argv) = match (command, argv.is_empty()) {
+            (Some(line), true) => {
+                let words = split_words(line);
+                match (words, shell) {
+                    (Ok(words), _) => (words.clone(), String::from(line), words),
+                    (Err(SplitError::ShellSyntax(_)), true) => {
+                        let sh = ["/bin/sh", "-c", line].map(String::from).to_vec();
+                        (sh, String::from(line), Vec::from([String::from("sh")]))
+                    }
+                    (Err(e), _) => return Err(e.into()),
+                }
+            }
+            (None, false) => (argv.to_vec(), join_words(argv), argv.to_vec()),
+            _ => {
+                return Err(Denial::Invalid(String::from(
+                    "exec takes either argv or a command line",
+                )))
+            }
+        };
+        self.both(|p| {
+            if let Some(entry) = command_blocked(&p.blocked_commands, &display) {
+                return Err(Denial::CommandBlocked(String::from(entry)));
+            }
+            if command_allowed(&p.exec, &checked_argv) {
+                Ok(())
+            } else {
+                Err(Denial::CommandNotAllowed(display.clone()))
+            }
+        })?;
+        Ok(ExecPlan { argv, display })
+    }
+
+    /// The caller sets its own current permissions: allowed anywhere up to its ceiling.
+    pub fn set_own(
+        &mut self,
+        level: Option<Level>,
+        permissions: Permissions,
+    ) -> Result<(), Denial> {
+        permissions.within(&self.ceiling)?;
+        self.level = level;
+        self.current = permissions;
+        Ok(())
+    }
+
+    /// A parent grants a child `permissions`, which must lie within what the parent holds now. The
+    /// grant becomes the child's ceiling and current set.
+    pub fn grant(
+        &self,
+        level: Option<Level>,
+        permissions: Permissions,
+    ) -> Result<AgentPolicy, Denial> {
+        permissions.within(&self.current)?;
+        permissions.within(&self.ceiling)?;
+        Ok(AgentPolicy {
+            level,
+            current: permissions.clone(),
+            ceiling_level: level,
+            ceiling: permissions,
+        })
+    }
+}
+
+/// Which list of path globs a check uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    Read,
+    Write,
+}
+
+/// Whether `path` is absolute and free of `.` and `..` components.
+pub fn is_normal_path(path: &str) -> bool {
+    path.starts_with('/') && path.split('/').all(|c| c != ".." && c != ".")
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,338 @@
+//! The payload of every request and reply the runtime serves, encoded with postcard.
+//!
+//! Field order is wire order. Arbitrary JSON values travel as JSON text (`*_json` fields) so every
+//! language can read them. `docs/protocol.md` describes each message; `tests/vectors/` holds golden
+//! encodings that the Rust and the Python codecs are both tested against.
+
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use serde::{Deserialize, Serialize};
+
+use crate::policy::Level;
+
+/// The payload of a frame with the `ERROR` flag.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorReply {
+    /// An [`ErrorCode`] number; unknown numbers must be tolerated by clients.
+    pub code: u16,
+    pub message: String,
+}
+
+/// Why a request failed. The numbers are also the C ABI's `clove_status` values and never change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u16)]
+pub enum ErrorCode {
+    /// The bytes are not a frame (bad magic, version or size); the connection is closed.
+    BadFrame = 1,
+    UnknownOpcode = 2,
+    /// The payload does not decode as the opcode's request.
+    BadPayload = 3,
+    PermissionDenied = 4,
+    NotFound = 5,
+    Timeout = 6,
+    LimitExceeded = 7,
+    Io = 8,
+    /// A known opcode that this runtime does not serve (yet).
+    Unsupported = 9,
+    InvalidArgument = 10,
+    /// The request conflicts with the current state (a name already taken, an agent already paused).
+    Conflict = 11,
+    Internal = 12,
+}
+
+impl ErrorCode {
+    pub const ALL: [ErrorCode; 12] = [
+        ErrorCode::BadFrame,
+        ErrorCode::UnknownOpcode,
+        ErrorCode::BadPayload,
+        ErrorCode::PermissionDenied,
+        ErrorCode::NotFound,
+        ErrorCode::Timeout,
+        ErrorCode::LimitExceeded,
+        ErrorCode::Io,
+        ErrorCode::Unsupported,
+        ErrorCode::InvalidArgument,
+        ErrorCode::Conflict,
+        ErrorCode::Internal,
+    ];
+
+    pub fn from_u16(value: u16) -> Option<ErrorCode> {
+        ErrorCode::ALL.iter().copied().find(|c| *c as u16 == value)
+    }
+
+    /// A short lowercase name, as the SDKs and the C ABI show it.
+    pub fn name(self) -> &'static str {
+        match self {
+            ErrorCode::BadFrame => "bad_frame",
+            ErrorCode::UnknownOpcode => "unknown_opcode",
+            ErrorCode::BadPayload => "bad_payload",
+            ErrorCode::PermissionDenied => "permission_denied",
+            ErrorCode::NotFound => "not_found",
+            ErrorCode::Timeout => "timeout",
+            ErrorCode::LimitExceeded => "limit_exceeded",
+            ErrorCode::Io => "io",
+            ErrorCode::Unsupported => "unsupported",
+            ErrorCode::InvalidArgument => "invalid_argument",
+            ErrorCode::Conflict => "conflict",
+            ErrorCode::Internal => "internal",
+        }
+    }
+}
+
+/// HELLO: the first thing a client says. `token` admits a connection whose uid is not allowed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct Hello {
+    pub client: String,
+    pub token: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HelloReply {
+    pub protocol_version: u8,
+    pub runtime_version: String,
+    /// The caller's own agent id: the connection is the identity.
+    pub agent_id: u64,
+    pub name: String,
+    pub level: Level,
+    /// Names of the services this runtime serves, e.g. `"exec"`, `"spawn"`.
+    pub features: Vec<String>,
+}
+
+/// NOOP: the runtime echoes `data`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct Echo {
+    pub data: Vec<u8>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyValue {
+    pub key: String,
+    pub value: String,
+}
+
+/// EXEC: run a program on behalf of the calling agent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct ExecRequest {
+    /// The program and its arguments. Empty when `command` is used.
+    pub argv: Vec<String>,
+    /// A command line. Run by `/bin/sh -c` only when the agent's policy allows a shell; otherwise it
+    /// is split into words (quotes respected) and refused if it uses shell syntax.
+    pub command: Option<String>,
+    pub cwd: Option<String>,
+    pub env: Vec<KeyValue>,
+    pub stdin: Vec<u8>,
+    /// Killed (with its whole process group) after this long; capped by the policy.
+    pub timeout_ms: Option<u32>,
+    /// Bytes kept of stdout and of stderr each; the rest is dropped and `truncated` set.
+    pub max_output: Option<u32>,
+    /// Answer [`Accepted`] at once and deliver the [`ExecReply`] through ASYNC_POLL.
+    pub run_async: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExecReply {
+    pub exit_code: Option<i32>,
+    pub signal: Option<i32>,
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+    pub truncated: bool,
+    pub duration_ms: u64,
+}
+
+/// The reply to a request made with `run_async`: its result will come through ASYNC_POLL under the
+/// request id of the frame that asked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Accepted {
+    pub request_id: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct AsyncPollRequest {
+    pub max: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AsyncResult {
+    pub request_id: u32,
+    pub opcode: u8,
+    /// `Some` when the request failed; `payload` is then empty.
+    pub error: Option<ErrorReply>,
+    /// The encoded reply the request would have had if made synchronously.
+    pub payload: Vec<u8>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AsyncPollReply {
+    pub results: Vec<AsyncResult>,
+}
+
+/// READ a file, or a window of it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct ReadRequest {
+    pub path: String,
+    pub offset: u64,
+    pub max_bytes: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReadReply {
+    pub content: Vec<u8>,
+    /// The whole file's size, which may exceed `content`.
+    pub size: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct WriteRequest {
+    pub path: String,
+    pub content: Vec<u8>,
+    pub append: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WriteReply {
+    pub bytes_written: u64,
+}
+
+/// Resource limits of a spawned agent. Stored now; enforced by the sandbox tier.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct Limits {
+    pub memory: Option<u64>,
+    pub max_pids: Option<u32>,
+    pub cpu_quota: Option<u64>,
+    pub cpu_period: Option<u64>,
+    pub cpu_shares: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum RestartPolicy {
+    #[default]
+    Never,
+    OnFailure,
+    Always,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RestartSpec {
+    pub policy: RestartPolicy,
+    pub max_restarts: u32,
+    pub window_s: u32,
+}
+
+impl Default for RestartSpec {
+    fn default() -> Self {
+        RestartSpec {
+            policy: RestartPolicy::Never,
+            max_restarts: 5,
+            window_s: 300,
+        }
+    }
+}
+
+/// SPAWN a child agent. Either `argv`, or `script` run by `interpreter` (default `python3`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct SpawnRequest {
+    pub name: String,
+    pub argv: Vec<String>,
+    pub script: Option<String>,
+    pub interpreter: Option<String>,
+    pub env: Vec<KeyValue>,
+    pub cwd: Option<String>,
+    /// The child's level; at most the parent's. Default: the parent's level or `standard`, the lower.
+    pub level: Option<Level>,
+    pub sandboxed: bool,
+    pub network: bool,
+    pub limits: Limits,
+    pub restart: RestartSpec,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AgentState {
+    Running,
+    Paused,
+    Exited,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SpawnReply {
+    pub id: u64,
+    pub name: String,
+    pub pid: u32,
+    pub state: AgentState,
+}
+
+/// Names an agent by id or by name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Target {
+    Id(u64),
+    Name(String),
+}
+
+/// KILL, PAUSE and RESUME.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ControlRequest {
+    pub target: Target,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ControlReply {
+    pub agent_id: u64,
+}
+
+/// How an agent's process ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExitInfo {
+    pub code: Option<i32>,
+    pub signal: Option<i32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentInfo {
+    pub id: u64,
+    pub name: String,
+    pub pid: u32,
+    pub state: AgentState,
+    pub uptime_ms: u64,
+    pub level: Level,
+    pub parent: Option<u64>,
+    pub exit: Option<ExitInfo>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListReply {
+    pub agents: Vec<AgentInfo>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PermsReply {
+    pub agent_id: u64,
+    pub level: Level,
+    /// The most this agent may raise itself to.
+    pub ceiling: Level,
+    /// The effective permissions in the seed's JSON shape (`can_exec`, `filesystem`, ...).
+    pub permissions_json: String,
+}
+
+/// SET_PERMS on the caller (no `agent_id`) or on one of its descendants.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct SetPermsRequest {
+    pub agent_id: Option<u64>,
+    pub level: Option<Level>,
+    /// Custom permissions in the seed's JSON shape; always bounded by the target's ceiling.
+    pub permissions_json: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct AuditQuery {
+    pub category: Option<String>,
+    pub agent_id: Option<u64>,
+    pub since_id: Option<u64>,
+    pub limit: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditLogReply {
+    pub entries: Vec<crate::audit::AuditEntry>,
+}
