@@ -121,17 +121,28 @@ impl AgentPolicy {
                 )))
             }
         };
+        self.check_command(&display, &checked_argv)?;
+        Ok(ExecPlan { argv, display })
+    }
+
+    /// Whether a program may be started as a child agent: the spawn right plus the same command
+    /// filters as EXEC.
+    pub fn check_program(&self, argv: &[String]) -> Result<(), Denial> {
+        self.check_spawn()?;
+        self.check_command(&join_words(argv), argv)
+    }
+
+    fn check_command(&self, display: &str, argv: &[String]) -> Result<(), Denial> {
         self.both(|p| {
-            if let Some(entry) = command_blocked(&p.blocked_commands, &display) {
+            if let Some(entry) = command_blocked(&p.blocked_commands, display) {
                 return Err(Denial::CommandBlocked(String::from(entry)));
             }
-            if command_allowed(&p.exec, &checked_argv) {
+            if command_allowed(&p.exec, argv) {
                 Ok(())
             } else {
-                Err(Denial::CommandNotAllowed(display.clone()))
+                Err(Denial::CommandNotAllowed(String::from(display)))
             }
-        })?;
-        Ok(ExecPlan { argv, display })
+        })
     }
 
     /// The caller sets its own current permissions: allowed anywhere up to its ceiling.

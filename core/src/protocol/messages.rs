@@ -295,7 +295,8 @@ pub struct AgentInfo {
     pub pid: u32,
     pub state: AgentState,
     pub uptime_ms: u64,
-    pub level: Level,
+    /// `None` when the agent runs with custom permissions.
+    pub level: Option<Level>,
     pub parent: Option<u64>,
     pub exit: Option<ExitInfo>,
 }
@@ -308,9 +309,10 @@ pub struct ListReply {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PermsReply {
     pub agent_id: u64,
-    pub level: Level,
-    /// The most this agent may raise itself to.
-    pub ceiling: Level,
+    /// `None` when the current permissions are custom.
+    pub level: Option<Level>,
+    /// The most this agent may raise itself to; `None` when custom.
+    pub ceiling: Option<Level>,
     /// The effective permissions in the seed's JSON shape (`can_exec`, `filesystem`, ...).
     pub permissions_json: String,
 }

@@ -10,7 +10,7 @@ use alloc::vec::Vec;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-pub use frame::{Decoded, FrameDecoder, FrameError, FrameHeader};
+pub use frame::{Decoded, FrameDecoder, FrameError, FrameHeader, DEFAULT_MAX_PAYLOAD};
 pub use messages::*;
 pub use opcode::Opcode;
 

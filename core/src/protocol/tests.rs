@@ -216,7 +216,7 @@ fn samples() -> Vec<(&'static str, serde_json::Value, Vec<u8>)> {
                         pid: 10,
                         state: AgentState::Paused,
                         uptime_ms: 1500,
-                        level: Level::Minimal,
+                        level: Some(Level::Minimal),
                         parent: None,
                         exit: None,
                     },
@@ -226,7 +226,7 @@ fn samples() -> Vec<(&'static str, serde_json::Value, Vec<u8>)> {
                         pid: 11,
                         state: AgentState::Exited,
                         uptime_ms: 0,
-                        level: Level::Unrestricted,
+                        level: None,
                         parent: Some(1),
                         exit: Some(ExitInfo {
                             code: Some(3),
@@ -240,8 +240,8 @@ fn samples() -> Vec<(&'static str, serde_json::Value, Vec<u8>)> {
             "PermsReply",
             PermsReply {
                 agent_id: 1,
-                level: Level::Readonly,
-                ceiling: Level::Standard,
+                level: Some(Level::Readonly),
+                ceiling: Some(Level::Standard),
                 permissions_json: "{\"can_read\":true}".into(),
             },
         ),

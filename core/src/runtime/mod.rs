@@ -1,1 +1,272 @@
-//! placeholder
+//! The embedded runtime: one reactor thread that owns every socket, child process and agent record,
+//! and a [`Runtime`] handle that host threads use to command it.
+//!
+//! Call order: [`Runtime::start`] → optionally [`Runtime::listen`] → [`Runtime::spawn`] agents →
+//! [`Runtime::wait`] / [`Runtime::next_event`] → drop (or [`Runtime::shutdown`]), which kills every
+//! agent and joins the reactor thread. Every method may be called from any thread.
+
+mod agents;
+mod conn;
+mod error;
+mod events;
+mod exec;
+mod fs;
+mod ids;
+mod listener;
+mod process;
+mod reactor;
+mod syscalls;
+
+use std::path::PathBuf;
+use std::sync::mpsc::{self, Receiver, SyncSender};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+pub use error::{Result, RuntimeError};
+pub use events::{Event, EventCallback, EventKind};
+pub use ids::AgentId;
+
+use crate::audit::AuditEntry;
+use crate::policy::{Level, Permissions};
+use crate::protocol::{AgentInfo, AuditQuery, ExitInfo, Limits, RestartSpec, DEFAULT_MAX_PAYLOAD};
+use events::EventHub;
+
+/// Options of a runtime. Every field has a default; see [`RuntimeConfig::default`].
+#[derive(Debug, Clone)]
+pub struct RuntimeConfig {
+    /// The largest payload accepted in a frame (default 1 MiB).
+    pub max_payload: u32,
+    /// Expands `~` in path policies (default `$HOME`, else `/root`).
+    pub home: String,
+    /// Audit entries kept in memory (default 10 000).
+    pub audit_capacity: usize,
+    /// Events kept for [`Runtime::next_event`] before the oldest is dropped (default 1 024).
+    pub event_capacity: usize,
+    /// Ended agents kept for [`Runtime::wait`] and LIST before the oldest is forgotten (default 256).
+    pub exited_retention: usize,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        RuntimeConfig {
+            max_payload: DEFAULT_MAX_PAYLOAD,
+            home: std::env::var("HOME").unwrap_or_else(|_| "/root".to_string()),
+            audit_capacity: 10_000,
+            event_capacity: 1_024,
+            exited_retention: 256,
+        }
+    }
+}
+
+/// A listening Unix socket for agents the runtime did not start.
+#[derive(Debug, Clone)]
+pub struct ListenConfig {
+    pub path: PathBuf,
+    /// The ceiling and starting level of agents that connect (default `standard`).
+    pub max_level: Level,
+    /// Peers with these uids are admitted at once (default: this process's uid).
+    pub allowed_uids: Vec<u32>,
+    /// Other peers are admitted when their HELLO carries this token.
+    pub token: Option<String>,
+}
+
+impl ListenConfig {
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        ListenConfig {
+            path: path.into(),
+            max_level: Level::Standard,
+            allowed_uids: vec![clove_sys::current_uid()],
+            token: None,
+        }
+    }
+}
+
+/// Where an agent's stdout and stderr go.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum AgentStdio {
+    /// The host's own stdout and stderr.
+    #[default]
+    Inherit,
+    Null,
+    /// Appended to this file, both streams.
+    File(PathBuf),
+}
+
+/// What to start as an agent, and with which rights.
+#[derive(Debug, Clone)]
+pub struct SpawnSpec {
+    pub name: String,
+    /// The program and its arguments.
+    pub argv: Vec<String>,
+    /// Added to the agent's minimal environment (PATH, HOME, LANG, CLOVE_FD, CLOVE_AGENT_ID).
+    pub env: Vec<(String, String)>,
+    /// Default: the host's working directory.
+    pub cwd: Option<PathBuf>,
+    pub level: Level,
+    /// Custom permissions instead of the level's; they become the agent's ceiling.
+    pub permissions: Option<Permissions>,
+    pub stdio: AgentStdio,
+    /// Stored for the sandbox tier, which enforces them.
+    pub limits: Limits,
+    pub restart: RestartSpec,
+    pub sandboxed: bool,
+    pub network: bool,
+}
+
+impl SpawnSpec {
+    pub fn new(name: impl Into<String>, argv: Vec<String>) -> Self {
+        SpawnSpec {
+            name: name.into(),
+            argv,
+            env: Vec::new(),
+            cwd: None,
+            level: Level::Standard,
+            permissions: None,
+            stdio: AgentStdio::Inherit,
+            limits: Limits::default(),
+            restart: RestartSpec::default(),
+            sandboxed: false,
+            network: false,
+        }
+    }
+}
+
+type Reply<T> = SyncSender<Result<T>>;
+
+/// What a host thread asks of the reactor.
+enum Command {
+    Spawn(Box<SpawnSpec>, Reply<AgentId>),
+    Kill(AgentId, Reply<()>),
+    Pause(AgentId, Reply<()>),
+    Resume(AgentId, Reply<()>),
+    Wait(AgentId, Reply<ExitInfo>),
+    List(Reply<Vec<AgentInfo>>),
+    Listen(ListenConfig, Reply<()>),
+    Audit(AuditQuery, Reply<Vec<AuditEntry>>),
+    Shutdown,
+}
+
+/// A running runtime. Dropping it kills every agent and stops the reactor thread.
+pub struct Runtime {
+    commands: mpsc::Sender<Command>,
+    waker: Arc<mio::Waker>,
+    events: Arc<EventHub>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Runtime {
+    /// Starts the reactor thread.
+    pub fn start(config: RuntimeConfig) -> Result<Runtime> {
+        let events = Arc::new(EventHub::new(config.event_capacity));
+        let (commands, inbox) = mpsc::channel();
+        let reactor = reactor::Reactor::new(config, inbox, Arc::clone(&events))?;
+        let waker = reactor.waker();
+        let thread = std::thread::Builder::new()
+            .name("clove-reactor".into())
+            .spawn(move || reactor.run())
+            .map_err(|e| RuntimeError::io("starting the reactor thread", e))?;
+        Ok(Runtime {
+            commands,
+            waker,
+            events,
+            thread: Some(thread),
+        })
+    }
+
+    fn call<T>(&self, make: impl FnOnce(Reply<T>) -> Command) -> Result<T> {
+        let (tx, rx) = mpsc::sync_channel(1);
+        self.send(make(tx))?;
+        rx.recv().map_err(|_| RuntimeError::Stopped)?
+    }
+
+    fn send(&self, command: Command) -> Result<()> {
+        self.commands
+            .send(command)
+            .map_err(|_| RuntimeError::Stopped)?;
+        self.waker
+            .wake()
+            .map_err(|e| RuntimeError::io("waking the reactor", e))
+    }
+
+    /// Serves agents started elsewhere on a Unix socket (mode 0600).
+    pub fn listen(&self, config: ListenConfig) -> Result<()> {
+        self.call(|r| Command::Listen(config, r))
+    }
+
+    /// Starts an agent process; it finds its channel to the runtime at `CLOVE_FD`.
+    pub fn spawn(&self, spec: SpawnSpec) -> Result<AgentId> {
+        self.call(|r| Command::Spawn(Box::new(spec), r))
+    }
+
+    /// Kills an agent and everything it started (SIGKILL to its process group).
+    pub fn kill(&self, id: AgentId) -> Result<()> {
+        self.call(|r| Command::Kill(id, r))
+    }
+
+    pub fn pause(&self, id: AgentId) -> Result<()> {
+        self.call(|r| Command::Pause(id, r))
+    }
+
+    pub fn resume(&self, id: AgentId) -> Result<()> {
+        self.call(|r| Command::Resume(id, r))
+    }
+
+    /// Waits for an agent to end, up to `timeout` (forever with `None`).
+    pub fn wait(&self, id: AgentId, timeout: Option<Duration>) -> Result<ExitInfo> {
+        let (tx, rx) = mpsc::sync_channel(1);
+        self.send(Command::Wait(id, tx))?;
+        let received = match timeout {
+            None => rx.recv().map_err(|_| RuntimeError::Stopped),
+            Some(t) => wait_timeout(&rx, t, id),
+        };
+        received?
+    }
+
+    /// Every agent the runtime knows, running or recently ended.
+    pub fn list(&self) -> Result<Vec<AgentInfo>> {
+        self.call(Command::List)
+    }
+
+    pub fn audit_log(&self, query: AuditQuery) -> Result<Vec<AuditEntry>> {
+        self.call(|r| Command::Audit(query, r))
+    }
+
+    /// The oldest unread lifecycle event, waiting up to `timeout` (forever with `None`).
+    pub fn next_event(&self, timeout: Option<Duration>) -> Option<Event> {
+        self.events.next(timeout)
+    }
+
+    /// Sets (or clears) a callback run on the reactor thread for every lifecycle event.
+    pub fn set_event_callback(&self, callback: Option<EventCallback>) {
+        self.events.set_callback(callback);
+    }
+
+    /// Kills every agent, removes the listening socket and joins the reactor thread.
+    pub fn shutdown(mut self) {
+        self.stop();
+    }
+
+    fn stop(&mut self) {
+        if let Some(thread) = self.thread.take() {
+            // A reactor that already stopped has dropped its inbox; joining is all that is left.
+            let _ = self.send(Command::Shutdown);
+            let _ = thread.join();
+        }
+    }
+}
+
+fn wait_timeout<T>(rx: &Receiver<Result<T>>, timeout: Duration, id: AgentId) -> Result<Result<T>> {
+    rx.recv_timeout(timeout).map_err(|e| match e {
+        mpsc::RecvTimeoutError::Timeout => {
+            RuntimeError::Timeout(format!("agent {id} still running after {timeout:?}"))
+        }
+        mpsc::RecvTimeoutError::Disconnected => RuntimeError::Stopped,
+    })
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

@@ -1,0 +1,145 @@
+//! The agent table: every agent's record, keyed by its [`AgentId`].
+
+use std::collections::VecDeque;
+use std::os::fd::OwnedFd;
+use std::path::PathBuf;
+use std::process::Child;
+use std::time::Instant;
+
+use super::conn::Conn;
+use super::ids::SlotMap;
+use super::{AgentId, Reply, SpawnSpec};
+use crate::backoff::RestartTracker;
+use crate::policy::AgentPolicy;
+use crate::protocol::{AgentInfo, AgentState, AsyncResult, ExitInfo};
+
+/// How an agent came to be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Origin {
+    /// Started by the runtime, for the host or for another agent.
+    Spawned,
+    /// Connected on the listening socket; it lives as long as its connection.
+    Connected,
+}
+
+/// A running agent process.
+pub(super) struct AgentProcess {
+    pub child: Child,
+    pub pidfd: OwnedFd,
+}
+
+pub(super) struct Agent {
+    pub name: String,
+    pub origin: Origin,
+    pub pid: u32,
+    pub process: Option<AgentProcess>,
+    pub conn: Option<Conn>,
+    pub policy: AgentPolicy,
+    pub parent: Option<AgentId>,
+    pub state: AgentState,
+    pub started: Instant,
+    pub ended: Option<Instant>,
+    pub exit: Option<ExitInfo>,
+    pub cwd: PathBuf,
+    pub waiters: Vec<Reply<ExitInfo>>,
+    pub async_results: VecDeque<AsyncResult>,
+    /// What started it, kept to start it again; `None` for connected agents.
+    pub spec: Option<Box<SpawnSpec>>,
+    pub restart: Option<RestartTracker>,
+}
+
+impl Agent {
+    pub fn info(&self, id: AgentId, now: Instant) -> AgentInfo {
+        let until = self.ended.unwrap_or(now);
+        AgentInfo {
+            id: id.0,
+            name: self.name.clone(),
+            pid: self.pid,
+            state: self.state,
+            uptime_ms: until.saturating_duration_since(self.started).as_millis() as u64,
+            level: self.policy.level,
+            parent: self.parent.map(|p| p.0),
+            exit: self.exit,
+        }
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.state != AgentState::Exited
+    }
+}
+
+/// Every agent, and the order in which ended ones are forgotten.
+#[derive(Default)]
+pub(super) struct AgentTable {
+    map: SlotMap<Agent>,
+    ended: VecDeque<AgentId>,
+}
+
+impl AgentTable {
+    pub fn insert_with(&mut self, make: impl FnOnce(AgentId) -> Agent) -> AgentId {
+        AgentId(self.map.insert_with(|key| make(AgentId(key))))
+    }
+
+    pub fn get(&self, id: AgentId) -> Option<&Agent> {
+        self.map.get(id.0)
+    }
+
+    pub fn get_mut(&mut self, id: AgentId) -> Option<&mut Agent> {
+        self.map.get_mut(id.0)
+    }
+
+    /// The agent in a slot, whatever its generation: how poll tokens find their agent.
+    pub fn id_at_slot(&self, slot: usize) -> Option<AgentId> {
+        self.map.key_at_slot(slot).map(AgentId)
+    }
+
+    pub fn remove(&mut self, id: AgentId) -> Option<Agent> {
+        self.map.remove(id.0)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (AgentId, &Agent)> {
+        self.map.iter().map(|(k, a)| (AgentId(k), a))
+    }
+
+    pub fn ids(&self) -> Vec<AgentId> {
+        self.iter().map(|(id, _)| id).collect()
+    }
+
+    /// The running agent with this name, else the newest ended one.
+    pub fn find_by_name(&self, name: &str) -> Option<AgentId> {
+        let mut found = None;
+        for (id, agent) in self.iter().filter(|(_, a)| a.name == name) {
+            if agent.is_running() {
+                return Some(id);
+            }
+            found = Some(id);
+        }
+        found
+    }
+
+    /// Whether `id` descends from `ancestor` (is its child, grandchild, ...).
+    pub fn is_descendant(&self, id: AgentId, ancestor: AgentId) -> bool {
+        let mut current = self.get(id).and_then(|a| a.parent);
+        // Parents are always older agents, but bound the walk anyway.
+        for _ in 0..self.map.len() {
+            match current {
+                Some(p) if p == ancestor => return true,
+                Some(p) => current = self.get(p).and_then(|a| a.parent),
+                None => return false,
+            }
+        }
+        false
+    }
+
+    /// Notes that an agent ended; returns the ids of ended agents past the retention to forget.
+    pub fn note_ended(&mut self, id: AgentId, retention: usize) -> Vec<AgentId> {
+        self.ended.push_back(id);
+        let mut forget = Vec::new();
+        while self.ended.len() > retention {
+            if let Some(old) = self.ended.pop_front() {
+                forget.push(old);
+            }
+        }
+        forget
+    }
+}

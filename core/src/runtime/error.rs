@@ -1,0 +1,74 @@
+//! Errors of the runtime, each with the [`ErrorCode`] an agent or a C host sees.
+
+use std::io;
+
+use crate::policy::Denial;
+use crate::protocol::{ErrorCode, ErrorReply, Opcode};
+
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error(transparent)]
+    Denied(#[from] Denial),
+    #[error("agent {0} not found")]
+    NotFound(String),
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+    #[error("malformed {0}")]
+    BadPayload(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    Timeout(String),
+    #[error("{0}")]
+    LimitExceeded(String),
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("opcode {} (0x{:02x}) is not served by this runtime yet", .0.name(), *.0 as u8)]
+    Unsupported(Opcode),
+    #[error("the runtime has stopped")]
+    Stopped,
+}
+
+impl RuntimeError {
+    pub fn io(context: impl Into<String>, source: io::Error) -> Self {
+        RuntimeError::Io {
+            context: context.into(),
+            source,
+        }
+    }
+
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            RuntimeError::Denied(Denial::Invalid(_) | Denial::CommandSyntax(_)) => {
+                ErrorCode::InvalidArgument
+            }
+            RuntimeError::Denied(_) => ErrorCode::PermissionDenied,
+            RuntimeError::NotFound(_) => ErrorCode::NotFound,
+            RuntimeError::InvalidArgument(_) => ErrorCode::InvalidArgument,
+            RuntimeError::BadPayload(_) => ErrorCode::BadPayload,
+            RuntimeError::Conflict(_) => ErrorCode::Conflict,
+            RuntimeError::Timeout(_) => ErrorCode::Timeout,
+            RuntimeError::LimitExceeded(_) => ErrorCode::LimitExceeded,
+            RuntimeError::Io { source, .. } if source.kind() == io::ErrorKind::NotFound => {
+                ErrorCode::NotFound
+            }
+            RuntimeError::Io { .. } => ErrorCode::Io,
+            RuntimeError::Unsupported(_) => ErrorCode::Unsupported,
+            RuntimeError::Stopped => ErrorCode::Internal,
+        }
+    }
+
+    /// The error as an agent receives it.
+    pub fn to_reply(&self) -> ErrorReply {
+        ErrorReply {
+            code: self.code() as u16,
+            message: self.to_string(),
+        }
+    }
+}
+
+pub type Result<T, E = RuntimeError> = std::result::Result<T, E>;

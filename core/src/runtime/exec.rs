@@ -1,0 +1,227 @@
+//! EXEC jobs: a child process whose stdout and stderr pipes and pidfd are watched by the reactor, so
+//! a long command blocks nothing; a deadline timer kills its whole process group.
+
+use std::io::{self, Read, Write};
+use std::os::fd::AsRawFd;
+use std::path::Path;
+use std::process::{ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use mio::unix::pipe;
+
+use super::agents::AgentProcess;
+use super::{process, AgentId, Result, RuntimeError};
+use crate::protocol::ExecReply;
+
+/// The most stdin an EXEC may carry: what a fresh pipe takes without the runtime waiting on it.
+pub(super) const MAX_STDIN: usize = 64 << 10;
+/// Default cap on each of stdout and stderr.
+pub(super) const DEFAULT_MAX_OUTPUT: usize = 256 << 10;
+
+/// Output kept up to a cap; the rest is read and dropped so the child never blocks on a full pipe.
+struct Capture {
+    pipe: Option<pipe::Receiver>,
+    kept: Vec<u8>,
+    cap: usize,
+    truncated: bool,
+}
+
+impl Capture {
+    fn new(pipe: Option<pipe::Receiver>, cap: usize) -> Self {
+        Capture {
+            pipe,
+            kept: Vec::new(),
+            cap,
+            truncated: false,
+        }
+    }
+
+    /// Reads until the pipe would block; drops the pipe at end of file.
+    fn drain(&mut self, registry: &mio::Registry) {
+        let Some(pipe) = self.pipe.as_mut() else {
+            return;
+        };
+        let mut chunk = [0u8; 16 << 10];
+        loop {
+            match pipe.read(&mut chunk) {
+                Ok(0) => break,
+                Ok(n) => {
+                    let room = self.cap - self.kept.len();
+                    self.kept.extend_from_slice(&chunk[..n.min(room)]);
+                    self.truncated |= n > room;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => break,
+            }
+        }
+        if let Some(mut pipe) = self.pipe.take() {
+            let _ = registry.deregister(&mut pipe);
+        }
+    }
+}
+
+/// Who asked for an EXEC, and how the answer goes back.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct ExecCaller {
+    pub agent: AgentId,
+    pub request_id: u32,
+    pub run_async: bool,
+}
+
+pub(super) struct ExecJob {
+    pub caller: ExecCaller,
+    pub process: AgentProcess,
+    stdout: Capture,
+    stderr: Capture,
+    started: Instant,
+    pub deadline: Instant,
+    timeout: Duration,
+    timed_out: bool,
+    status: Option<ExitStatus>,
+    display: String,
+}
+
+/// What an EXEC needs once the policy has approved it.
+pub(super) struct ExecSpec<'a> {
+    pub argv: &'a [String],
+    pub display: String,
+    pub cwd: &'a Path,
+    pub home: &'a str,
+    pub env: &'a [(String, String)],
+    pub stdin: &'a [u8],
+    pub timeout: Duration,
+    pub max_output: usize,
+}
+
+impl ExecJob {
+    pub fn start(caller: ExecCaller, spec: ExecSpec<'_>) -> Result<ExecJob> {
+        if spec.stdin.len() > MAX_STDIN {
+            return Err(RuntimeError::LimitExceeded(format!(
+                "stdin of {} bytes exceeds {MAX_STDIN}",
+                spec.stdin.len()
+            )));
+        }
+        let mut cmd = process::base_command(spec.argv, spec.cwd, spec.home, spec.env)?;
+        let stdin = if spec.stdin.is_empty() {
+            Stdio::null()
+        } else {
+            Stdio::piped()
+        };
+        cmd.stdin(stdin)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        clove_sys::process::prepare_child(&mut cmd, None);
+        let mut child = process::spawn(&mut cmd, &spec.argv[0])?;
+        let stdin = child.stdin.take();
+        let stdout = child.stdout.take().map(pipe::Receiver::from);
+        let stderr = child.stderr.take().map(pipe::Receiver::from);
+        let process = process::watch(child)?;
+        let job = ExecJob {
+            caller,
+            process,
+            stdout: Capture::new(stdout, spec.max_output),
+            stderr: Capture::new(stderr, spec.max_output),
+            started: Instant::now(),
+            deadline: Instant::now() + spec.timeout,
+            timeout: spec.timeout,
+            timed_out: false,
+            status: None,
+            display: spec.display,
+        };
+        if let Some(stdin) = stdin {
+            // A fresh pipe holds MAX_STDIN bytes, so this write completes without waiting.
+            let mut stdin = pipe::Sender::from(stdin);
+            stdin
+                .set_nonblocking(true)
+                .and_then(|()| stdin.write_all(spec.stdin))
+                .map_err(|e| RuntimeError::io("writing exec stdin", e))?;
+        }
+        for pipe in [&job.stdout.pipe, &job.stderr.pipe].into_iter().flatten() {
+            pipe.set_nonblocking(true)
+                .map_err(|e| RuntimeError::io("configuring exec output", e))?;
+        }
+        Ok(job)
+    }
+
+    /// Registers the pidfd and output pipes under the given tokens.
+    pub fn register(
+        &mut self,
+        registry: &mio::Registry,
+        exit: mio::Token,
+        out: mio::Token,
+        err: mio::Token,
+    ) -> io::Result<()> {
+        let pidfd = self.process.pidfd.as_raw_fd();
+        registry.register(
+            &mut mio::unix::SourceFd(&pidfd),
+            exit,
+            mio::Interest::READABLE,
+        )?;
+        for (capture, token) in [(&mut self.stdout, out), (&mut self.stderr, err)] {
+            if let Some(pipe) = capture.pipe.as_mut() {
+                registry.register(pipe, token, mio::Interest::READABLE)?;
+            }
+        }
+        Ok(())
+    }
+
+    pub fn on_output(&mut self, registry: &mio::Registry, stderr: bool) {
+        if stderr {
+            self.stderr.drain(registry)
+        } else {
+            self.stdout.drain(registry)
+        }
+    }
+
+    /// Whether the child has ended (reaping it if so).
+    pub fn poll_exit(&mut self) -> bool {
+        if self.status.is_none() {
+            self.status = self.process.child.try_wait().ok().flatten();
+        }
+        self.status.is_some()
+    }
+
+    /// Kills the whole process group at the deadline.
+    pub fn time_out(&mut self) {
+        self.timed_out = true;
+        let _ =
+            clove_sys::process::signal_group(self.process.child.id(), clove_sys::process::SIGKILL);
+    }
+
+    /// Kills the process group, e.g. because the caller is gone.
+    pub fn abandon(&mut self) {
+        let _ =
+            clove_sys::process::signal_group(self.process.child.id(), clove_sys::process::SIGKILL);
+    }
+
+    /// The result, once [`poll_exit`](Self::poll_exit) said the child ended. Output still in the
+    /// pipes is read first; the pidfd and pipes are deregistered.
+    pub fn finish(mut self, registry: &mio::Registry) -> Result<ExecReply> {
+        self.stdout.drain(registry);
+        self.stderr.drain(registry);
+        for capture in [&mut self.stdout, &mut self.stderr] {
+            if let Some(mut pipe) = capture.pipe.take() {
+                let _ = registry.deregister(&mut pipe);
+            }
+        }
+        let _ = registry.deregister(&mut mio::unix::SourceFd(&self.process.pidfd.as_raw_fd()));
+        if self.timed_out {
+            return Err(RuntimeError::Timeout(format!(
+                "exec timed out after {} ms: {}",
+                self.timeout.as_millis(),
+                self.display
+            )));
+        }
+        use std::os::unix::process::ExitStatusExt;
+        let status = self.status;
+        Ok(ExecReply {
+            exit_code: status.and_then(|s| s.code()),
+            signal: status.and_then(|s| s.signal()),
+            stdout: self.stdout.kept,
+            stderr: self.stderr.kept,
+            truncated: self.stdout.truncated || self.stderr.truncated,
+            duration_ms: self.started.elapsed().as_millis() as u64,
+        })
+    }
+}

@@ -1,0 +1,846 @@
+//! The reactor thread: one mio poll loop that owns every socket, pidfd, pipe, timer and agent
+//! record. Host threads reach it through the command channel and the waker; agents through their
+//! connections. Nothing here blocks except `poll` itself.
+
+use std::collections::BTreeSet;
+use std::os::fd::AsRawFd;
+use std::path::PathBuf;
+use std::sync::mpsc::{Receiver, TryRecvError};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use mio::unix::SourceFd;
+use mio::{Events, Interest, Poll, Token, Waker};
+
+use super::agents::{Agent, AgentTable, Origin};
+use super::conn::{Conn, Incoming};
+use super::events::{Event, EventHub, EventKind};
+use super::exec::ExecJob;
+use super::ids::SlotMap;
+use super::listener::Listener;
+use super::{
+    process, AgentId, Command, ListenConfig, Result, RuntimeConfig, RuntimeError, SpawnSpec,
+};
+use crate::audit::{AuditEntry, AuditLog};
+use crate::backoff::{Backoff, RestartDecision, RestartTracker};
+use crate::policy::AgentPolicy;
+use crate::protocol::{AgentState, ExitInfo, FrameError, RestartPolicy};
+
+/// What a poll token stands for. Slots index the agent table or the exec jobs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Source {
+    Waker,
+    Listener,
+    Conn(usize),
+    AgentExit(usize),
+    ExecExit(usize),
+    ExecOut(usize),
+    ExecErr(usize),
+}
+
+const KIND_BITS: usize = 3;
+
+fn token(source: Source) -> Token {
+    let (kind, slot) = match source {
+        Source::Waker => (0, 0),
+        Source::Listener => (1, 0),
+        Source::Conn(s) => (2, s),
+        Source::AgentExit(s) => (3, s),
+        Source::ExecExit(s) => (4, s),
+        Source::ExecOut(s) => (5, s),
+        Source::ExecErr(s) => (6, s),
+    };
+    Token((slot << KIND_BITS) | kind)
+}
+
+fn source(token: Token) -> Option<Source> {
+    let slot = token.0 >> KIND_BITS;
+    Some(match token.0 & ((1 << KIND_BITS) - 1) {
+        0 => Source::Waker,
+        1 => Source::Listener,
+        2 => Source::Conn(slot),
+        3 => Source::AgentExit(slot),
+        4 => Source::ExecExit(slot),
+        5 => Source::ExecOut(slot),
+        6 => Source::ExecErr(slot),
+        _ => return None,
+    })
+}
+
+fn slot_of(id: AgentId) -> usize {
+    SlotMap::<()>::slot(id.0)
+}
+
+/// Milliseconds since the Unix epoch, for audit entries and events.
+pub(super) fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Timer {
+    ExecDeadline(u64),
+    Restart(AgentId),
+}
+
+pub(super) struct Reactor {
+    poll: Poll,
+    waker: Arc<Waker>,
+    inbox: Receiver<Command>,
+    pub config: RuntimeConfig,
+    events: Arc<EventHub>,
+    pub agents: AgentTable,
+    pub execs: SlotMap<ExecJob>,
+    pub listener: Option<Listener>,
+    timers: BTreeSet<(Instant, Timer)>,
+    pub audit: AuditLog,
+    /// Reused for the replies of one read burst.
+    scratch: Vec<u8>,
+    running: bool,
+}
+
+impl Reactor {
+    pub fn new(
+        config: RuntimeConfig,
+        inbox: Receiver<Command>,
+        events: Arc<EventHub>,
+    ) -> Result<Reactor> {
+        let poll = Poll::new().map_err(|e| RuntimeError::io("creating the poll instance", e))?;
+        let waker = Waker::new(poll.registry(), token(Source::Waker))
+            .map_err(|e| RuntimeError::io("creating the waker", e))?;
+        Ok(Reactor {
+            poll,
+            waker: Arc::new(waker),
+            inbox,
+            audit: AuditLog::new(config.audit_capacity),
+            config,
+            events,
+            agents: AgentTable::default(),
+            execs: SlotMap::default(),
+            listener: None,
+            timers: BTreeSet::new(),
+            scratch: Vec::new(),
+            running: true,
+        })
+    }
+
+    pub fn waker(&self) -> Arc<Waker> {
+        Arc::clone(&self.waker)
+    }
+
+    pub fn run(mut self) {
+        let mut events = Events::with_capacity(256);
+        while self.running {
+            let timeout = self
+                .timers
+                .first()
+                .map(|(at, _)| at.saturating_duration_since(Instant::now()));
+            if let Err(e) = self.poll.poll(&mut events, timeout) {
+                if e.kind() == std::io::ErrorKind::Interrupted {
+                    continue;
+                }
+                // A poll that fails for good cannot serve anyone: stop and clean up.
+                break;
+            }
+            for event in events.iter() {
+                if let Some(source) = source(event.token()) {
+                    self.dispatch(source);
+                }
+            }
+            self.fire_timers();
+        }
+        self.shutdown_all();
+    }
+
+    fn dispatch(&mut self, source: Source) {
+        match source {
+            Source::Waker => self.drain_commands(),
+            Source::Listener => self.accept_all(),
+            Source::Conn(slot) => {
+                if let Some(id) = self.agents.id_at_slot(slot) {
+                    self.service(id);
+                }
+            }
+            Source::AgentExit(slot) => {
+                if let Some(id) = self.agents.id_at_slot(slot) {
+                    self.check_agent_exit(id);
+                }
+            }
+            Source::ExecExit(slot) => {
+                if let Some(key) = self.execs.key_at_slot(slot) {
+                    self.check_exec_exit(key);
+                }
+            }
+            Source::ExecOut(slot) | Source::ExecErr(slot) => {
+                let registry = self.poll.registry();
+                if let Some(job) = self
+                    .execs
+                    .key_at_slot(slot)
+                    .and_then(|k| self.execs.get_mut(k))
+                {
+                    job.on_output(registry, matches!(source, Source::ExecErr(_)));
+                }
+            }
+        }
+    }
+
+    fn drain_commands(&mut self) {
+        loop {
+            match self.inbox.try_recv() {
+                Ok(command) => self.command(command),
+                Err(TryRecvError::Empty) => return,
+                Err(TryRecvError::Disconnected) => {
+                    self.running = false;
+                    return;
+                }
+            }
+        }
+    }
+
+    fn command(&mut self, command: Command) {
+        // A host thread that stopped waiting has dropped its receiver; that is not an error here.
+        match command {
+            Command::Spawn(spec, reply) => {
+                let policy = match &spec.permissions {
+                    Some(p) => AgentPolicy {
+                        level: None,
+                        current: p.clone(),
+                        ceiling_level: None,
+                        ceiling: p.clone(),
+                    },
+                    None => AgentPolicy::at_level(spec.level, &self.config.home),
+                };
+                let _ = reply.send(self.spawn_agent(spec, None, policy));
+            }
+            Command::Kill(id, reply) => {
+                let _ = reply.send(self.kill_agent(id));
+            }
+            Command::Pause(id, reply) => {
+                let _ = reply.send(self.set_paused(id, true));
+            }
+            Command::Resume(id, reply) => {
+                let _ = reply.send(self.set_paused(id, false));
+            }
+            Command::Wait(id, reply) => match self.agents.get_mut(id) {
+                None => {
+                    let _ = reply.send(Err(RuntimeError::NotFound(id.to_string())));
+                }
+                Some(agent) => match agent.exit {
+                    Some(exit) if agent.state == AgentState::Exited => {
+                        let _ = reply.send(Ok(exit));
+                    }
+                    _ => agent.waiters.push(reply),
+                },
+            },
+            Command::List(reply) => {
+                let _ = reply.send(Ok(self.list()));
+            }
+            Command::Listen(config, reply) => {
+                let _ = reply.send(self.listen(config));
+            }
+            Command::Audit(query, reply) => {
+                let _ = reply.send(Ok(self.audit.query(&query)));
+            }
+            Command::Shutdown => self.running = false,
+        }
+    }
+
+    pub fn list(&self) -> Vec<crate::protocol::AgentInfo> {
+        let now = Instant::now();
+        self.agents
+            .iter()
+            .filter(|(_, a)| a.conn.as_ref().is_none_or(|c| c.admitted))
+            .map(|(id, a)| a.info(id, now))
+            .collect()
+    }
+
+    fn listen(&mut self, config: ListenConfig) -> Result<()> {
+        if self.listener.is_some() {
+            return Err(RuntimeError::Conflict(
+                "the runtime already listens on a socket".into(),
+            ));
+        }
+        let mut listener = Listener::bind(config)?;
+        self.poll
+            .registry()
+            .register(
+                &mut listener.socket,
+                token(Source::Listener),
+                Interest::READABLE,
+            )
+            .map_err(|e| RuntimeError::io("registering the listening socket", e))?;
+        self.listener = Some(listener);
+        Ok(())
+    }
+
+    fn accept_all(&mut self) {
+        loop {
+            let Some(listener) = &self.listener else {
+                return;
+            };
+            let stream = match listener.accept() {
+                Ok(Some(stream)) => stream,
+                Ok(None) => return,
+                // A failed accept (the peer already gone, fd exhaustion) loses only that peer.
+                Err(_) => return,
+            };
+            let Ok(peer) = clove_sys::peer_credentials(&stream) else {
+                continue;
+            };
+            let admitted = listener.admits_uid(peer.uid);
+            let policy = AgentPolicy::at_level(listener.config.max_level, &self.config.home);
+            let conn = Conn::new(stream, self.config.max_payload, admitted);
+            let id = self.agents.insert_with(|id| {
+                new_agent(
+                    format!("agent-{}", id.0 & 0xFFFF_FFFF),
+                    Origin::Connected,
+                    peer.pid,
+                    policy,
+                    None,
+                    PathBuf::from("/"),
+                )
+            });
+            if let Some(agent) = self.agents.get_mut(id) {
+                agent.conn = Some(conn);
+            }
+            if self.register_conn(id).is_err() {
+                self.agents.remove(id);
+                continue;
+            }
+            if admitted {
+                self.record(
+                    id,
+                    "lifecycle",
+                    "CONNECTED",
+                    true,
+                    serde_json::json!({ "pid": peer.pid, "uid": peer.uid }),
+                );
+            }
+        }
+    }
+
+    fn register_conn(&mut self, id: AgentId) -> std::io::Result<()> {
+        let registry = self.poll.registry();
+        match self.agents.get_mut(id).and_then(|a| a.conn.as_mut()) {
+            Some(conn) => registry.register(
+                &mut conn.stream,
+                token(Source::Conn(slot_of(id))),
+                Interest::READABLE | Interest::WRITABLE,
+            ),
+            None => Ok(()),
+        }
+    }
+
+    /// Reads and answers every whole request the connection has, then flushes the replies.
+    fn service(&mut self, id: AgentId) {
+        let mut out = std::mem::take(&mut self.scratch);
+        while let Some(conn) = self.agents.get_mut(id).and_then(|a| a.conn.as_mut()) {
+            match conn.next_incoming() {
+                Incoming::Frame(header, payload) => {
+                    self.handle_frame(id, header, &payload, &mut out)
+                }
+                Incoming::Broken(error) => {
+                    self.broken_frame(id, &error, &mut out);
+                    break;
+                }
+                Incoming::Idle { eof: false } => break,
+                Incoming::Idle { eof: true } => {
+                    out.clear();
+                    self.scratch = out;
+                    self.close_conn(id);
+                    return;
+                }
+            }
+            if out.len() >= 64 << 10 {
+                self.send_bytes(id, &out);
+                out.clear();
+            }
+        }
+        self.send_bytes(id, &out);
+        out.clear();
+        self.scratch = out;
+    }
+
+    /// A frame that breaks framing: answer one error frame, then close only this connection.
+    fn broken_frame(&mut self, id: AgentId, error: &FrameError, out: &mut Vec<u8>) {
+        let reply = crate::protocol::ErrorReply {
+            code: crate::protocol::ErrorCode::BadFrame as u16,
+            message: error.to_string(),
+        };
+        crate::protocol::write_error(out, 0, 0, &reply);
+        if let Some(conn) = self.agents.get_mut(id).and_then(|a| a.conn.as_mut()) {
+            conn.closing = true;
+        }
+        self.record(
+            id,
+            "security",
+            "BAD_FRAME",
+            false,
+            serde_json::json!({ "error": error.to_string() }),
+        );
+    }
+
+    /// Queues bytes on an agent's connection and writes what the socket takes.
+    pub fn send_bytes(&mut self, id: AgentId, bytes: &[u8]) {
+        let Some(conn) = self.agents.get_mut(id).and_then(|a| a.conn.as_mut()) else {
+            return;
+        };
+        conn.queue(bytes);
+        match conn.flush() {
+            Err(_) => self.close_conn(id),
+            Ok(true) if conn.closing => self.close_conn(id),
+            Ok(_) => {}
+        }
+    }
+
+    /// Closes an agent's connection. An agent that connected from outside ends with it.
+    pub fn close_conn(&mut self, id: AgentId) {
+        let registry = self.poll.registry();
+        let Some(agent) = self.agents.get_mut(id) else {
+            return;
+        };
+        if let Some(mut conn) = agent.conn.take() {
+            let _ = registry.deregister(&mut conn.stream);
+        }
+        if agent.origin == Origin::Connected {
+            let admitted_name = agent.name.clone();
+            self.abandon_execs_of(id);
+            self.record(
+                id,
+                "lifecycle",
+                "DISCONNECTED",
+                true,
+                serde_json::json!({ "name": admitted_name }),
+            );
+            self.agents.remove(id);
+        }
+    }
+
+    /// Starts an agent for the host (`parent` None) or for another agent.
+    pub fn spawn_agent(
+        &mut self,
+        spec: Box<SpawnSpec>,
+        parent: Option<AgentId>,
+        policy: AgentPolicy,
+    ) -> Result<AgentId> {
+        if spec.argv.is_empty() {
+            return Err(RuntimeError::InvalidArgument(
+                "spawn needs a program to run".into(),
+            ));
+        }
+        let cwd = match &spec.cwd {
+            Some(dir) => dir.clone(),
+            None => std::env::current_dir()
+                .map_err(|e| RuntimeError::io("reading the working directory", e))?,
+        };
+        let restart = (spec.restart.policy != RestartPolicy::Never)
+            .then(|| RestartTracker::new(spec.restart.clone(), Backoff::default()));
+        let name = spec.name.clone();
+        let id = self
+            .agents
+            .insert_with(|_| new_agent(name, Origin::Spawned, 0, policy, parent, cwd));
+        if let Some(agent) = self.agents.get_mut(id) {
+            agent.restart = restart;
+            agent.spec = Some(spec);
+        }
+        match self.start_process(id) {
+            Ok(()) => Ok(id),
+            Err(e) => {
+                self.record(
+                    id,
+                    "lifecycle",
+                    "SPAWN_FAILED",
+                    false,
+                    serde_json::json!({ "error": e.to_string() }),
+                );
+                self.agents.remove(id);
+                Err(e)
+            }
+        }
+    }
+
+    /// Starts (or starts again) the process of a spawned agent from its stored spec.
+    fn start_process(&mut self, id: AgentId) -> Result<()> {
+        let home = self.config.home.clone();
+        let agent = self
+            .agents
+            .get_mut(id)
+            .ok_or_else(|| RuntimeError::NotFound(id.to_string()))?;
+        let spec = agent
+            .spec
+            .as_ref()
+            .ok_or_else(|| RuntimeError::InvalidArgument("agent has no spawn spec".into()))?;
+        let (process, stream) =
+            process::start_agent(id, &spec.argv, &agent.cwd, &home, &spec.env, &spec.stdio)?;
+        let pid = process.child.id();
+        agent.pid = pid;
+        agent.state = AgentState::Running;
+        agent.started = Instant::now();
+        agent.ended = None;
+        agent.exit = None;
+        agent.conn = Some(Conn::new(
+            mio::net::UnixStream::from_std(stream),
+            self.config.max_payload,
+            true,
+        ));
+        let pidfd = process.pidfd.as_raw_fd();
+        agent.process = Some(process);
+        let registered = self
+            .poll
+            .registry()
+            .register(
+                &mut SourceFd(&pidfd),
+                token(Source::AgentExit(slot_of(id))),
+                Interest::READABLE,
+            )
+            .and_then(|()| self.register_conn(id));
+        if let Err(e) = registered {
+            let _ = clove_sys::process::signal_group(pid, clove_sys::process::SIGKILL);
+            if let Some(mut p) = self.agents.get_mut(id).and_then(|a| a.process.take()) {
+                let _ = p.child.wait();
+            }
+            return Err(RuntimeError::io("registering the agent", e));
+        }
+        self.publish(id, EventKind::Spawned { pid });
+        self.record(
+            id,
+            "lifecycle",
+            "SPAWNED",
+            true,
+            serde_json::json!({ "pid": pid }),
+        );
+        Ok(())
+    }
+
+    fn check_agent_exit(&mut self, id: AgentId) {
+        let Some(process) = self.agents.get_mut(id).and_then(|a| a.process.as_mut()) else {
+            return;
+        };
+        let status = match process.child.try_wait() {
+            Ok(Some(status)) => status,
+            Ok(None) | Err(_) => return,
+        };
+        use std::os::unix::process::ExitStatusExt;
+        self.agent_ended(
+            id,
+            ExitInfo {
+                code: status.code(),
+                signal: status.signal(),
+            },
+        );
+    }
+
+    /// Everything that follows an agent's process ending: its group, connection and exec jobs are
+    /// cleaned up, waiters and the host are told, and the restart policy decides what is next.
+    fn agent_ended(&mut self, id: AgentId, exit: ExitInfo) {
+        let registry = self.poll.registry();
+        let Some(agent) = self.agents.get_mut(id) else {
+            return;
+        };
+        if let Some(process) = agent.process.take() {
+            let _ = registry.deregister(&mut SourceFd(&process.pidfd.as_raw_fd()));
+            // Whatever it left running in its group goes with it.
+            let _ =
+                clove_sys::process::signal_group(process.child.id(), clove_sys::process::SIGKILL);
+        }
+        agent.state = AgentState::Exited;
+        agent.exit = Some(exit);
+        agent.ended = Some(Instant::now());
+        for waiter in agent.waiters.drain(..) {
+            let _ = waiter.send(Ok(exit));
+        }
+        let failed = exit.code != Some(0);
+        let decision = match agent.restart.as_mut() {
+            Some(tracker) => tracker.on_exit(now_ms(), failed),
+            None => RestartDecision::Stop,
+        };
+        self.close_conn(id);
+        self.abandon_execs_of(id);
+        self.publish(id, EventKind::Exited(exit));
+        self.record(
+            id,
+            "lifecycle",
+            "EXITED",
+            !failed,
+            serde_json::json!({ "code": exit.code, "signal": exit.signal }),
+        );
+        match decision {
+            RestartDecision::Restart { delay_ms, attempt } => {
+                self.timers.insert((
+                    Instant::now() + Duration::from_millis(delay_ms),
+                    Timer::Restart(id),
+                ));
+                self.publish(id, EventKind::Restarting { attempt, delay_ms });
+                self.record(
+                    id,
+                    "lifecycle",
+                    "RESTARTING",
+                    true,
+                    serde_json::json!({ "attempt": attempt, "delay_ms": delay_ms }),
+                );
+            }
+            RestartDecision::Escalate => {
+                self.publish(id, EventKind::Escalated);
+                self.record(id, "lifecycle", "ESCALATED", false, serde_json::json!({}));
+                self.retire(id);
+            }
+            RestartDecision::Stop => self.retire(id),
+        }
+    }
+
+    /// An ended agent stays listed for a while; the oldest beyond the retention are forgotten.
+    fn retire(&mut self, id: AgentId) {
+        for old in self.agents.note_ended(id, self.config.exited_retention) {
+            self.agents.remove(old);
+        }
+    }
+
+    pub fn kill_agent(&mut self, id: AgentId) -> Result<()> {
+        let agent = self
+            .agents
+            .get_mut(id)
+            .ok_or_else(|| RuntimeError::NotFound(id.to_string()))?;
+        // A killed agent is not restarted.
+        agent.restart = None;
+        self.timers.retain(|(_, t)| *t != Timer::Restart(id));
+        match (&agent.process, agent.origin) {
+            (Some(process), _) => {
+                clove_sys::process::signal_group(process.child.id(), clove_sys::process::SIGKILL)
+                    .map_err(|e| RuntimeError::io(format!("killing agent {id}"), e))?;
+                // Resume a paused group so the kill is delivered promptly.
+                let _ = clove_sys::process::signal_group(
+                    process.child.id(),
+                    clove_sys::process::SIGCONT,
+                );
+            }
+            (None, Origin::Connected) => self.close_conn(id),
+            (None, Origin::Spawned) => {}
+        }
+        self.record(id, "lifecycle", "KILLED", true, serde_json::json!({}));
+        Ok(())
+    }
+
+    pub fn set_paused(&mut self, id: AgentId, paused: bool) -> Result<()> {
+        let agent = self
+            .agents
+            .get_mut(id)
+            .ok_or_else(|| RuntimeError::NotFound(id.to_string()))?;
+        let Some(process) = &agent.process else {
+            return Err(RuntimeError::Conflict(format!(
+                "agent {id} has no running process to pause or resume"
+            )));
+        };
+        let (signal, state, kind, event) = if paused {
+            (
+                clove_sys::process::SIGSTOP,
+                AgentState::Paused,
+                EventKind::Paused,
+                "PAUSED",
+            )
+        } else {
+            (
+                clove_sys::process::SIGCONT,
+                AgentState::Running,
+                EventKind::Resumed,
+                "RESUMED",
+            )
+        };
+        if agent.state == state {
+            return Ok(());
+        }
+        clove_sys::process::signal_group(process.child.id(), signal)
+            .map_err(|e| RuntimeError::io(format!("signalling agent {id}"), e))?;
+        agent.state = state;
+        self.publish(id, kind);
+        self.record(id, "lifecycle", event, true, serde_json::json!({}));
+        Ok(())
+    }
+
+    /// Kills the exec jobs an agent started; their results have nobody to go to.
+    fn abandon_execs_of(&mut self, id: AgentId) {
+        let keys: Vec<u64> = self
+            .execs
+            .iter()
+            .filter(|(_, j)| j.caller.agent == id)
+            .map(|(k, _)| k)
+            .collect();
+        for key in keys {
+            if let Some(job) = self.execs.get_mut(key) {
+                job.abandon();
+            }
+        }
+    }
+
+    fn fire_timers(&mut self) {
+        let now = Instant::now();
+        while let Some(&(at, timer)) = self.timers.first() {
+            if at > now {
+                return;
+            }
+            self.timers.pop_first();
+            match timer {
+                Timer::ExecDeadline(key) => {
+                    if let Some(job) = self.execs.get_mut(key) {
+                        job.time_out();
+                    }
+                }
+                Timer::Restart(id) => self.restart(id),
+            }
+        }
+    }
+
+    fn restart(&mut self, id: AgentId) {
+        let restartable = self
+            .agents
+            .get(id)
+            .is_some_and(|a| a.state == AgentState::Exited && a.restart.is_some());
+        if restartable && self.start_process(id).is_err() {
+            // Starting again failed (the program vanished): the agent stays ended.
+            self.retire(id);
+        }
+    }
+
+    fn check_exec_exit(&mut self, key: u64) {
+        let Some(job) = self.execs.get_mut(key) else {
+            return;
+        };
+        if !job.poll_exit() {
+            return;
+        }
+        let Some(job) = self.execs.remove(key) else {
+            return;
+        };
+        self.timers.retain(|(_, t)| *t != Timer::ExecDeadline(key));
+        let caller = job.caller;
+        let result = job.finish(self.poll.registry());
+        self.exec_done(caller, result);
+    }
+
+    /// Registers a started exec job and arms its deadline.
+    pub fn add_exec(&mut self, job: ExecJob) -> Result<()> {
+        let deadline = job.deadline;
+        let key = self.execs.insert_with(|_| job);
+        let slot = SlotMap::<()>::slot(key);
+        let registry = self.poll.registry();
+        let registered = match self.execs.get_mut(key) {
+            Some(job) => job.register(
+                registry,
+                token(Source::ExecExit(slot)),
+                token(Source::ExecOut(slot)),
+                token(Source::ExecErr(slot)),
+            ),
+            None => Ok(()),
+        };
+        if let Err(e) = registered {
+            if let Some(mut job) = self.execs.remove(key) {
+                job.abandon();
+                let _ = job.process.child.wait();
+            }
+            return Err(RuntimeError::io("registering the exec job", e));
+        }
+        self.timers.insert((deadline, Timer::ExecDeadline(key)));
+        Ok(())
+    }
+
+    pub fn publish(&mut self, id: AgentId, kind: EventKind) {
+        let agent_name = self
+            .agents
+            .get(id)
+            .map(|a| a.name.clone())
+            .unwrap_or_default();
+        self.events.publish(Event {
+            agent_id: id,
+            agent_name,
+            kind,
+            timestamp_ms: now_ms(),
+        });
+    }
+
+    /// Appends an audit entry about agent `id`.
+    pub fn record(
+        &mut self,
+        id: AgentId,
+        category: &str,
+        event: &str,
+        success: bool,
+        details: serde_json::Value,
+    ) {
+        let agent_name = self
+            .agents
+            .get(id)
+            .map(|a| a.name.clone())
+            .unwrap_or_default();
+        self.audit.record(AuditEntry {
+            id: 0,
+            timestamp_ms: now_ms(),
+            category: category.into(),
+            event: event.into(),
+            agent_id: id.0,
+            agent_name,
+            success,
+            details_json: details.to_string(),
+        });
+    }
+
+    /// Kills every agent and exec job and waits for them, so nothing outlives the runtime.
+    fn shutdown_all(&mut self) {
+        for (_, job) in self.execs.iter() {
+            let _ = clove_sys::process::signal_group(
+                job.process.child.id(),
+                clove_sys::process::SIGKILL,
+            );
+        }
+        for key in self.execs.iter().map(|(k, _)| k).collect::<Vec<_>>() {
+            if let Some(mut job) = self.execs.remove(key) {
+                let _ = job.process.child.wait();
+            }
+        }
+        for id in self.agents.ids() {
+            if let Some(mut agent) = self.agents.remove(id) {
+                if let Some(mut process) = agent.process.take() {
+                    let _ = clove_sys::process::signal_group(
+                        process.child.id(),
+                        clove_sys::process::SIGKILL,
+                    );
+                    let _ = clove_sys::process::signal_group(
+                        process.child.id(),
+                        clove_sys::process::SIGCONT,
+                    );
+                    let _ = process.child.wait();
+                }
+            }
+        }
+        if let Some(listener) = self.listener.take() {
+            listener.remove_socket_file();
+        }
+    }
+}
+
+fn new_agent(
+    name: String,
+    origin: Origin,
+    pid: u32,
+    policy: AgentPolicy,
+    parent: Option<AgentId>,
+    cwd: PathBuf,
+) -> Agent {
+    Agent {
+        name,
+        origin,
+        pid,
+        process: None,
+        conn: None,
+        policy,
+        parent,
+        state: AgentState::Running,
+        started: Instant::now(),
+        ended: None,
+        exit: None,
+        cwd,
+        waiters: Vec::new(),
+        async_results: Default::default(),
+        spec: None,
+        restart: None,
+    }
+}

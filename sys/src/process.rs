@@ -1,0 +1,97 @@
+//! Child processes: the setup that runs between fork and exec, pidfds and signals.
+
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::process::CommandExt;
+use std::process::Command;
+
+use crate::cvt;
+
+/// The descriptor number at which an agent finds its channel to the runtime (`CLOVE_FD`).
+pub const CHANNEL_FD: RawFd = 3;
+
+/// Prepares `cmd` to start an agent or an exec child: it gets its own process group (so a kill
+/// reaches everything it started), dies with SIGKILL when the runtime's thread that started it goes
+/// away, and, when `channel` is given, finds that socket at [`CHANNEL_FD`] without close-on-exec.
+/// `channel` must stay open until `cmd` has been spawned.
+pub fn prepare_child(cmd: &mut Command, channel: Option<RawFd>) {
+    cmd.process_group(0);
+    let parent = std::process::id() as libc::pid_t;
+    let setup = move || -> io::Result<()> {
+        // SAFETY: prctl with PR_SET_PDEATHSIG takes a signal number; no memory is passed.
+        cvt(unsafe {
+            libc::prctl(
+                libc::PR_SET_PDEATHSIG,
+                libc::SIGKILL as libc::c_ulong,
+                0,
+                0,
+                0,
+            )
+        })?;
+        // The parent may have died before the death signal was armed: then nobody reaps us.
+        // SAFETY: getppid has no preconditions.
+        if unsafe { libc::getppid() } != parent {
+            return Err(io::Error::other("parent exited during spawn"));
+        }
+        if let Some(fd) = channel {
+            if fd == CHANNEL_FD {
+                // dup2 onto itself keeps close-on-exec; clear it instead.
+                // SAFETY: fcntl on an fd the parent keeps open across the fork.
+                cvt(unsafe { libc::fcntl(fd, libc::F_SETFD, 0) })?;
+            } else {
+                // SAFETY: dup2 of an open fd onto CHANNEL_FD; the new fd has no close-on-exec.
+                cvt(unsafe { libc::dup2(fd, CHANNEL_FD) })?;
+            }
+        }
+        Ok(())
+    };
+    // SAFETY: the closure runs in the forked child before exec and calls only async-signal-safe
+    // functions (prctl, getppid, fcntl, dup2); it allocates nothing and takes no lock.
+    unsafe {
+        cmd.pre_exec(setup);
+    }
+}
+
+/// A pidfd for a child of this process, readable when it exits.
+pub fn pidfd_open(pid: u32) -> io::Result<OwnedFd> {
+    // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the kernel just returned this fd to us; nothing else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+/// Sends `signal` to a child through its pidfd, which cannot reach a recycled pid.
+pub fn pidfd_signal(pidfd: &OwnedFd, signal: i32) -> io::Result<()> {
+    // SAFETY: pidfd_send_signal with a valid pidfd, a signal number, no siginfo and no flags.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            pidfd.as_raw_fd(),
+            signal,
+            std::ptr::null::<libc::siginfo_t>(),
+            0,
+        )
+    };
+    if ret < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Sends `signal` to every process in process group `pgid`. ESRCH (the group is gone) is not an
+/// error: the goal, no process left in it, holds.
+pub fn signal_group(pgid: u32, signal: i32) -> io::Result<()> {
+    if pgid == 0 {
+        return Err(io::Error::from(io::ErrorKind::InvalidInput));
+    }
+    // SAFETY: kill with a negative pid signals a process group; no memory is passed.
+    match cvt(unsafe { libc::kill(-(pgid as libc::pid_t), signal) }) {
+        Err(e) if e.raw_os_error() == Some(libc::ESRCH) => Ok(()),
+        other => other.map(drop),
+    }
+}
+
+pub use libc::{SIGCONT, SIGKILL, SIGSTOP, SIGTERM};
