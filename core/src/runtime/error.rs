@@ -9,6 +9,8 @@ use crate::protocol::{ErrorCode, ErrorReply, Opcode};
 pub enum RuntimeError {
     #[error(transparent)]
     Denied(#[from] Denial),
+    #[error("not admitted: {0}")]
+    NotAdmitted(&'static str),
     #[error("agent {0} not found")]
     NotFound(String),
     #[error("invalid argument: {0}")]
@@ -46,7 +48,7 @@ impl RuntimeError {
             RuntimeError::Denied(Denial::Invalid(_) | Denial::CommandSyntax(_)) => {
                 ErrorCode::InvalidArgument
             }
-            RuntimeError::Denied(_) => ErrorCode::PermissionDenied,
+            RuntimeError::Denied(_) | RuntimeError::NotAdmitted(_) => ErrorCode::PermissionDenied,
             RuntimeError::NotFound(_) => ErrorCode::NotFound,
             RuntimeError::InvalidArgument(_) => ErrorCode::InvalidArgument,
             RuntimeError::BadPayload(_) => ErrorCode::BadPayload,
