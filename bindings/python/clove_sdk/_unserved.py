@@ -1,0 +1,215 @@
+"""The seed SDK's methods for services this runtime does not serve yet.
+
+Each keeps the seed's signature (calls are checked against it) and sends its opcode with an empty
+payload; the runtime answers ``unsupported``, returned as ``{"success": False, "error": ...,
+"code": "unsupported"}``.
+"""
+
+import functools
+import inspect
+from typing import Any, Callable, Dict, List, Optional
+
+from .codec import Opcode
+
+Result = Dict[str, Any]
+
+
+def _unserved(opcode: Opcode) -> Callable[[Callable[..., None]], Callable[..., Result]]:
+    """Turns a body-less seed method into one that sends ``opcode``."""
+    def wrap(signature: Callable[..., None]) -> Callable[..., Result]:
+        @functools.wraps(signature)
+        def method(self: Any, *args: Any, **kwargs: Any) -> Result:
+            signature(self, *args, **kwargs)  # a TypeError if the arguments do not fit
+            return self._unserved(opcode)
+        method.__signature__ = inspect.signature(signature).replace(  # type: ignore[attr-defined]
+            return_annotation=Result)
+        return method
+    return wrap
+
+
+class UnservedMethods:
+    """Mixed into :class:`~clove_sdk.CloveClient`, which provides ``_unserved(opcode)``."""
+
+    @_unserved(Opcode.THINK)
+    def think(self, prompt: str, image: Optional[bytes] = None,
+              image_mime_type: str = "image/jpeg", system_instruction: Optional[str] = None,
+              thinking_level: Optional[str] = None, temperature: Optional[float] = None,
+              model: Optional[str] = None, async_: bool = False,
+              request_id: Optional[int] = None) -> None:
+        """Asks the LLM."""
+
+    @_unserved(Opcode.HTTP)
+    def http(self, url: str, method: str = "GET", headers: Optional[Dict[str, str]] = None,
+             body: Optional[str] = None, timeout: int = 30, async_: bool = False,
+             request_id: Optional[int] = None) -> None:
+        """Makes an HTTP request."""
+
+    # -- IPC --
+
+    @_unserved(Opcode.REGISTER)
+    def register_name(self, name: str) -> None:
+        """Registers this agent's name for IPC."""
+
+    def register(self, name: str) -> Result:
+        """Alias of :meth:`register_name`."""
+        return self.register_name(name)
+
+    @_unserved(Opcode.SEND)
+    def send_message(self, message: Any, to: Optional[int] = None,
+                     to_name: Optional[str] = None) -> None:
+        """Sends a message to another agent."""
+
+    @_unserved(Opcode.RECV)
+    def recv_messages(self, max_messages: int = 10) -> None:
+        """Takes pending messages."""
+
+    @_unserved(Opcode.BROADCAST)
+    def broadcast(self, message: Any, include_self: bool = False) -> None:
+        """Sends a message to every registered agent."""
+
+    # -- state --
+
+    @_unserved(Opcode.STORE)
+    def store(self, key: str, value: Any, scope: str = "global",
+              ttl: Optional[int] = None) -> None:
+        """Stores a value."""
+
+    @_unserved(Opcode.FETCH)
+    def fetch(self, key: str) -> None:
+        """Fetches a value."""
+
+    @_unserved(Opcode.DELETE)
+    def delete_key(self, key: str) -> None:
+        """Deletes a key."""
+
+    @_unserved(Opcode.KEYS)
+    def list_keys(self, prefix: str = "") -> None:
+        """Lists keys."""
+
+    # -- events --
+
+    @_unserved(Opcode.SUBSCRIBE)
+    def subscribe(self, event_types: List[str]) -> None:
+        """Subscribes to event types."""
+
+    @_unserved(Opcode.UNSUBSCRIBE)
+    def unsubscribe(self, event_types: List[str]) -> None:
+        """Unsubscribes from event types."""
+
+    @_unserved(Opcode.POLL_EVENTS)
+    def poll_events(self, max_events: int = 10) -> None:
+        """Takes pending events."""
+
+    @_unserved(Opcode.EMIT)
+    def emit_event(self, event_type: str, data: Optional[Dict[str, Any]] = None) -> None:
+        """Emits a custom event."""
+
+    # -- worlds --
+
+    @_unserved(Opcode.WORLD_CREATE)
+    def world_create(self, name: str, config: Optional[Dict[str, Any]] = None) -> None:
+        """Creates a simulated world."""
+
+    @_unserved(Opcode.WORLD_DESTROY)
+    def world_destroy(self, world_id: str, force: bool = False) -> None:
+        """Destroys a world."""
+
+    @_unserved(Opcode.WORLD_LIST)
+    def world_list(self) -> None:
+        """Lists worlds."""
+
+    @_unserved(Opcode.WORLD_JOIN)
+    def world_join(self, world_id: str) -> None:
+        """Joins a world."""
+
+    @_unserved(Opcode.WORLD_LEAVE)
+    def world_leave(self) -> None:
+        """Leaves the current world."""
+
+    @_unserved(Opcode.WORLD_EVENT)
+    def world_event(self, world_id: str, event_type: str,
+                    params: Optional[Dict[str, Any]] = None) -> None:
+        """Injects an event into a world."""
+
+    @_unserved(Opcode.WORLD_STATE)
+    def world_state(self, world_id: str) -> None:
+        """A world's state."""
+
+    @_unserved(Opcode.WORLD_SNAPSHOT)
+    def world_snapshot(self, world_id: str) -> None:
+        """Snapshots a world."""
+
+    @_unserved(Opcode.WORLD_RESTORE)
+    def world_restore(self, snapshot: Dict[str, Any], new_world_id: Optional[str] = None) -> None:
+        """Restores a world from a snapshot."""
+
+    # -- tunnel --
+
+    @_unserved(Opcode.TUNNEL_CONNECT)
+    def tunnel_connect(self, relay_url: str, machine_id: Optional[str] = None,
+                       token: Optional[str] = None) -> None:
+        """Connects the runtime to a relay."""
+
+    @_unserved(Opcode.TUNNEL_DISCONNECT)
+    def tunnel_disconnect(self) -> None:
+        """Disconnects from the relay."""
+
+    @_unserved(Opcode.TUNNEL_STATUS)
+    def tunnel_status(self) -> None:
+        """The relay connection's status."""
+
+    @_unserved(Opcode.TUNNEL_LIST_REMOTES)
+    def tunnel_list_remotes(self) -> None:
+        """Remote agents connected through the relay."""
+
+    @_unserved(Opcode.TUNNEL_CONFIG)
+    def tunnel_config(self, relay_url: Optional[str] = None, machine_id: Optional[str] = None,
+                      token: Optional[str] = None,
+                      reconnect_interval: Optional[int] = None) -> None:
+        """Configures the relay connection."""
+
+    # -- metrics --
+
+    @_unserved(Opcode.METRICS_SYSTEM)
+    def get_system_metrics(self) -> None:
+        """Host CPU, memory, disk and network figures."""
+
+    @_unserved(Opcode.METRICS_AGENT)
+    def get_agent_metrics(self, agent_id: Optional[int] = None) -> None:
+        """One agent's figures (this one by default)."""
+
+    @_unserved(Opcode.METRICS_ALL_AGENTS)
+    def get_all_agent_metrics(self) -> None:
+        """Every agent's figures."""
+
+    @_unserved(Opcode.METRICS_CGROUP)
+    def get_cgroup_metrics(self, cgroup_path: Optional[str] = None) -> None:
+        """A cgroup's figures."""
+
+    # -- audit config, recording and replay --
+
+    @_unserved(Opcode.SET_AUDIT_CONFIG)
+    def set_audit_config(self, **kwargs: Any) -> None:
+        """Configures audit logging (``log_security=``, ``max_entries=``, ...)."""
+
+    @_unserved(Opcode.RECORD_START)
+    def start_recording(self, include_think: bool = False, include_http: bool = False,
+                        include_exec: bool = False, filter_agents: Optional[List[int]] = None,
+                        max_entries: int = 50000) -> None:
+        """Starts recording requests."""
+
+    @_unserved(Opcode.RECORD_STOP)
+    def stop_recording(self) -> None:
+        """Stops recording."""
+
+    @_unserved(Opcode.RECORD_STATUS)
+    def get_recording_status(self, export: bool = False) -> None:
+        """The recording's status, optionally with its data."""
+
+    @_unserved(Opcode.REPLAY_START)
+    def start_replay(self, recording_data: str) -> None:
+        """Replays a recording."""
+
+    @_unserved(Opcode.REPLAY_STATUS)
+    def get_replay_status(self) -> None:
+        """The replay's progress."""

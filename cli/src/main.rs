@@ -1,0 +1,169 @@
+//! `clove-run`: a thin host over Clove's runtime. `run` starts one agent and passes its exit code on,
+//! `kernel` serves agents on a Unix socket, `demo` runs the main job.
+
+mod demo;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+use clove_core::policy::Level;
+use clove_core::runtime::{ListenConfig, Runtime, RuntimeConfig, SpawnSpec};
+
+#[derive(Parser)]
+#[command(
+    name = "clove-run",
+    version,
+    about = "Run AI agents and untrusted code with operating-system guarantees"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run one agent, stream its output and exit with its exit code.
+    Run {
+        /// The agent's name.
+        #[arg(long, default_value = "agent")]
+        name: String,
+        /// Its permission level: unrestricted, standard, sandboxed, readonly, minimal.
+        #[arg(long, default_value = "standard", value_parser = parse_level)]
+        level: Level,
+        /// Kill it after this many seconds (exit code 124).
+        #[arg(long)]
+        timeout: Option<f64>,
+        /// KEY=VALUE to set, or KEY to pass on from this environment. Repeatable.
+        #[arg(long = "env", value_name = "KEY[=VALUE]")]
+        env: Vec<String>,
+        /// Its working directory.
+        #[arg(long)]
+        cwd: Option<PathBuf>,
+        /// The program and its arguments.
+        #[arg(required = true, last = true)]
+        command: Vec<String>,
+    },
+    /// Serve agents started elsewhere on a Unix socket until interrupted.
+    Kernel {
+        #[arg(long, default_value = "/tmp/clove.sock")]
+        socket: PathBuf,
+        /// The level (and ceiling) of agents that connect.
+        #[arg(long, default_value = "standard", value_parser = parse_level)]
+        max_level: Level,
+        /// Admit peers of other uids that present this token in HELLO.
+        #[arg(long)]
+        token: Option<String>,
+    },
+    /// Run the main job: several agents at different levels, and what the policy decided.
+    Demo,
+}
+
+fn parse_level(name: &str) -> Result<Level, String> {
+    Level::from_name(name).ok_or_else(|| {
+        format!("unknown level '{name}' (unrestricted, standard, sandboxed, readonly, minimal)")
+    })
+}
+
+fn main() -> ExitCode {
+    match Cli::parse().command {
+        Command::Run {
+            name,
+            level,
+            timeout,
+            env,
+            cwd,
+            command,
+        } => report(run(name, level, timeout, &env, cwd, command)),
+        Command::Kernel {
+            socket,
+            max_level,
+            token,
+        } => report(kernel(socket, max_level, token).map(|()| ExitCode::SUCCESS)),
+        Command::Demo => report(demo::run()),
+    }
+}
+
+fn report(result: Result<ExitCode>) -> ExitCode {
+    result.unwrap_or_else(|e| {
+        eprintln!("clove-run: {e:#}");
+        ExitCode::from(125)
+    })
+}
+
+fn env_pairs(items: &[String]) -> Result<Vec<(String, String)>> {
+    items
+        .iter()
+        .map(|item| match item.split_once('=') {
+            Some((k, v)) => Ok((k.to_string(), v.to_string())),
+            None => std::env::var(item)
+                .map(|v| (item.clone(), v))
+                .with_context(|| format!("--env {item}: not set here")),
+        })
+        .collect()
+}
+
+fn run(
+    name: String,
+    level: Level,
+    timeout: Option<f64>,
+    env: &[String],
+    cwd: Option<PathBuf>,
+    command: Vec<String>,
+) -> Result<ExitCode> {
+    let runtime = Runtime::start(RuntimeConfig::default())?;
+    let mut spec = SpawnSpec::new(name, command);
+    spec.level = level;
+    spec.env = env_pairs(env)?;
+    spec.cwd = cwd;
+    let id = runtime.spawn(spec)?;
+    let limit = match timeout {
+        Some(secs) if secs.is_finite() && secs > 0.0 => Some(Duration::from_secs_f64(secs)),
+        Some(secs) => bail!("--timeout {secs}: must be a positive number of seconds"),
+        None => None,
+    };
+    let exit = match runtime.wait(id, limit) {
+        Ok(exit) => exit,
+        Err(e) if e.code() == clove_core::protocol::ErrorCode::Timeout => {
+            runtime.kill(id)?;
+            runtime.wait(id, None)?;
+            eprintln!(
+                "clove-run: timed out after {}s",
+                timeout.unwrap_or_default()
+            );
+            return Ok(ExitCode::from(124));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    // As a shell reports it: the code, or 128 plus the signal.
+    let code = match (exit.code, exit.signal) {
+        (Some(code), _) => code,
+        (None, Some(signal)) => 128 + signal,
+        (None, None) => 125,
+    };
+    Ok(ExitCode::from(code.clamp(0, 255) as u8))
+}
+
+fn kernel(socket: PathBuf, max_level: Level, token: Option<String>) -> Result<()> {
+    let mut signals = signal_hook::iterator::Signals::new([
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGTERM,
+    ])
+    .context("installing signal handlers")?;
+    let runtime = Runtime::start(RuntimeConfig::default())?;
+    let mut listen = ListenConfig::new(&socket);
+    listen.max_level = max_level;
+    listen.token = token;
+    runtime.listen(listen)?;
+    eprintln!(
+        "clove kernel listening on {} (agents at level {})",
+        socket.display(),
+        max_level.name()
+    );
+    let signal = signals.forever().next();
+    eprintln!("clove kernel: signal {signal:?}, stopping");
+    runtime.shutdown();
+    Ok(())
+}

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Builds the static clove-run (glibc linked in with crt-static) and prints its path.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+target=x86_64-unknown-linux-gnu
+# --target keeps RUSTFLAGS off the build scripts and proc macros, which must stay dynamic.
+RUSTFLAGS="-C target-feature=+crt-static" cargo build -q --release -p clove-run --target "$target" >&2
+bin="target/$target/release/clove-run"
+if ldd "$bin" >/dev/null 2>&1; then
+  echo "build-static: $bin is dynamically linked" >&2
+  exit 1
+fi
+echo "$bin"

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Runs every test: lints, Rust unit and integration tests, the no_std probe, the Python SDK, the C ABI
+# under valgrind, and the end-to-end checks through the static clove-run.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh || exit 1
+
+passed=0
+failed=0
+failures=()
+suite() {
+  local name=$1
+  shift
+  echo "=== $name"
+  if "$@"; then
+    passed=$((passed + 1))
+  else
+    failed=$((failed + 1))
+    failures+=("$name")
+  fi
+}
+
+suite "cargo fmt" cargo fmt --all -- --check
+suite "cargo clippy" cargo clippy -q --workspace --all-targets -- -D warnings
+suite "no_std probe" cargo build -q -p clove-nostd-probe
+suite "rust tests" cargo test -q --workspace --exclude clove-nostd-probe
+suite "static clove-run" bash scripts/build-static.sh
+suite "python sdk" python3 -m pytest -q bindings/python/tests
+suite "c abi (valgrind)" bash tests/c/run.sh
+suite "demo" bash -c 'bin=$(bash scripts/build-static.sh) && "$bin" demo'
+
+echo
+if ((failed)); then
+  echo "failed suites: ${failures[*]}"
+fi
+echo "suites: $passed passed, $failed failed"
+((failed == 0))
