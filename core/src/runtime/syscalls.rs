@@ -358,7 +358,7 @@ impl Reactor {
         let spec = SpawnSpec {
             name: req.name.clone(),
             argv,
-            env: req.env.into_iter().map(|kv| (kv.key, kv.value)).collect(),
+            env: inherited_env(parent.spec.as_deref(), req.env),
             cwd: Some(cwd),
             level,
             permissions: None,
@@ -469,6 +469,16 @@ impl Reactor {
             entries: self.audit.query(&query),
         })
     }
+}
+
+/// A child agent gets the variables its parent was started with, then its own on top.
+fn inherited_env(parent: Option<&SpawnSpec>, own: Vec<KeyValue>) -> Vec<(String, String)> {
+    let mut env: Vec<(String, String)> = parent.map(|p| p.env.clone()).unwrap_or_default();
+    for kv in own {
+        env.retain(|(k, _)| *k != kv.key);
+        env.push((kv.key, kv.value));
+    }
+    env
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
