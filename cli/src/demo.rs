@@ -14,43 +14,16 @@ use clove_core::runtime::{AgentId, AgentStdio, EventKind, Runtime, RuntimeConfig
 
 /// The agent SDK and the demo agents, carried inside the binary so the demo runs from anywhere.
 const FILES: &[(&str, &str)] = &[
-    (
-        "sdk/clove_sdk/__init__.py",
-        include_str!("../../bindings/python/clove_sdk/__init__.py"),
-    ),
-    (
-        "sdk/clove_sdk/client.py",
-        include_str!("../../bindings/python/clove_sdk/client.py"),
-    ),
-    (
-        "sdk/clove_sdk/codec.py",
-        include_str!("../../bindings/python/clove_sdk/codec.py"),
-    ),
-    (
-        "sdk/clove_sdk/_unserved.py",
-        include_str!("../../bindings/python/clove_sdk/_unserved.py"),
-    ),
+    ("sdk/clove_sdk/__init__.py", include_str!("../../bindings/python/clove_sdk/__init__.py")),
+    ("sdk/clove_sdk/client.py", include_str!("../../bindings/python/clove_sdk/client.py")),
+    ("sdk/clove_sdk/codec.py", include_str!("../../bindings/python/clove_sdk/codec.py")),
+    ("sdk/clove_sdk/_unserved.py", include_str!("../../bindings/python/clove_sdk/_unserved.py")),
     ("agents/_demo.py", include_str!("../demo/_demo.py")),
-    (
-        "agents/echo_agent.py",
-        include_str!("../demo/echo_agent.py"),
-    ),
-    (
-        "agents/snoop_agent.py",
-        include_str!("../demo/snoop_agent.py"),
-    ),
-    (
-        "agents/scribe_agent.py",
-        include_str!("../demo/scribe_agent.py"),
-    ),
-    (
-        "agents/operator_agent.py",
-        include_str!("../demo/operator_agent.py"),
-    ),
-    (
-        "agents/crasher_agent.py",
-        include_str!("../demo/crasher_agent.py"),
-    ),
+    ("agents/echo_agent.py", include_str!("../demo/echo_agent.py")),
+    ("agents/snoop_agent.py", include_str!("../demo/snoop_agent.py")),
+    ("agents/scribe_agent.py", include_str!("../demo/scribe_agent.py")),
+    ("agents/operator_agent.py", include_str!("../demo/operator_agent.py")),
+    ("agents/crasher_agent.py", include_str!("../demo/crasher_agent.py")),
 ];
 
 struct DemoAgent {
@@ -90,32 +63,20 @@ fn agents() -> Vec<DemoAgent> {
             script: "scribe_agent.py",
             level: Level::Sandboxed,
             restart: never.clone(),
-            expect: &[
-                ("WRITE 1024", "allowed"),
-                ("READ it back", "allowed"),
-                ("WRITE /etc", "denied"),
-            ],
+            expect: &[("WRITE 1024", "allowed"), ("READ it back", "allowed"), ("WRITE /etc", "denied")],
         },
         DemoAgent {
             name: "operator",
             script: "operator_agent.py",
             level: Level::Unrestricted,
             restart: never,
-            expect: &[
-                ("EXEC", "allowed"),
-                ("SPAWN", "allowed"),
-                ("KILL", "allowed"),
-            ],
+            expect: &[("EXEC", "allowed"), ("SPAWN", "allowed"), ("KILL", "allowed")],
         },
         DemoAgent {
             name: "crasher",
             script: "crasher_agent.py",
             level: Level::Standard,
-            restart: RestartSpec {
-                policy: RestartPolicy::OnFailure,
-                max_restarts: 2,
-                window_s: 60,
-            },
+            restart: RestartSpec { policy: RestartPolicy::OnFailure, max_restarts: 2, window_s: 60 },
             expect: &[("divide by zero", "crash")],
         },
     ]
@@ -148,9 +109,7 @@ fn run_in(dir: &Path) -> Result<ExitCode> {
     std::fs::create_dir_all(&work)?;
     std::fs::create_dir_all(dir.join("logs"))?;
 
-    println!(
-        "Clove demo: one runtime inside this process, five Python agents at different levels.\n"
-    );
+    println!("Clove demo: one runtime inside this process, five Python agents at different levels.\n");
     let runtime = Runtime::start(RuntimeConfig::default())?;
     let plan = agents();
     let mut ids: BTreeMap<AgentId, &DemoAgent> = BTreeMap::new();
@@ -165,41 +124,27 @@ fn run_in(dir: &Path) -> Result<ExitCode> {
             ("PYTHONPATH".into(), dir.join("sdk").display().to_string()),
             ("CLOVE_DEMO_WORK".into(), work.display().to_string()),
         ];
-        let id = runtime
-            .spawn(spec)
-            .with_context(|| format!("starting agent {} (is python3 installed?)", agent.name))?;
+        let id =
+            runtime.spawn(spec).with_context(|| format!("starting agent {} (is python3 installed?)", agent.name))?;
         ids.insert(id, agent);
     }
 
     let lifecycle = follow_until_settled(&runtime, &ids)?;
     let mut rows = Vec::new();
     for agent in &plan {
-        rows.extend(read_reports(
-            &dir.join("logs").join(format!("{}.log", agent.name)),
-            agent,
-        ));
+        rows.extend(read_reports(&dir.join("logs").join(format!("{}.log", agent.name)), agent));
     }
     print_table(&rows);
 
     println!("\nLifecycle, as the host saw it through events:");
     for (id, agent) in &ids {
-        println!(
-            "  {:<9} {}",
-            agent.name,
-            lifecycle.get(id).map(String::as_str).unwrap_or("-")
-        );
+        println!("  {:<9} {}", agent.name, lifecycle.get(id).map(String::as_str).unwrap_or("-"));
     }
-    let denials = runtime.audit_log(AuditQuery {
-        category: Some("security".into()),
-        limit: 1000,
-        ..Default::default()
-    })?;
+    let denials =
+        runtime.audit_log(AuditQuery { category: Some("security".into()), limit: 1000, ..Default::default() })?;
     println!("\nAudit log: {} denials recorded, e.g.", denials.len());
     for entry in denials.iter().take(3) {
-        println!(
-            "  #{:<3} {:<9} {:<9} {}",
-            entry.id, entry.agent_name, entry.event, entry.details_json
-        );
+        println!("  #{:<3} {:<9} {:<9} {}", entry.id, entry.agent_name, entry.event, entry.details_json);
     }
 
     let failures = check(&plan, &rows);
@@ -215,23 +160,17 @@ fn run_in(dir: &Path) -> Result<ExitCode> {
 }
 
 /// Collects lifecycle events until every agent has ended for good (the crasher escalates).
-fn follow_until_settled(
-    runtime: &Runtime,
-    ids: &BTreeMap<AgentId, &DemoAgent>,
-) -> Result<BTreeMap<AgentId, String>> {
+fn follow_until_settled(runtime: &Runtime, ids: &BTreeMap<AgentId, &DemoAgent>) -> Result<BTreeMap<AgentId, String>> {
     let mut story: BTreeMap<AgentId, Vec<String>> = BTreeMap::new();
     let mut settled: BTreeMap<AgentId, bool> = ids.keys().map(|id| (*id, false)).collect();
     let deadline = Instant::now() + Duration::from_secs(60);
     while settled.values().any(|done| !done) {
-        let left = deadline
-            .checked_duration_since(Instant::now())
-            .context("the demo agents did not finish within 60 s")?;
+        let left =
+            deadline.checked_duration_since(Instant::now()).context("the demo agents did not finish within 60 s")?;
         let Some(event) = runtime.next_event(Some(left)) else {
             continue;
         };
-        let restarts = ids
-            .get(&event.agent_id)
-            .is_some_and(|a| a.restart.policy != RestartPolicy::Never);
+        let restarts = ids.get(&event.agent_id).is_some_and(|a| a.restart.policy != RestartPolicy::Never);
         let line = match &event.kind {
             EventKind::Spawned { pid } => format!("spawned (pid {pid})"),
             EventKind::Exited(exit) => match (exit.code, exit.signal) {
@@ -256,10 +195,7 @@ fn follow_until_settled(
         }
         story.entry(event.agent_id).or_default().push(line);
     }
-    Ok(story
-        .into_iter()
-        .map(|(id, lines)| (id, lines.join(" -> ")))
-        .collect())
+    Ok(story.into_iter().map(|(id, lines)| (id, lines.join(" -> "))).collect())
 }
 
 fn read_reports(log: &Path, agent: &DemoAgent) -> Vec<Row> {
@@ -293,11 +229,7 @@ fn read_reports(log: &Path, agent: &DemoAgent) -> Vec<Row> {
 
 fn print_table(rows: &[Row]) {
     let width = |f: fn(&Row) -> &str, title: &str| {
-        rows.iter()
-            .map(|r| f(r).chars().count())
-            .max()
-            .unwrap_or(0)
-            .max(title.len())
+        rows.iter().map(|r| f(r).chars().count()).max().unwrap_or(0).max(title.len())
     };
     let (wa, wl, wx, wd) = (
         width(|r| &r.agent, "AGENT"),
@@ -305,22 +237,12 @@ fn print_table(rows: &[Row]) {
         width(|r| &r.action, "ACTION"),
         width(|r| &r.decision, "DECISION"),
     );
-    println!(
-        "{:<wa$}  {:<wl$}  {:<wx$}  {:<wd$}  DETAIL",
-        "AGENT", "LEVEL", "ACTION", "DECISION"
-    );
+    println!("{:<wa$}  {:<wl$}  {:<wx$}  {:<wd$}  DETAIL", "AGENT", "LEVEL", "ACTION", "DECISION");
     println!("{}", "-".repeat(wa + wl + wx + wd + 16));
     for r in rows {
-        let decision = if r.decision == "denied" {
-            "DENIED"
-        } else {
-            r.decision.as_str()
-        };
+        let decision = if r.decision == "denied" { "DENIED" } else { r.decision.as_str() };
         let detail: String = r.detail.chars().take(90).collect();
-        println!(
-            "{:<wa$}  {:<wl$}  {:<wx$}  {:<wd$}  {detail}",
-            r.agent, r.level, r.action, decision
-        );
+        println!("{:<wa$}  {:<wl$}  {:<wx$}  {:<wd$}  {detail}", r.agent, r.level, r.action, decision);
     }
 }
 
@@ -329,9 +251,7 @@ fn check(plan: &[DemoAgent], rows: &[Row]) -> Vec<String> {
     let mut failures = Vec::new();
     for agent in plan {
         for (prefix, decision) in agent.expect {
-            let found = rows
-                .iter()
-                .find(|r| r.agent == agent.name && r.action.starts_with(prefix));
+            let found = rows.iter().find(|r| r.agent == agent.name && r.action.starts_with(prefix));
             match found {
                 Some(row) if row.decision == *decision => {}
                 Some(row) => failures.push(format!(

@@ -13,11 +13,7 @@ use clove_core::policy::Level;
 use clove_core::runtime::{ListenConfig, Runtime, RuntimeConfig, SpawnSpec};
 
 #[derive(Parser)]
-#[command(
-    name = "clove-run",
-    version,
-    about = "Run AI agents and untrusted code with operating-system guarantees"
-)]
+#[command(name = "clove-run", version, about = "Run AI agents and untrusted code with operating-system guarantees")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -62,26 +58,18 @@ enum Command {
 }
 
 fn parse_level(name: &str) -> Result<Level, String> {
-    Level::from_name(name).ok_or_else(|| {
-        format!("unknown level '{name}' (unrestricted, standard, sandboxed, readonly, minimal)")
-    })
+    Level::from_name(name)
+        .ok_or_else(|| format!("unknown level '{name}' (unrestricted, standard, sandboxed, readonly, minimal)"))
 }
 
 fn main() -> ExitCode {
     match Cli::parse().command {
-        Command::Run {
-            name,
-            level,
-            timeout,
-            env,
-            cwd,
-            command,
-        } => report(run(name, level, timeout, &env, cwd, command)),
-        Command::Kernel {
-            socket,
-            max_level,
-            token,
-        } => report(kernel(socket, max_level, token).map(|()| ExitCode::SUCCESS)),
+        Command::Run { name, level, timeout, env, cwd, command } => {
+            report(run(name, level, timeout, &env, cwd, command))
+        }
+        Command::Kernel { socket, max_level, token } => {
+            report(kernel(socket, max_level, token).map(|()| ExitCode::SUCCESS))
+        }
         Command::Demo => report(demo::run()),
     }
 }
@@ -98,9 +86,9 @@ fn env_pairs(items: &[String]) -> Result<Vec<(String, String)>> {
         .iter()
         .map(|item| match item.split_once('=') {
             Some((k, v)) => Ok((k.to_string(), v.to_string())),
-            None => std::env::var(item)
-                .map(|v| (item.clone(), v))
-                .with_context(|| format!("--env {item}: not set here")),
+            None => {
+                std::env::var(item).map(|v| (item.clone(), v)).with_context(|| format!("--env {item}: not set here"))
+            }
         })
         .collect()
 }
@@ -129,10 +117,7 @@ fn run(
         Err(e) if e.code() == clove_core::protocol::ErrorCode::Timeout => {
             runtime.kill(id)?;
             runtime.wait(id, None)?;
-            eprintln!(
-                "clove-run: timed out after {}s",
-                timeout.unwrap_or_default()
-            );
+            eprintln!("clove-run: timed out after {}s", timeout.unwrap_or_default());
             return Ok(ExitCode::from(124));
         }
         Err(e) => return Err(e.into()),
@@ -147,21 +132,14 @@ fn run(
 }
 
 fn kernel(socket: PathBuf, max_level: Level, token: Option<String>) -> Result<()> {
-    let mut signals = signal_hook::iterator::Signals::new([
-        signal_hook::consts::SIGINT,
-        signal_hook::consts::SIGTERM,
-    ])
-    .context("installing signal handlers")?;
+    let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM])
+        .context("installing signal handlers")?;
     let runtime = Runtime::start(RuntimeConfig::default())?;
     let mut listen = ListenConfig::new(&socket);
     listen.max_level = max_level;
     listen.token = token;
     runtime.listen(listen)?;
-    eprintln!(
-        "clove kernel listening on {} (agents at level {})",
-        socket.display(),
-        max_level.name()
-    );
+    eprintln!("clove kernel listening on {} (agents at level {})", socket.display(), max_level.name());
     let signal = signals.forever().next();
     eprintln!("clove kernel: signal {signal:?}, stopping");
     runtime.shutdown();

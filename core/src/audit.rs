@@ -35,11 +35,7 @@ pub struct AuditLog {
 
 impl AuditLog {
     pub fn new(capacity: usize) -> Self {
-        AuditLog {
-            entries: VecDeque::new(),
-            capacity: capacity.max(1),
-            next_id: 1,
-        }
+        AuditLog { entries: VecDeque::new(), capacity: capacity.max(1), next_id: 1 }
     }
 
     /// Appends an entry, dropping the oldest when full; returns the entry as recorded.
@@ -66,10 +62,7 @@ impl AuditLog {
                 && q.since_id.is_none_or(|s| e.id > s)
         });
         let all: Vec<&AuditEntry> = matching.collect();
-        all[all.len().saturating_sub(limit)..]
-            .iter()
-            .map(|e| (*e).clone())
-            .collect()
+        all[all.len().saturating_sub(limit)..].iter().map(|e| (*e).clone()).collect()
     }
 }
 
@@ -94,31 +87,16 @@ mod tests {
     #[test]
     fn filters_and_keeps_the_newest() {
         let mut log = AuditLog::new(3);
-        for (c, a) in [
-            ("security", 1),
-            ("lifecycle", 2),
-            ("security", 2),
-            ("security", 1),
-        ] {
+        for (c, a) in [("security", 1), ("lifecycle", 2), ("security", 2), ("security", 1)] {
             log.record(entry(c, a));
         }
         let all = log.query(&AuditQuery::default());
         assert_eq!(all.iter().map(|e| e.id).collect::<Vec<_>>(), [2, 3, 4]);
-        let sec = log.query(&AuditQuery {
-            category: Some("security".to_string()),
-            ..Default::default()
-        });
+        let sec = log.query(&AuditQuery { category: Some("security".to_string()), ..Default::default() });
         assert_eq!(sec.iter().map(|e| e.id).collect::<Vec<_>>(), [3, 4]);
-        let by_agent = log.query(&AuditQuery {
-            agent_id: Some(2),
-            since_id: Some(2),
-            ..Default::default()
-        });
+        let by_agent = log.query(&AuditQuery { agent_id: Some(2), since_id: Some(2), ..Default::default() });
         assert_eq!(by_agent.iter().map(|e| e.id).collect::<Vec<_>>(), [3]);
-        let last = log.query(&AuditQuery {
-            limit: 1,
-            ..Default::default()
-        });
+        let last = log.query(&AuditQuery { limit: 1, ..Default::default() });
         assert_eq!(last[0].id, 4);
     }
 }

@@ -12,10 +12,7 @@ pub struct Backoff {
 
 impl Default for Backoff {
     fn default() -> Self {
-        Backoff {
-            initial_ms: 1_000,
-            max_ms: 60_000,
-        }
+        Backoff { initial_ms: 1_000, max_ms: 60_000 }
     }
 }
 
@@ -42,13 +39,7 @@ pub struct RestartTracker {
 
 impl RestartTracker {
     pub fn new(spec: RestartSpec, backoff: Backoff) -> Self {
-        RestartTracker {
-            spec,
-            backoff,
-            restarts_in_window: 0,
-            window_start_ms: None,
-            escalated: false,
-        }
+        RestartTracker { spec, backoff, restarts_in_window: 0, window_start_ms: None, escalated: false }
     }
 
     /// Decides what follows an exit at `now_ms`; `failed` is a non-zero code or a signal.
@@ -74,16 +65,9 @@ impl RestartTracker {
             return RestartDecision::Escalate;
         }
         let doublings = self.restarts_in_window.min(63);
-        let delay_ms = self
-            .backoff
-            .initial_ms
-            .saturating_mul(1u64 << doublings)
-            .min(self.backoff.max_ms);
+        let delay_ms = self.backoff.initial_ms.saturating_mul(1u64 << doublings).min(self.backoff.max_ms);
         self.restarts_in_window += 1;
-        RestartDecision::Restart {
-            delay_ms,
-            attempt: self.restarts_in_window,
-        }
+        RestartDecision::Restart { delay_ms, attempt: self.restarts_in_window }
     }
 }
 
@@ -92,14 +76,7 @@ mod tests {
     use super::*;
 
     fn tracker(policy: RestartPolicy, max_restarts: u32) -> RestartTracker {
-        RestartTracker::new(
-            RestartSpec {
-                policy,
-                max_restarts,
-                window_s: 300,
-            },
-            Backoff::default(),
-        )
+        RestartTracker::new(RestartSpec { policy, max_restarts, window_s: 300 }, Backoff::default())
     }
 
     #[test]
@@ -123,32 +100,16 @@ mod tests {
 
     #[test]
     fn policies_decide_which_exits_restart() {
-        assert_eq!(
-            tracker(RestartPolicy::OnFailure, 5).on_exit(0, false),
-            RestartDecision::Stop
-        );
-        assert_eq!(
-            tracker(RestartPolicy::Never, 5).on_exit(0, true),
-            RestartDecision::Stop
-        );
-        assert!(matches!(
-            tracker(RestartPolicy::Always, 5).on_exit(0, false),
-            RestartDecision::Restart { .. }
-        ));
+        assert_eq!(tracker(RestartPolicy::OnFailure, 5).on_exit(0, false), RestartDecision::Stop);
+        assert_eq!(tracker(RestartPolicy::Never, 5).on_exit(0, true), RestartDecision::Stop);
+        assert!(matches!(tracker(RestartPolicy::Always, 5).on_exit(0, false), RestartDecision::Restart { .. }));
     }
 
     #[test]
     fn delay_is_capped_and_window_resets_the_budget() {
         let mut t = RestartTracker::new(
-            RestartSpec {
-                policy: RestartPolicy::Always,
-                max_restarts: 100,
-                window_s: 1_000,
-            },
-            Backoff {
-                initial_ms: 1_000,
-                max_ms: 5_000,
-            },
+            RestartSpec { policy: RestartPolicy::Always, max_restarts: 100, window_s: 1_000 },
+            Backoff { initial_ms: 1_000, max_ms: 5_000 },
         );
         let delays: alloc::vec::Vec<u64> = (0..5)
             .map(|i| match t.on_exit(i, true) {
@@ -158,12 +119,6 @@ mod tests {
             .collect();
         assert_eq!(delays, [1_000, 2_000, 4_000, 5_000, 5_000]);
         // After the window has passed, the count and the delay start over.
-        assert_eq!(
-            t.on_exit(2_000_000, true),
-            RestartDecision::Restart {
-                delay_ms: 1_000,
-                attempt: 1
-            }
-        );
+        assert_eq!(t.on_exit(2_000_000, true), RestartDecision::Restart { delay_ms: 1_000, attempt: 1 });
     }
 }

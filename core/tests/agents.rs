@@ -24,13 +24,7 @@ fn exit_codes_signals_and_events() {
     let rt = Runtime::start(RuntimeConfig::default()).unwrap();
     let id = rt.spawn(quiet("exiter", &["sh", "-c", "exit 42"])).unwrap();
     let exit = rt.wait(id, Some(Duration::from_secs(10))).unwrap();
-    assert_eq!(
-        exit,
-        ExitInfo {
-            code: Some(42),
-            signal: None
-        }
-    );
+    assert_eq!(exit, ExitInfo { code: Some(42), signal: None });
     let mut kinds = Vec::new();
     while let Some(event) = rt.next_event(Some(Duration::from_millis(200))) {
         assert_eq!(event.agent_id, id);
@@ -40,93 +34,46 @@ fn exit_codes_signals_and_events() {
     assert_eq!(kinds[1], EventKind::Exited(exit));
 
     let sleeper = rt.spawn(quiet("sleeper", &["sleep", "30"])).unwrap();
-    let info = rt
-        .list()
-        .unwrap()
-        .into_iter()
-        .find(|a| a.id == sleeper.0)
-        .unwrap();
-    assert_eq!(
-        (info.name.as_str(), info.state, info.level),
-        ("sleeper", AgentState::Running, Some(Level::Standard))
-    );
-    assert!(
-        matches!(rt.wait(sleeper, Some(Duration::from_millis(100))), Err(e) if e.code() == ErrorCode::Timeout)
-    );
+    let info = rt.list().unwrap().into_iter().find(|a| a.id == sleeper.0).unwrap();
+    assert_eq!((info.name.as_str(), info.state, info.level), ("sleeper", AgentState::Running, Some(Level::Standard)));
+    assert!(matches!(rt.wait(sleeper, Some(Duration::from_millis(100))), Err(e) if e.code() == ErrorCode::Timeout));
 
     rt.pause(sleeper).unwrap();
     let state = || {
-        std::fs::read_to_string(format!("/proc/{}/stat", info.pid))
-            .unwrap()
-            .split(") ")
-            .nth(1)
-            .unwrap()
-            .chars()
-            .next()
+        std::fs::read_to_string(format!("/proc/{}/stat", info.pid)).unwrap().split(") ").nth(1).unwrap().chars().next()
     };
-    assert!(
-        eventually(Duration::from_secs(5), || state() == Some('T')),
-        "not stopped: {:?}",
-        state()
-    );
+    assert!(eventually(Duration::from_secs(5), || state() == Some('T')), "not stopped: {:?}", state());
     rt.resume(sleeper).unwrap();
     rt.kill(sleeper).unwrap();
-    assert_eq!(
-        rt.wait(sleeper, Some(Duration::from_secs(10)))
-            .unwrap()
-            .signal,
-        Some(9)
-    );
+    assert_eq!(rt.wait(sleeper, Some(Duration::from_secs(10))).unwrap().signal, Some(9));
     // Killing an agent that already ended succeeds: the goal holds.
     rt.kill(sleeper).unwrap();
 }
 
 #[test]
 fn a_stale_id_is_not_found_and_never_another_agent() {
-    let config = RuntimeConfig {
-        exited_retention: 0,
-        ..RuntimeConfig::default()
-    };
+    let config = RuntimeConfig { exited_retention: 0, ..RuntimeConfig::default() };
     let rt = Runtime::start(config).unwrap();
     // With no retention an ended agent is forgotten at once.
     let first = rt.spawn(quiet("first", &["true"])).unwrap();
-    assert!(eventually(Duration::from_secs(5), || rt
-        .list()
-        .unwrap()
-        .is_empty()));
+    assert!(eventually(Duration::from_secs(5), || rt.list().unwrap().is_empty()));
     // The slot is reused by the next agent; the old id still finds nothing.
     let second = rt.spawn(quiet("second", &["sleep", "30"])).unwrap();
     assert_eq!(second.0 & 0xFFFF_FFFF, first.0 & 0xFFFF_FFFF);
-    for result in [
-        rt.kill(first),
-        rt.pause(first),
-        rt.wait(first, None).map(drop),
-    ] {
+    for result in [rt.kill(first), rt.pause(first), rt.wait(first, None).map(drop)] {
         assert_eq!(result.unwrap_err().code(), ErrorCode::NotFound);
     }
-    assert_eq!(
-        rt.kill(AgentId(0xDEAD_0000_0000)).unwrap_err().code(),
-        ErrorCode::NotFound
-    );
-    assert!(rt
-        .list()
-        .unwrap()
-        .iter()
-        .any(|a| a.id == second.0 && a.state == AgentState::Running));
+    assert_eq!(rt.kill(AgentId(0xDEAD_0000_0000)).unwrap_err().code(), ErrorCode::NotFound);
+    assert!(rt.list().unwrap().iter().any(|a| a.id == second.0 && a.state == AgentState::Running));
 }
 
 #[test]
 fn spawn_failures_are_clear() {
     let rt = Runtime::start(RuntimeConfig::default()).unwrap();
-    let err = rt
-        .spawn(quiet("ghost", &["/nonexistent/program"]))
-        .unwrap_err();
+    let err = rt.spawn(quiet("ghost", &["/nonexistent/program"])).unwrap_err();
     assert_eq!(err.code(), ErrorCode::NotFound, "{err}");
     assert!(err.to_string().contains("/nonexistent/program"), "{err}");
-    assert_eq!(
-        rt.spawn(quiet("empty", &[])).unwrap_err().code(),
-        ErrorCode::InvalidArgument
-    );
+    assert_eq!(rt.spawn(quiet("empty", &[])).unwrap_err().code(), ErrorCode::InvalidArgument);
     assert!(rt.list().unwrap().is_empty());
 }
 
@@ -146,10 +93,7 @@ fn exec_timeout_kills_the_whole_group_in_time() {
     assert_eq!(err.code, ErrorCode::Timeout as u16, "{}", err.message);
     assert!(took < Duration::from_secs(2), "took {took:?}");
     assert!(
-        eventually(Duration::from_secs(2), || pids_running(&[
-            "sleep", "5.4321"
-        ])
-        .is_empty()),
+        eventually(Duration::from_secs(2), || pids_running(&["sleep", "5.4321"]).is_empty()),
         "sleep survived the timeout"
     );
 }
@@ -165,11 +109,7 @@ fn exec_output_exit_codes_stdin_and_caps() {
     };
     let reply: ExecReply = c.call(Opcode::EXEC, &req).unwrap();
     assert_eq!(
-        (
-            reply.exit_code,
-            reply.stdout.as_slice(),
-            reply.stderr.as_slice()
-        ),
+        (reply.exit_code, reply.stdout.as_slice(), reply.stderr.as_slice()),
         (Some(3), &b"in\n"[..], &b"err\n"[..])
     );
     assert!(!reply.truncated);
@@ -180,30 +120,15 @@ fn exec_output_exit_codes_stdin_and_caps() {
         ..Default::default()
     };
     let reply: ExecReply = c.call(Opcode::EXEC, &req).unwrap();
-    assert_eq!(
-        (reply.stdout.len(), reply.truncated, reply.exit_code),
-        (1000, true, Some(0))
-    );
+    assert_eq!((reply.stdout.len(), reply.truncated, reply.exit_code), (1000, true, Some(0)));
 
     // No shell unless the policy allows it, and then only through /bin/sh -c, never by concatenation.
     let reply: ExecReply = c
-        .call(
-            Opcode::EXEC,
-            &ExecRequest {
-                command: Some("echo 'a;b' | tr ';' '-'".into()),
-                ..Default::default()
-            },
-        )
+        .call(Opcode::EXEC, &ExecRequest { command: Some("echo 'a;b' | tr ';' '-'".into()), ..Default::default() })
         .unwrap();
     assert_eq!(reply.stdout, b"a-b\n");
     let err = c
-        .call::<_, ExecReply>(
-            Opcode::EXEC,
-            &ExecRequest {
-                argv: argv(&["/nonexistent"]),
-                ..Default::default()
-            },
-        )
+        .call::<_, ExecReply>(Opcode::EXEC, &ExecRequest { argv: argv(&["/nonexistent"]), ..Default::default() })
         .unwrap_err();
     assert_eq!(err.code, ErrorCode::NotFound as u16, "{}", err.message);
 }
@@ -215,34 +140,20 @@ fn async_exec_is_delivered_once() {
     let accepted: Accepted = c
         .call(
             Opcode::EXEC,
-            &ExecRequest {
-                command: Some("echo async-ok".into()),
-                run_async: true,
-                ..Default::default()
-            },
+            &ExecRequest { command: Some("echo async-ok".into()), run_async: true, ..Default::default() },
         )
         .unwrap();
     let mut results = Vec::new();
     assert!(eventually(Duration::from_secs(5), || {
-        let reply: AsyncPollReply = c
-            .call(Opcode::ASYNC_POLL, &AsyncPollRequest { max: 10 })
-            .unwrap();
+        let reply: AsyncPollReply = c.call(Opcode::ASYNC_POLL, &AsyncPollRequest { max: 10 }).unwrap();
         results.extend(reply.results);
         !results.is_empty()
     }));
     assert_eq!(results.len(), 1);
-    assert_eq!(
-        (results[0].request_id, results[0].opcode),
-        (accepted.request_id, Opcode::EXEC as u8)
-    );
+    assert_eq!((results[0].request_id, results[0].opcode), (accepted.request_id, Opcode::EXEC as u8));
     let exec: ExecReply = decode(&results[0].payload).unwrap();
-    assert_eq!(
-        (exec.stdout.as_slice(), exec.exit_code),
-        (&b"async-ok\n"[..], Some(0))
-    );
-    let again: AsyncPollReply = c
-        .call(Opcode::ASYNC_POLL, &AsyncPollRequest { max: 10 })
-        .unwrap();
+    assert_eq!((exec.stdout.as_slice(), exec.exit_code), (&b"async-ok\n"[..], Some(0)));
+    let again: AsyncPollReply = c.call(Opcode::ASYNC_POLL, &AsyncPollRequest { max: 10 }).unwrap();
     assert!(again.results.is_empty());
 }
 
@@ -251,69 +162,28 @@ fn standard_level_denials_are_audited() {
     let fx = Fixture::new("standard", Level::Standard);
     let mut c = fx.connect();
     let err = c
-        .call::<_, ReadReply>(
-            Opcode::READ,
-            &ReadRequest {
-                path: "/etc/shadow".into(),
-                ..Default::default()
-            },
-        )
+        .call::<_, ReadReply>(Opcode::READ, &ReadRequest { path: "/etc/shadow".into(), ..Default::default() })
         .unwrap_err();
     assert_eq!(err.code, ErrorCode::PermissionDenied as u16);
     assert!(err.message.contains("/etc/shadow"), "{}", err.message);
     let err = c
-        .call::<_, ReadReply>(
-            Opcode::READ,
-            &ReadRequest {
-                path: "/tmp/../etc/shadow".into(),
-                ..Default::default()
-            },
-        )
+        .call::<_, ReadReply>(Opcode::READ, &ReadRequest { path: "/tmp/../etc/shadow".into(), ..Default::default() })
         .unwrap_err();
     assert_eq!(err.code, ErrorCode::PermissionDenied as u16);
     let err = c
-        .call::<_, ExecReply>(
-            Opcode::EXEC,
-            &ExecRequest {
-                command: Some("echo hi".into()),
-                ..Default::default()
-            },
-        )
+        .call::<_, ExecReply>(Opcode::EXEC, &ExecRequest { command: Some("echo hi".into()), ..Default::default() })
         .unwrap_err();
     assert_eq!(err.code, ErrorCode::PermissionDenied as u16);
 
     let path = fx.dir.join("note.txt").display().to_string();
-    let wrote: WriteReply = c
-        .call(
-            Opcode::WRITE,
-            &WriteRequest {
-                path: path.clone(),
-                content: vec![0, 1, 255],
-                append: false,
-            },
-        )
-        .unwrap();
+    let wrote: WriteReply =
+        c.call(Opcode::WRITE, &WriteRequest { path: path.clone(), content: vec![0, 1, 255], append: false }).unwrap();
     assert_eq!(wrote.bytes_written, 3);
-    let read: ReadReply = c
-        .call(
-            Opcode::READ,
-            &ReadRequest {
-                path,
-                ..Default::default()
-            },
-        )
-        .unwrap();
+    let read: ReadReply = c.call(Opcode::READ, &ReadRequest { path, ..Default::default() }).unwrap();
     assert_eq!(read.content, [0, 1, 255]);
 
-    let log: AuditLogReply = c
-        .call(
-            Opcode::GET_AUDIT_LOG,
-            &AuditQuery {
-                category: Some("security".into()),
-                ..Default::default()
-            },
-        )
-        .unwrap();
+    let log: AuditLogReply =
+        c.call(Opcode::GET_AUDIT_LOG, &AuditQuery { category: Some("security".into()), ..Default::default() }).unwrap();
     let events: Vec<&str> = log.entries.iter().map(|e| e.event.as_str()).collect();
     assert_eq!(events, ["READ", "READ", "EXEC"]);
     assert!(log.entries.iter().all(|e| !e.success));
@@ -326,111 +196,47 @@ fn no_self_escalation_and_no_control_without_rights() {
     let err = c
         .call::<_, PermsReply>(
             Opcode::SET_PERMS,
-            &SetPermsRequest {
-                level: Some(Level::Unrestricted),
-                ..Default::default()
-            },
+            &SetPermsRequest { level: Some(Level::Unrestricted), ..Default::default() },
         )
         .unwrap_err();
-    assert_eq!(
-        err.code,
-        ErrorCode::PermissionDenied as u16,
-        "{}",
-        err.message
-    );
+    assert_eq!(err.code, ErrorCode::PermissionDenied as u16, "{}", err.message);
     let err = c
         .call::<_, PermsReply>(
             Opcode::SET_PERMS,
-            &SetPermsRequest {
-                permissions_json: Some(r#"{"exec":["ls"]}"#.into()),
-                ..Default::default()
-            },
+            &SetPermsRequest { permissions_json: Some(r#"{"exec":["ls"]}"#.into()), ..Default::default() },
         )
         .unwrap_err();
-    assert_eq!(
-        err.code,
-        ErrorCode::PermissionDenied as u16,
-        "{}",
-        err.message
-    );
+    assert_eq!(err.code, ErrorCode::PermissionDenied as u16, "{}", err.message);
 
     // Lower, then raise again up to the ceiling.
-    let lowered: PermsReply = c
-        .call(
-            Opcode::SET_PERMS,
-            &SetPermsRequest {
-                level: Some(Level::Minimal),
-                ..Default::default()
-            },
-        )
-        .unwrap();
-    assert_eq!(
-        (lowered.level, lowered.ceiling),
-        (Some(Level::Minimal), Some(Level::Standard))
-    );
+    let lowered: PermsReply =
+        c.call(Opcode::SET_PERMS, &SetPermsRequest { level: Some(Level::Minimal), ..Default::default() }).unwrap();
+    assert_eq!((lowered.level, lowered.ceiling), (Some(Level::Minimal), Some(Level::Standard)));
     assert!(c
-        .call::<_, ReadReply>(
-            Opcode::READ,
-            &ReadRequest {
-                path: "/etc/hostname".into(),
-                ..Default::default()
-            }
-        )
+        .call::<_, ReadReply>(Opcode::READ, &ReadRequest { path: "/etc/hostname".into(), ..Default::default() })
         .is_err());
-    let raised: PermsReply = c
-        .call(
-            Opcode::SET_PERMS,
-            &SetPermsRequest {
-                level: Some(Level::Standard),
-                ..Default::default()
-            },
-        )
-        .unwrap();
+    let raised: PermsReply =
+        c.call(Opcode::SET_PERMS, &SetPermsRequest { level: Some(Level::Standard), ..Default::default() }).unwrap();
     assert_eq!(raised.level, Some(Level::Standard));
 
     // Another agent, not its descendant: no kill, no pause, no permission change.
     let victim = fx.runtime.spawn(quiet("victim", &["sleep", "30"])).unwrap();
     for op in [Opcode::KILL, Opcode::PAUSE, Opcode::RESUME] {
-        let err = c
-            .call::<_, ControlReply>(
-                op,
-                &ControlRequest {
-                    target: Target::Id(victim.0),
-                },
-            )
-            .unwrap_err();
-        assert_eq!(
-            err.code,
-            ErrorCode::PermissionDenied as u16,
-            "{}",
-            err.message
-        );
+        let err = c.call::<_, ControlReply>(op, &ControlRequest { target: Target::Id(victim.0) }).unwrap_err();
+        assert_eq!(err.code, ErrorCode::PermissionDenied as u16, "{}", err.message);
     }
     let err = c
         .call::<_, PermsReply>(
             Opcode::SET_PERMS,
-            &SetPermsRequest {
-                agent_id: Some(victim.0),
-                level: Some(Level::Minimal),
-                ..Default::default()
-            },
+            &SetPermsRequest { agent_id: Some(victim.0), level: Some(Level::Minimal), ..Default::default() },
         )
         .unwrap_err();
     assert_eq!(err.code, ErrorCode::PermissionDenied as u16);
-    assert!(fx
-        .runtime
-        .list()
-        .unwrap()
-        .iter()
-        .any(|a| a.id == victim.0 && a.state == AgentState::Running));
+    assert!(fx.runtime.list().unwrap().iter().any(|a| a.id == victim.0 && a.state == AgentState::Running));
     let err = c
         .call::<_, SpawnReply>(
             Opcode::SPAWN,
-            &SpawnRequest {
-                name: "x".into(),
-                argv: argv(&["true"]),
-                ..Default::default()
-            },
+            &SpawnRequest { name: "x".into(), argv: argv(&["true"]), ..Default::default() },
         )
         .unwrap_err();
     assert_eq!(err.code, ErrorCode::PermissionDenied as u16);
@@ -450,10 +256,7 @@ fn a_parent_spawns_controls_and_grants_its_children() {
     let kid: SpawnReply = c.call(Opcode::SPAWN, &req).unwrap();
     let list: ListReply = c.call(Opcode::LIST, &()).unwrap();
     let info = list.agents.iter().find(|a| a.id == kid.id).unwrap();
-    assert_eq!(
-        (info.parent, info.level, info.pid),
-        (Some(me.agent_id), Some(Level::Sandboxed), kid.pid)
-    );
+    assert_eq!((info.parent, info.level, info.pid), (Some(me.agent_id), Some(Level::Sandboxed), kid.pid));
 
     // The same id works for every later call: one id space.
     let custom = r#"{"exec":["python3"],"filesystem":{"write":["/tmp/*"]}}"#;
@@ -472,44 +275,13 @@ fn a_parent_spawns_controls_and_grants_its_children() {
     assert_eq!(perms["can_exec"], true);
     assert_eq!(perms["exec"], serde_json::json!(["python3"]));
 
-    let paused: ControlReply = c
-        .call(
-            Opcode::PAUSE,
-            &ControlRequest {
-                target: Target::Name("kid".into()),
-            },
-        )
-        .unwrap();
+    let paused: ControlReply = c.call(Opcode::PAUSE, &ControlRequest { target: Target::Name("kid".into()) }).unwrap();
     assert_eq!(paused.agent_id, kid.id);
-    c.call::<_, ControlReply>(
-        Opcode::RESUME,
-        &ControlRequest {
-            target: Target::Id(kid.id),
-        },
-    )
-    .unwrap();
-    c.call::<_, ControlReply>(
-        Opcode::KILL,
-        &ControlRequest {
-            target: Target::Id(kid.id),
-        },
-    )
-    .unwrap();
-    assert_eq!(
-        fx.runtime
-            .wait(AgentId(kid.id), Some(Duration::from_secs(10)))
-            .unwrap()
-            .signal,
-        Some(9)
-    );
-    let err = c
-        .call::<_, ControlReply>(
-            Opcode::KILL,
-            &ControlRequest {
-                target: Target::Name("nobody".into()),
-            },
-        )
-        .unwrap_err();
+    c.call::<_, ControlReply>(Opcode::RESUME, &ControlRequest { target: Target::Id(kid.id) }).unwrap();
+    c.call::<_, ControlReply>(Opcode::KILL, &ControlRequest { target: Target::Id(kid.id) }).unwrap();
+    assert_eq!(fx.runtime.wait(AgentId(kid.id), Some(Duration::from_secs(10))).unwrap().signal, Some(9));
+    let err =
+        c.call::<_, ControlReply>(Opcode::KILL, &ControlRequest { target: Target::Name("nobody".into()) }).unwrap_err();
     assert_eq!(err.code, ErrorCode::NotFound as u16);
 }
 
@@ -526,23 +298,12 @@ fn a_spawned_agent_talks_over_its_inherited_channel() {
         Opcode::NOOP as u8,
         0,
         9,
-        &encode(&Echo {
-            data: b"hi".to_vec(),
-        }),
+        &encode(&Echo { data: b"hi".to_vec() }),
     );
     let hex: String = frame.iter().map(|b| format!("\\x{b:02x}")).collect();
-    let script = format!(
-        "printf '{hex}' >&3; head -c {} <&3 > {}",
-        frame.len(),
-        out.display()
-    );
-    let id = rt
-        .spawn(quiet("shell-agent", &["bash", "-c", &script]))
-        .unwrap();
-    assert_eq!(
-        rt.wait(id, Some(Duration::from_secs(10))).unwrap().code,
-        Some(0)
-    );
+    let script = format!("printf '{hex}' >&3; head -c {} <&3 > {}", frame.len(), out.display());
+    let id = rt.spawn(quiet("shell-agent", &["bash", "-c", &script])).unwrap();
+    assert_eq!(rt.wait(id, Some(Duration::from_secs(10))).unwrap().code, Some(0));
     let reply = std::fs::read(&out).unwrap();
     assert_eq!(&reply[16..], &frame[16..], "the NOOP payload comes back");
     assert_eq!(reply[6], 1, "flagged as a reply");

@@ -11,15 +11,7 @@ use common::{Client, Fixture};
 
 fn noop_frame(request_id: u32, data: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
-    write_frame(
-        &mut out,
-        Opcode::NOOP as u8,
-        0,
-        request_id,
-        &protocol::encode(&Echo {
-            data: data.to_vec(),
-        }),
-    );
+    write_frame(&mut out, Opcode::NOOP as u8, 0, request_id, &protocol::encode(&Echo { data: data.to_vec() }));
     out
 }
 
@@ -176,45 +168,24 @@ fn uid_not_allowed_needs_the_token() {
     listen.token = Some("letmein".into());
     runtime.listen(listen).unwrap();
     use std::os::unix::fs::PermissionsExt;
-    assert_eq!(
-        std::fs::metadata(&socket).unwrap().permissions().mode() & 0o777,
-        0o600
-    );
+    assert_eq!(std::fs::metadata(&socket).unwrap().permissions().mode() & 0o777, 0o600);
 
     let mut stranger = Client::connect(&socket);
-    let err = stranger
-        .call::<_, Echo>(Opcode::NOOP, &Echo::default())
-        .unwrap_err();
-    assert_eq!(
-        err.code,
-        ErrorCode::PermissionDenied as u16,
-        "{}",
-        err.message
-    );
+    let err = stranger.call::<_, Echo>(Opcode::NOOP, &Echo::default()).unwrap_err();
+    assert_eq!(err.code, ErrorCode::PermissionDenied as u16, "{}", err.message);
     assert!(stranger.is_closed());
 
     let mut wrong = Client::connect(&socket);
-    let hello = protocol::Hello {
-        client: "t".into(),
-        token: Some("nope".into()),
-    };
+    let hello = protocol::Hello { client: "t".into(), token: Some("nope".into()) };
     assert!(wrong.call::<_, HelloReply>(Opcode::HELLO, &hello).is_err());
     assert!(wrong.is_closed());
 
     let mut friend = Client::connect(&socket);
-    let hello = protocol::Hello {
-        client: "t".into(),
-        token: Some("letmein".into()),
-    };
+    let hello = protocol::Hello { client: "t".into(), token: Some("letmein".into()) };
     friend.call::<_, HelloReply>(Opcode::HELLO, &hello).unwrap();
     assert_eq!(friend.noop(b"in"), b"in");
-    let read: Result<protocol::ReadReply, _> = friend.call(
-        Opcode::READ,
-        &ReadRequest {
-            path: "/etc/shadow".into(),
-            ..Default::default()
-        },
-    );
+    let read: Result<protocol::ReadReply, _> =
+        friend.call(Opcode::READ, &ReadRequest { path: "/etc/shadow".into(), ..Default::default() });
     assert_eq!(read.unwrap_err().code, ErrorCode::PermissionDenied as u16);
     drop(runtime);
     assert!(!socket.exists(), "the socket file is removed at shutdown");

@@ -19,8 +19,7 @@ pub enum FileKind {
 }
 
 fn c_name(name: &str) -> io::Result<CString> {
-    CString::new(name)
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains a NUL byte"))
+    CString::new(name).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains a NUL byte"))
 }
 
 fn kind_of(fd: BorrowedFd<'_>) -> io::Result<FileKind> {
@@ -36,22 +35,10 @@ fn kind_of(fd: BorrowedFd<'_>) -> io::Result<FileKind> {
     })
 }
 
-fn openat(
-    dir: BorrowedFd<'_>,
-    name: &str,
-    flags: libc::c_int,
-    mode: libc::mode_t,
-) -> io::Result<OwnedFd> {
+fn openat(dir: BorrowedFd<'_>, name: &str, flags: libc::c_int, mode: libc::mode_t) -> io::Result<OwnedFd> {
     let name = c_name(name)?;
     // SAFETY: `dir` is open for the call and `name` is a NUL-terminated string that outlives it.
-    let fd = cvt(unsafe {
-        libc::openat(
-            dir.as_raw_fd(),
-            name.as_ptr(),
-            flags | libc::O_CLOEXEC,
-            mode,
-        )
-    })?;
+    let fd = cvt(unsafe { libc::openat(dir.as_raw_fd(), name.as_ptr(), flags | libc::O_CLOEXEC, mode) })?;
     // SAFETY: the kernel just returned this fd; nothing else owns it.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
@@ -60,12 +47,7 @@ fn openat(
 pub fn open_root() -> io::Result<OwnedFd> {
     let root = c_name("/")?;
     // SAFETY: `root` is NUL-terminated and outlives the call.
-    let fd = cvt(unsafe {
-        libc::open(
-            root.as_ptr(),
-            libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
-        )
-    })?;
+    let fd = cvt(unsafe { libc::open(root.as_ptr(), libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC) })?;
     // SAFETY: the kernel just returned this fd; nothing else owns it.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
@@ -86,14 +68,7 @@ pub fn read_link(link: BorrowedFd<'_>) -> io::Result<OsString> {
     let empty = c_name("")?;
     // SAFETY: `link` is an O_PATH fd of a symlink, which readlinkat accepts with an empty path; `buf`
     // is valid for `buf.len()` bytes of writes.
-    let n = unsafe {
-        libc::readlinkat(
-            link.as_raw_fd(),
-            empty.as_ptr(),
-            buf.as_mut_ptr().cast(),
-            buf.len(),
-        )
-    };
+    let n = unsafe { libc::readlinkat(link.as_raw_fd(), empty.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
     if n < 0 {
         return Err(io::Error::last_os_error());
     }
@@ -119,20 +94,12 @@ pub fn open_file(dir: BorrowedFd<'_>, name: &str, mode: OpenMode) -> io::Result<
         OpenMode::Write { append: false } => libc::O_WRONLY | libc::O_CREAT,
         OpenMode::Write { append: true } => libc::O_WRONLY | libc::O_CREAT | libc::O_APPEND,
     };
-    let fd = openat(
-        dir,
-        name,
-        flags | libc::O_NOFOLLOW | libc::O_NONBLOCK,
-        0o644,
-    )?;
+    let fd = openat(dir, name, flags | libc::O_NOFOLLOW | libc::O_NONBLOCK, 0o644)?;
     let file = File::from(fd);
     {
         use std::os::fd::AsFd;
         if kind_of(file.as_fd())? != FileKind::Regular {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "not a regular file",
-            ));
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "not a regular file"));
         }
     }
     if mode == (OpenMode::Write { append: false }) {

@@ -26,11 +26,7 @@ pub struct PeerCredentials {
 
 /// `SO_PEERCRED` of a connected Unix socket.
 pub fn peer_credentials(socket: &impl AsFd) -> io::Result<PeerCredentials> {
-    let mut cred = libc::ucred {
-        pid: 0,
-        uid: 0,
-        gid: 0,
-    };
+    let mut cred = libc::ucred { pid: 0, uid: 0, gid: 0 };
     let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
     // SAFETY: the fd is borrowed and open for the call; `cred` and `len` are valid for writes and
     // `len` holds the size of `cred`, so the kernel writes at most that many bytes.
@@ -43,11 +39,7 @@ pub fn peer_credentials(socket: &impl AsFd) -> io::Result<PeerCredentials> {
             &mut len,
         )
     })?;
-    Ok(PeerCredentials {
-        pid: cred.pid as u32,
-        uid: cred.uid,
-        gid: cred.gid,
-    })
+    Ok(PeerCredentials { pid: cred.pid as u32, uid: cred.uid, gid: cred.gid })
 }
 
 /// The real uid of this process.

@@ -19,15 +19,7 @@ pub fn prepare_child(cmd: &mut Command, channel: Option<RawFd>) {
     let parent = std::process::id() as libc::pid_t;
     let setup = move || -> io::Result<()> {
         // SAFETY: prctl with PR_SET_PDEATHSIG takes a signal number; no memory is passed.
-        cvt(unsafe {
-            libc::prctl(
-                libc::PR_SET_PDEATHSIG,
-                libc::SIGKILL as libc::c_ulong,
-                0,
-                0,
-                0,
-            )
-        })?;
+        cvt(unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0) })?;
         // The parent may have died before the death signal was armed: then nobody reaps us.
         // SAFETY: getppid has no preconditions.
         if unsafe { libc::getppid() } != parent {
@@ -67,13 +59,7 @@ pub fn pidfd_open(pid: u32) -> io::Result<OwnedFd> {
 pub fn pidfd_signal(pidfd: &OwnedFd, signal: i32) -> io::Result<()> {
     // SAFETY: pidfd_send_signal with a valid pidfd, a signal number, no siginfo and no flags.
     let ret = unsafe {
-        libc::syscall(
-            libc::SYS_pidfd_send_signal,
-            pidfd.as_raw_fd(),
-            signal,
-            std::ptr::null::<libc::siginfo_t>(),
-            0,
-        )
+        libc::syscall(libc::SYS_pidfd_send_signal, pidfd.as_raw_fd(), signal, std::ptr::null::<libc::siginfo_t>(), 0)
     };
     if ret < 0 {
         return Err(io::Error::last_os_error());

@@ -15,9 +15,7 @@ pub enum SplitError {
 }
 
 /// Characters that mean something different to a shell than to a program's argv.
-const SHELL_SPECIAL: &[char] = &[
-    '|', '&', ';', '<', '>', '(', ')', '$', '`', '*', '?', '[', '~', '\n', '#',
-];
+const SHELL_SPECIAL: &[char] = &['|', '&', ';', '<', '>', '(', ')', '$', '`', '*', '?', '[', '~', '\n', '#'];
 
 /// Splits a command line into words the way a POSIX shell would for simple commands: whitespace
 /// separates words, single quotes are literal, double quotes allow `\"` `\\` `\$` and `` \` ``, a
@@ -95,10 +93,7 @@ pub fn join_words(argv: &[String]) -> String {
         if i > 0 {
             line.push(' ');
         }
-        let plain = !word.is_empty()
-            && word
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c));
+        let plain = !word.is_empty() && word.chars().all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c));
         if plain {
             line.push_str(word);
         } else {
@@ -132,9 +127,7 @@ pub fn command_allowed(allow: &[String], argv: &[String]) -> bool {
 
 /// The first deny-list entry found in the command line, if any (substring match, as the seed).
 pub fn command_blocked<'a>(deny: &'a [String], line: &str) -> Option<&'a str> {
-    deny.iter()
-        .map(String::as_str)
-        .find(|entry| !entry.is_empty() && line.contains(entry))
+    deny.iter().map(String::as_str).find(|entry| !entry.is_empty() && line.contains(entry))
 }
 
 #[cfg(test)]
@@ -149,18 +142,9 @@ mod tests {
 
     #[test]
     fn splits_like_a_shell() {
-        assert_eq!(
-            split_words("echo hi  there").unwrap(),
-            words(&["echo", "hi", "there"])
-        );
-        assert_eq!(
-            split_words("echo 'a b' \"c d\"").unwrap(),
-            words(&["echo", "a b", "c d"])
-        );
-        assert_eq!(
-            split_words(r#"echo "q\"x" a\ b"#).unwrap(),
-            words(&["echo", "q\"x", "a b"])
-        );
+        assert_eq!(split_words("echo hi  there").unwrap(), words(&["echo", "hi", "there"]));
+        assert_eq!(split_words("echo 'a b' \"c d\"").unwrap(), words(&["echo", "a b", "c d"]));
+        assert_eq!(split_words(r#"echo "q\"x" a\ b"#).unwrap(), words(&["echo", "q\"x", "a b"]));
         assert_eq!(split_words("printf ''").unwrap(), words(&["printf", ""]));
     }
 
@@ -168,37 +152,19 @@ mod tests {
     fn refuses_shell_syntax() {
         assert_eq!(split_words("ls | sh"), Err(SplitError::ShellSyntax('|')));
         assert_eq!(split_words("echo $HOME"), Err(SplitError::ShellSyntax('$')));
-        assert_eq!(
-            split_words("echo \"$(id)\""),
-            Err(SplitError::ShellSyntax('$'))
-        );
-        assert_eq!(
-            split_words("cat a; rm b"),
-            Err(SplitError::ShellSyntax(';'))
-        );
+        assert_eq!(split_words("echo \"$(id)\""), Err(SplitError::ShellSyntax('$')));
+        assert_eq!(split_words("cat a; rm b"), Err(SplitError::ShellSyntax(';')));
         assert_eq!(split_words("ls *.txt"), Err(SplitError::ShellSyntax('*')));
-        assert_eq!(
-            split_words("echo 'open"),
-            Err(SplitError::UnterminatedQuote)
-        );
+        assert_eq!(split_words("echo 'open"), Err(SplitError::UnterminatedQuote));
         assert_eq!(split_words("   "), Err(SplitError::Empty));
         // Quoted, the same characters are plain text.
-        assert_eq!(
-            split_words("echo 'a|b;$c'").unwrap(),
-            words(&["echo", "a|b;$c"])
-        );
+        assert_eq!(split_words("echo 'a|b;$c'").unwrap(), words(&["echo", "a|b;$c"]));
     }
 
     #[test]
     fn join_quotes_what_needs_it() {
-        assert_eq!(
-            join_words(&words(&["echo", "a b", "it's"])),
-            "echo 'a b' 'it'\\''s'"
-        );
-        assert_eq!(
-            split_words(&join_words(&words(&["x", "a b", "it's"]))).unwrap(),
-            words(&["x", "a b", "it's"])
-        );
+        assert_eq!(join_words(&words(&["echo", "a b", "it's"])), "echo 'a b' 'it'\\''s'");
+        assert_eq!(split_words(&join_words(&words(&["x", "a b", "it's"]))).unwrap(), words(&["x", "a b", "it's"]));
     }
 
     #[test]

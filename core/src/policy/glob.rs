@@ -18,8 +18,7 @@ fn match_components(pattern: &[&str], path: &[&str]) -> bool {
         Some((&"**", rest)) => (0..=path.len()).any(|skip| match_components(rest, &path[skip..])),
         Some((first, rest)) => match path.split_first() {
             Some((name, path_rest)) => {
-                match_component(first.as_bytes(), name.as_bytes())
-                    && match_components(rest, path_rest)
+                match_component(first.as_bytes(), name.as_bytes()) && match_components(rest, path_rest)
             }
             None => false,
         },

@@ -115,11 +115,7 @@ impl AgentPolicy {
                 }
             }
             (None, false) => (argv.to_vec(), join_words(argv), argv.to_vec()),
-            _ => {
-                return Err(Denial::Invalid(String::from(
-                    "exec takes either argv or a command line",
-                )))
-            }
+            _ => return Err(Denial::Invalid(String::from("exec takes either argv or a command line"))),
         };
         self.check_command(&display, &checked_argv)?;
         Ok(ExecPlan { argv, display })
@@ -146,11 +142,7 @@ impl AgentPolicy {
     }
 
     /// The caller sets its own current permissions: allowed anywhere up to its ceiling.
-    pub fn set_own(
-        &mut self,
-        level: Option<Level>,
-        permissions: Permissions,
-    ) -> Result<(), Denial> {
+    pub fn set_own(&mut self, level: Option<Level>, permissions: Permissions) -> Result<(), Denial> {
         permissions.within(&self.ceiling)?;
         self.level = level;
         self.current = permissions;
@@ -159,19 +151,10 @@ impl AgentPolicy {
 
     /// A parent grants a child `permissions`, which must lie within what the parent holds now. The
     /// grant becomes the child's ceiling and current set.
-    pub fn grant(
-        &self,
-        level: Option<Level>,
-        permissions: Permissions,
-    ) -> Result<AgentPolicy, Denial> {
+    pub fn grant(&self, level: Option<Level>, permissions: Permissions) -> Result<AgentPolicy, Denial> {
         permissions.within(&self.current)?;
         permissions.within(&self.ceiling)?;
-        Ok(AgentPolicy {
-            level,
-            current: permissions.clone(),
-            ceiling_level: level,
-            ceiling: permissions,
-        })
+        Ok(AgentPolicy { level, current: permissions.clone(), ceiling_level: level, ceiling: permissions })
     }
 }
 

@@ -65,13 +65,8 @@ const DEFAULT_BLOCKED_COMMANDS: &[&str] = &[
 const DEFAULT_MAX_EXEC_MS: u64 = 30_000;
 
 impl Level {
-    pub const ALL: [Level; 5] = [
-        Level::Unrestricted,
-        Level::Standard,
-        Level::Sandboxed,
-        Level::Readonly,
-        Level::Minimal,
-    ];
+    pub const ALL: [Level; 5] =
+        [Level::Unrestricted, Level::Standard, Level::Sandboxed, Level::Readonly, Level::Minimal];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -84,17 +79,12 @@ impl Level {
     }
 
     pub fn from_name(name: &str) -> Option<Level> {
-        Level::ALL
-            .into_iter()
-            .find(|l| l.name().eq_ignore_ascii_case(name))
+        Level::ALL.into_iter().find(|l| l.name().eq_ignore_ascii_case(name))
     }
 
     /// The permissions this level stands for. `home` replaces a leading `~` in path globs.
     pub fn permissions(self, home: &str) -> Permissions {
-        let blocked: Vec<String> = DEFAULT_BLOCKED_PATHS
-            .iter()
-            .map(|p| expand_home(p, home))
-            .collect();
+        let blocked: Vec<String> = DEFAULT_BLOCKED_PATHS.iter().map(|p| expand_home(p, home)).collect();
         let blocked_commands = strings(DEFAULT_BLOCKED_COMMANDS);
         let everywhere = strings(&["/**"]);
         let base = Permissions {
@@ -111,11 +101,7 @@ impl Level {
                 can_spawn: true,
                 can_http: true,
                 allow_shell: true,
-                filesystem: FsRules {
-                    read: everywhere.clone(),
-                    write: everywhere,
-                    blocked: Vec::new(),
-                },
+                filesystem: FsRules { read: everywhere.clone(), write: everywhere, blocked: Vec::new() },
                 exec: strings(&["*"]),
                 blocked_commands: Vec::new(),
                 network: strings(&["*"]),
@@ -125,39 +111,21 @@ impl Level {
             Level::Standard => Permissions {
                 can_read: true,
                 can_write: true,
-                filesystem: FsRules {
-                    read: everywhere.clone(),
-                    write: everywhere,
-                    blocked,
-                },
+                filesystem: FsRules { read: everywhere.clone(), write: everywhere, blocked },
                 ..base
             },
             Level::Sandboxed => Permissions {
                 can_read: true,
                 can_write: true,
-                filesystem: FsRules {
-                    read: strings(&["/tmp/**", "/home/**"]),
-                    write: strings(&["/tmp/**"]),
-                    blocked,
-                },
+                filesystem: FsRules { read: strings(&["/tmp/**", "/home/**"]), write: strings(&["/tmp/**"]), blocked },
                 ..base
             },
             Level::Readonly => Permissions {
                 can_read: true,
-                filesystem: FsRules {
-                    read: everywhere,
-                    write: Vec::new(),
-                    blocked,
-                },
+                filesystem: FsRules { read: everywhere, write: Vec::new(), blocked },
                 ..base
             },
-            Level::Minimal => Permissions {
-                filesystem: FsRules {
-                    blocked,
-                    ..FsRules::default()
-                },
-                ..base
-            },
+            Level::Minimal => Permissions { filesystem: FsRules { blocked, ..FsRules::default() }, ..base },
         }
     }
 }
@@ -231,12 +199,7 @@ impl Permissions {
         if !is_normal_path(path) {
             return Err(Denial::PathNotNormal(path.to_string()));
         }
-        if self
-            .filesystem
-            .blocked
-            .iter()
-            .any(|g| glob_matches(g, path))
-        {
+        if self.filesystem.blocked.iter().any(|g| glob_matches(g, path)) {
             return Err(Denial::PathBlocked(path.to_string()));
         }
         if globs.iter().any(|g| glob_matches(g, path)) {
@@ -249,12 +212,9 @@ impl Permissions {
     /// Applies the seed's custom-permissions JSON on top of these permissions: keys present replace
     /// their value (objects merge), `exec` implies `can_exec` and `network` implies `can_http`.
     pub fn patched(&self, patch_json: &str) -> Result<Permissions, Denial> {
-        let patch: serde_json::Value =
-            serde_json::from_str(patch_json).map_err(|e| Denial::Invalid(e.to_string()))?;
+        let patch: serde_json::Value = serde_json::from_str(patch_json).map_err(|e| Denial::Invalid(e.to_string()))?;
         let serde_json::Value::Object(patch) = patch else {
-            return Err(Denial::Invalid(
-                "permissions must be a JSON object".to_string(),
-            ));
+            return Err(Denial::Invalid("permissions must be a JSON object".to_string()));
         };
         let mut merged = serde_json::to_value(self).map_err(|e| Denial::Invalid(e.to_string()))?;
         for (key, value) in &patch {
@@ -265,21 +225,12 @@ impl Permissions {
                     }
                 }
                 (Some(slot), v) => *slot = v.clone(),
-                (None, _) => {
-                    return Err(Denial::Invalid(alloc::format!(
-                        "unknown permission '{key}'"
-                    )))
-                }
+                (None, _) => return Err(Denial::Invalid(alloc::format!("unknown permission '{key}'"))),
             }
         }
-        let mut out: Permissions =
-            serde_json::from_value(merged).map_err(|e| Denial::Invalid(e.to_string()))?;
-        out.can_exec |= patch
-            .get("exec")
-            .is_some_and(|v| v.as_array().is_some_and(|a| !a.is_empty()));
-        out.can_http |= patch
-            .get("network")
-            .is_some_and(|v| v.as_array().is_some_and(|a| !a.is_empty()));
+        let mut out: Permissions = serde_json::from_value(merged).map_err(|e| Denial::Invalid(e.to_string()))?;
+        out.can_exec |= patch.get("exec").is_some_and(|v| v.as_array().is_some_and(|a| !a.is_empty()));
+        out.can_http |= patch.get("network").is_some_and(|v| v.as_array().is_some_and(|a| !a.is_empty()));
         Ok(out)
     }
 
@@ -303,19 +254,15 @@ impl Permissions {
         if let Some((_, _, what)) = flags.iter().find(|(inner, outer, _)| *inner && !*outer) {
             return Err(Denial::AboveCeiling(what));
         }
-        let globs_within = |inner: &[String], outer: &[String]| {
-            inner
-                .iter()
-                .all(|g| outer.iter().any(|o| glob_within(g, o)))
-        };
+        let globs_within =
+            |inner: &[String], outer: &[String]| inner.iter().all(|g| outer.iter().any(|o| glob_within(g, o)));
         if self.can_read && !globs_within(&self.filesystem.read, &outer.filesystem.read) {
             return Err(Denial::AboveCeiling("read paths"));
         }
         if self.can_write && !globs_within(&self.filesystem.write, &outer.filesystem.write) {
             return Err(Denial::AboveCeiling("write paths"));
         }
-        let keeps_all =
-            |inner: &[String], outer: &[String]| outer.iter().all(|o| inner.contains(o));
+        let keeps_all = |inner: &[String], outer: &[String]| outer.iter().all(|o| inner.contains(o));
         if !keeps_all(&self.filesystem.blocked, &outer.filesystem.blocked) {
             return Err(Denial::AboveCeiling("blocked paths"));
         }
@@ -329,8 +276,7 @@ impl Permissions {
             return Err(Denial::AboveCeiling("commands"));
         }
         if self.can_http
-            && !(listed_within(&self.network, &outer.network)
-                && listed_within(&self.http_methods, &outer.http_methods))
+            && !(listed_within(&self.network, &outer.network) && listed_within(&self.http_methods, &outer.http_methods))
         {
             return Err(Denial::AboveCeiling("network"));
         }

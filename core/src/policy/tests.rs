@@ -13,30 +13,12 @@ fn standard_reads_and_writes_but_not_secrets() {
     let p = AgentPolicy::at_level(Level::Standard, HOME);
     assert!(p.check_read("/tmp/x").is_ok());
     assert!(p.check_write("/tmp/x").is_ok());
-    assert_eq!(
-        p.check_read("/etc/shadow"),
-        Err(Denial::PathBlocked("/etc/shadow".to_string()))
-    );
-    assert!(matches!(
-        p.check_read("/home/u/.ssh/id_ed25519"),
-        Err(Denial::PathBlocked(_))
-    ));
-    assert!(matches!(
-        p.check_read("/srv/app/.env"),
-        Err(Denial::PathBlocked(_))
-    ));
-    assert!(matches!(
-        p.check_read("/tmp/../etc/shadow"),
-        Err(Denial::PathNotNormal(_))
-    ));
-    assert!(matches!(
-        p.check_read("relative/path"),
-        Err(Denial::PathNotNormal(_))
-    ));
-    assert_eq!(
-        p.plan_exec(&[], Some("echo hi")),
-        Err(Denial::Capability("exec"))
-    );
+    assert_eq!(p.check_read("/etc/shadow"), Err(Denial::PathBlocked("/etc/shadow".to_string())));
+    assert!(matches!(p.check_read("/home/u/.ssh/id_ed25519"), Err(Denial::PathBlocked(_))));
+    assert!(matches!(p.check_read("/srv/app/.env"), Err(Denial::PathBlocked(_))));
+    assert!(matches!(p.check_read("/tmp/../etc/shadow"), Err(Denial::PathNotNormal(_))));
+    assert!(matches!(p.check_read("relative/path"), Err(Denial::PathNotNormal(_))));
+    assert_eq!(p.plan_exec(&[], Some("echo hi")), Err(Denial::Capability("exec")));
     assert_eq!(p.check_spawn(), Err(Denial::Capability("spawn")));
 }
 
@@ -45,10 +27,7 @@ fn sandboxed_and_readonly_and_minimal() {
     let s = AgentPolicy::at_level(Level::Sandboxed, HOME);
     assert!(s.check_read("/home/u/notes").is_ok());
     assert!(s.check_write("/tmp/out").is_ok());
-    assert!(matches!(
-        s.check_write("/home/u/notes"),
-        Err(Denial::PathNotAllowed(_, "write"))
-    ));
+    assert!(matches!(s.check_write("/home/u/notes"), Err(Denial::PathNotAllowed(_, "write"))));
     let r = AgentPolicy::at_level(Level::Readonly, HOME);
     assert!(r.check_read("/usr/share/doc").is_ok());
     assert_eq!(r.check_write("/tmp/x"), Err(Denial::Capability("write")));
@@ -60,38 +39,21 @@ fn sandboxed_and_readonly_and_minimal() {
 #[test]
 fn unrestricted_exec_uses_a_shell_only_for_shell_syntax() {
     let p = AgentPolicy::at_level(Level::Unrestricted, HOME);
-    assert_eq!(
-        p.plan_exec(&[], Some("echo 'a b'")).unwrap().argv,
-        argv(&["echo", "a b"])
-    );
-    assert_eq!(
-        p.plan_exec(&[], Some("echo a | wc -c")).unwrap().argv,
-        argv(&["/bin/sh", "-c", "echo a | wc -c"])
-    );
-    assert_eq!(
-        p.plan_exec(&argv(&["ls", "-l"]), None).unwrap().argv,
-        argv(&["ls", "-l"])
-    );
-    assert!(matches!(
-        p.plan_exec(&argv(&["ls"]), Some("ls")),
-        Err(Denial::Invalid(_))
-    ));
+    assert_eq!(p.plan_exec(&[], Some("echo 'a b'")).unwrap().argv, argv(&["echo", "a b"]));
+    assert_eq!(p.plan_exec(&[], Some("echo a | wc -c")).unwrap().argv, argv(&["/bin/sh", "-c", "echo a | wc -c"]));
+    assert_eq!(p.plan_exec(&argv(&["ls", "-l"]), None).unwrap().argv, argv(&["ls", "-l"]));
+    assert!(matches!(p.plan_exec(&argv(&["ls"]), Some("ls")), Err(Denial::Invalid(_))));
 }
 
 #[test]
 fn no_self_escalation_but_lower_and_raise_again() {
     let mut p = AgentPolicy::at_level(Level::Standard, HOME);
     let unrestricted = Level::Unrestricted.permissions(HOME);
-    assert!(matches!(
-        p.set_own(Some(Level::Unrestricted), unrestricted),
-        Err(Denial::AboveCeiling(_))
-    ));
+    assert!(matches!(p.set_own(Some(Level::Unrestricted), unrestricted), Err(Denial::AboveCeiling(_))));
     assert_eq!(p.level, Some(Level::Standard));
-    p.set_own(Some(Level::Minimal), Level::Minimal.permissions(HOME))
-        .unwrap();
+    p.set_own(Some(Level::Minimal), Level::Minimal.permissions(HOME)).unwrap();
     assert!(p.check_read("/tmp/x").is_err());
-    p.set_own(Some(Level::Standard), Level::Standard.permissions(HOME))
-        .unwrap();
+    p.set_own(Some(Level::Standard), Level::Standard.permissions(HOME)).unwrap();
     assert!(p.check_read("/tmp/x").is_ok());
     // A custom patch that adds exec is above a standard ceiling.
     let patched = p.current.patched(r#"{"exec":["ls"]}"#).unwrap();
@@ -111,38 +73,21 @@ fn a_current_set_above_the_ceiling_gains_nothing() {
 #[test]
 fn parent_grants_at_most_what_it_holds() {
     let parent = AgentPolicy::at_level(Level::Unrestricted, HOME);
-    let custom = Level::Standard
-        .permissions(HOME)
-        .patched(r#"{"exec":["python3"],"filesystem":{"write":["/tmp/*"]}}"#)
-        .unwrap();
+    let custom =
+        Level::Standard.permissions(HOME).patched(r#"{"exec":["python3"],"filesystem":{"write":["/tmp/*"]}}"#).unwrap();
     let child = parent.grant(None, custom).unwrap();
     assert!(child.plan_exec(&[], Some("python3 -c 'print(1)'")).is_ok());
-    assert!(matches!(
-        child.plan_exec(&[], Some("sudo ls")),
-        Err(Denial::CommandBlocked(_))
-    ));
-    assert!(matches!(
-        child.plan_exec(&[], Some("ls")),
-        Err(Denial::CommandNotAllowed(_))
-    ));
+    assert!(matches!(child.plan_exec(&[], Some("sudo ls")), Err(Denial::CommandBlocked(_))));
+    assert!(matches!(child.plan_exec(&[], Some("ls")), Err(Denial::CommandNotAllowed(_))));
     assert!(child.check_write("/tmp/a").is_ok());
     assert!(child.check_write("/tmp/a/b").is_err());
     assert_eq!(child.level_name(), "custom");
 
     let standard = AgentPolicy::at_level(Level::Standard, HOME);
-    assert!(standard
-        .grant(Some(Level::Sandboxed), Level::Sandboxed.permissions(HOME))
-        .is_ok());
-    assert!(standard
-        .grant(
-            Some(Level::Unrestricted),
-            Level::Unrestricted.permissions(HOME)
-        )
-        .is_err());
+    assert!(standard.grant(Some(Level::Sandboxed), Level::Sandboxed.permissions(HOME)).is_ok());
+    assert!(standard.grant(Some(Level::Unrestricted), Level::Unrestricted.permissions(HOME)).is_err());
     let sandboxed = AgentPolicy::at_level(Level::Sandboxed, HOME);
-    assert!(sandboxed
-        .grant(Some(Level::Readonly), Level::Readonly.permissions(HOME))
-        .is_err());
+    assert!(sandboxed.grant(Some(Level::Readonly), Level::Readonly.permissions(HOME)).is_err());
 }
 
 #[test]
@@ -166,10 +111,7 @@ fn levels_form_the_documented_partial_order() {
 fn patch_rejects_unknown_keys_and_bad_json() {
     let base = Level::Standard.permissions(HOME);
     assert!(matches!(base.patched("[1]"), Err(Denial::Invalid(_))));
-    assert!(matches!(
-        base.patched("{\"can_fly\":true}"),
-        Err(Denial::Invalid(_))
-    ));
+    assert!(matches!(base.patched("{\"can_fly\":true}"), Err(Denial::Invalid(_))));
     assert!(matches!(base.patched("{"), Err(Denial::Invalid(_))));
     let json = base.to_json();
     let back: Permissions = serde_json::from_str(&json).unwrap();
@@ -178,10 +120,8 @@ fn patch_rejects_unknown_keys_and_bad_json() {
 
 #[test]
 fn domains_exact_and_wildcard() {
-    let p = Permissions {
-        network: vec!["api.example.com".to_string(), "*.corp.net".to_string()],
-        ..Default::default()
-    };
+    let p =
+        Permissions { network: vec!["api.example.com".to_string(), "*.corp.net".to_string()], ..Default::default() };
     assert!(p.domain_allowed("api.example.com"));
     assert!(p.domain_allowed("API.example.com."));
     assert!(!p.domain_allowed("example.com"));

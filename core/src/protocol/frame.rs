@@ -45,12 +45,7 @@ pub struct FrameHeader {
 impl FrameHeader {
     /// A request header for `opcode`.
     pub fn request(opcode: Opcode, request_id: u32, payload_len: u32) -> Self {
-        FrameHeader {
-            opcode: opcode as u8,
-            flags: 0,
-            request_id,
-            payload_len,
-        }
+        FrameHeader { opcode: opcode as u8, flags: 0, request_id, payload_len }
     }
 
     /// The header bytes, version [`PROTOCOL_VERSION`].
@@ -108,10 +103,7 @@ pub struct FrameDecoder {
 
 impl FrameDecoder {
     pub fn new(max_payload: u32) -> Self {
-        FrameDecoder {
-            buf: Vec::new(),
-            max_payload,
-        }
+        FrameDecoder { buf: Vec::new(), max_payload }
     }
 
     /// Appends received bytes.
@@ -151,10 +143,7 @@ pub fn parse_header(bytes: &[u8; HEADER_LEN], max_payload: u32) -> Result<FrameH
     }
     let payload_len = u32::from_le_bytes([bytes[12], bytes[13], bytes[14], bytes[15]]);
     if payload_len > max_payload {
-        return Err(FrameError::Oversized {
-            len: payload_len,
-            max: max_payload,
-        });
+        return Err(FrameError::Oversized { len: payload_len, max: max_payload });
     }
     Ok(FrameHeader {
         opcode: bytes[5],
@@ -166,12 +155,7 @@ pub fn parse_header(bytes: &[u8; HEADER_LEN], max_payload: u32) -> Result<FrameH
 
 /// Appends one whole frame (header and payload) to `out`.
 pub fn write_frame(out: &mut Vec<u8>, opcode: u8, flags: u16, request_id: u32, payload: &[u8]) {
-    let header = FrameHeader {
-        opcode,
-        flags,
-        request_id,
-        payload_len: payload.len() as u32,
-    };
+    let header = FrameHeader { opcode, flags, request_id, payload_len: payload.len() as u32 };
     out.extend_from_slice(&header.to_bytes());
     out.extend_from_slice(payload);
 }

@@ -222,11 +222,7 @@ pub struct RestartSpec {
 
 impl Default for RestartSpec {
     fn default() -> Self {
-        RestartSpec {
-            policy: RestartPolicy::Never,
-            max_restarts: 5,
-            window_s: 300,
-        }
+        RestartSpec { policy: RestartPolicy::Never, max_restarts: 5, window_s: 300 }
     }
 }
 

@@ -12,16 +12,10 @@ use crate::policy::Level;
 
 /// One sample of every message type, named by its type.
 fn samples() -> Vec<(&'static str, serde_json::Value, Vec<u8>)> {
-    fn s<T: serde::Serialize>(
-        name: &'static str,
-        v: T,
-    ) -> (&'static str, serde_json::Value, Vec<u8>) {
+    fn s<T: serde::Serialize>(name: &'static str, v: T) -> (&'static str, serde_json::Value, Vec<u8>) {
         (name, serde_json::to_value(&v).unwrap(), encode(&v))
     }
-    let kv = |k: &str, v: &str| KeyValue {
-        key: k.to_string(),
-        value: v.to_string(),
-    };
+    let kv = |k: &str, v: &str| KeyValue { key: k.to_string(), value: v.to_string() };
     vec![
         s(
             "ErrorReply",
@@ -30,20 +24,8 @@ fn samples() -> Vec<(&'static str, serde_json::Value, Vec<u8>)> {
                 message: "permission denied: path /etc/shadow is blocked".into(),
             },
         ),
-        s(
-            "Hello",
-            Hello {
-                client: "clove_sdk/0.1".into(),
-                token: None,
-            },
-        ),
-        s(
-            "Hello",
-            Hello {
-                client: "c".into(),
-                token: Some("s3cret".into()),
-            },
-        ),
+        s("Hello", Hello { client: "clove_sdk/0.1".into(), token: None }),
+        s("Hello", Hello { client: "c".into(), token: Some("s3cret".into()) }),
         s(
             "HelloReply",
             HelloReply {
@@ -55,18 +37,8 @@ fn samples() -> Vec<(&'static str, serde_json::Value, Vec<u8>)> {
                 features: vec!["exec".into(), "spawn".into()],
             },
         ),
-        s(
-            "Echo",
-            Echo {
-                data: b"ping \x00\xff".to_vec(),
-            },
-        ),
-        s(
-            "Echo",
-            Echo {
-                data: vec![0xAB; 200],
-            },
-        ),
+        s("Echo", Echo { data: b"ping \x00\xff".to_vec() }),
+        s("Echo", Echo { data: vec![0xAB; 200] }),
         s(
             "ExecRequest",
             ExecRequest {
@@ -80,14 +52,7 @@ fn samples() -> Vec<(&'static str, serde_json::Value, Vec<u8>)> {
                 run_async: false,
             },
         ),
-        s(
-            "ExecRequest",
-            ExecRequest {
-                command: Some("echo hi".into()),
-                run_async: true,
-                ..Default::default()
-            },
-        ),
+        s("ExecRequest", ExecRequest { command: Some("echo hi".into()), run_async: true, ..Default::default() }),
         s(
             "ExecReply",
             ExecReply {
@@ -116,47 +81,19 @@ fn samples() -> Vec<(&'static str, serde_json::Value, Vec<u8>)> {
             "AsyncPollReply",
             AsyncPollReply {
                 results: vec![
-                    AsyncResult {
-                        request_id: 3,
-                        opcode: Opcode::EXEC as u8,
-                        error: None,
-                        payload: vec![1, 2, 3],
-                    },
+                    AsyncResult { request_id: 3, opcode: Opcode::EXEC as u8, error: None, payload: vec![1, 2, 3] },
                     AsyncResult {
                         request_id: 4,
                         opcode: Opcode::EXEC as u8,
-                        error: Some(ErrorReply {
-                            code: ErrorCode::Timeout as u16,
-                            message: "t".into(),
-                        }),
+                        error: Some(ErrorReply { code: ErrorCode::Timeout as u16, message: "t".into() }),
                         payload: vec![],
                     },
                 ],
             },
         ),
-        s(
-            "ReadRequest",
-            ReadRequest {
-                path: "/tmp/a".into(),
-                offset: 300,
-                max_bytes: Some(1 << 20),
-            },
-        ),
-        s(
-            "ReadReply",
-            ReadReply {
-                content: (0u8..=255).collect(),
-                size: 256,
-            },
-        ),
-        s(
-            "WriteRequest",
-            WriteRequest {
-                path: "/tmp/a".into(),
-                content: b"x\ny".to_vec(),
-                append: true,
-            },
-        ),
+        s("ReadRequest", ReadRequest { path: "/tmp/a".into(), offset: 300, max_bytes: Some(1 << 20) }),
+        s("ReadReply", ReadReply { content: (0u8..=255).collect(), size: 256 }),
+        s("WriteRequest", WriteRequest { path: "/tmp/a".into(), content: b"x\ny".to_vec(), append: true }),
         s("WriteReply", WriteReply { bytes_written: 3 }),
         s(
             "SpawnRequest",
@@ -177,34 +114,12 @@ fn samples() -> Vec<(&'static str, serde_json::Value, Vec<u8>)> {
                     cpu_period: Some(100_000),
                     cpu_shares: None,
                 },
-                restart: RestartSpec {
-                    policy: RestartPolicy::OnFailure,
-                    max_restarts: 3,
-                    window_s: 300,
-                },
+                restart: RestartSpec { policy: RestartPolicy::OnFailure, max_restarts: 3, window_s: 300 },
             },
         ),
-        s(
-            "SpawnReply",
-            SpawnReply {
-                id: (2 << 32) | 1,
-                name: "worker".into(),
-                pid: 4242,
-                state: AgentState::Running,
-            },
-        ),
-        s(
-            "ControlRequest",
-            ControlRequest {
-                target: Target::Id(5),
-            },
-        ),
-        s(
-            "ControlRequest",
-            ControlRequest {
-                target: Target::Name("worker".into()),
-            },
-        ),
+        s("SpawnReply", SpawnReply { id: (2 << 32) | 1, name: "worker".into(), pid: 4242, state: AgentState::Running }),
+        s("ControlRequest", ControlRequest { target: Target::Id(5) }),
+        s("ControlRequest", ControlRequest { target: Target::Name("worker".into()) }),
         s("ControlReply", ControlReply { agent_id: 5 }),
         s(
             "ListReply",
@@ -228,10 +143,7 @@ fn samples() -> Vec<(&'static str, serde_json::Value, Vec<u8>)> {
                         uptime_ms: 0,
                         level: None,
                         parent: Some(1),
-                        exit: Some(ExitInfo {
-                            code: Some(3),
-                            signal: None,
-                        }),
+                        exit: Some(ExitInfo { code: Some(3), signal: None }),
                     },
                 ],
             },
@@ -247,20 +159,11 @@ fn samples() -> Vec<(&'static str, serde_json::Value, Vec<u8>)> {
         ),
         s(
             "SetPermsRequest",
-            SetPermsRequest {
-                agent_id: Some(9),
-                level: None,
-                permissions_json: Some("{\"exec\":[\"ls\"]}".into()),
-            },
+            SetPermsRequest { agent_id: Some(9), level: None, permissions_json: Some("{\"exec\":[\"ls\"]}".into()) },
         ),
         s(
             "AuditQuery",
-            AuditQuery {
-                category: Some("security".into()),
-                agent_id: None,
-                since_id: Some(12),
-                limit: 50,
-            },
+            AuditQuery { category: Some("security".into()), agent_id: None, since_id: Some(12), limit: 50 },
         ),
         s(
             "AuditLogReply",
@@ -290,33 +193,19 @@ fn vectors_json() -> String {
         .map(|(name, value, bytes)| serde_json::json!({ "type": name, "value": value, "hex": hex(&bytes) }))
         .collect();
     let mut noop = Vec::new();
-    write_frame(
-        &mut noop,
-        Opcode::NOOP as u8,
-        0,
-        7,
-        &encode(&Echo {
-            data: b"hi".to_vec(),
-        }),
-    );
+    write_frame(&mut noop, Opcode::NOOP as u8, 0, 7, &encode(&Echo { data: b"hi".to_vec() }));
     let mut error = Vec::new();
     write_error(
         &mut error,
         0x99,
         3,
-        &ErrorReply {
-            code: ErrorCode::UnknownOpcode as u16,
-            message: "unknown opcode 0x99".into(),
-        },
+        &ErrorReply { code: ErrorCode::UnknownOpcode as u16, message: "unknown opcode 0x99".into() },
     );
     let frames = serde_json::json!([
         { "name": "noop_request", "opcode": 0, "flags": 0, "request_id": 7, "hex": hex(&noop) },
         { "name": "unknown_opcode_error_reply", "opcode": 0x99, "flags": flags::REPLY | flags::ERROR, "request_id": 3, "hex": hex(&error) },
     ]);
-    let mut out = serde_json::to_string_pretty(
-        &serde_json::json!({ "payloads": payloads, "frames": frames }),
-    )
-    .unwrap();
+    let mut out = serde_json::to_string_pretty(&serde_json::json!({ "payloads": payloads, "frames": frames })).unwrap();
     out.push('\n');
     out
 }
@@ -325,54 +214,27 @@ fn vectors_json() -> String {
 #[test]
 fn golden_vectors_match_the_codec() {
     extern crate std;
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../tests/vectors/payloads.json"
-    );
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/vectors/payloads.json");
     let fresh = vectors_json();
     if std::env::var_os("CLOVE_BLESS").is_some() {
         std::fs::write(path, &fresh).unwrap();
     }
-    let stored = std::fs::read_to_string(path)
-        .expect("tests/vectors/payloads.json (run with CLOVE_BLESS=1 to create)");
-    assert!(
-        stored == fresh,
-        "tests/vectors/payloads.json differs from the codec; review and rerun with CLOVE_BLESS=1"
-    );
+    let stored = std::fs::read_to_string(path).expect("tests/vectors/payloads.json (run with CLOVE_BLESS=1 to create)");
+    assert!(stored == fresh, "tests/vectors/payloads.json differs from the codec; review and rerun with CLOVE_BLESS=1");
 }
 
 #[test]
 fn every_sample_decodes_back_to_itself() {
-    fn round<T: serde::Serialize + serde::de::DeserializeOwned + PartialEq + core::fmt::Debug>(
-        v: T,
-    ) {
+    fn round<T: serde::Serialize + serde::de::DeserializeOwned + PartialEq + core::fmt::Debug>(v: T) {
         assert_eq!(decode::<T>(&encode(&v)).unwrap(), v);
     }
-    round(ExecRequest {
-        argv: vec!["a".into()],
-        timeout_ms: Some(1),
-        ..Default::default()
-    });
-    round(ControlRequest {
-        target: Target::Name("n".into()),
-    });
-    round(SpawnRequest {
-        restart: RestartSpec::default(),
-        ..Default::default()
-    });
-    assert!(matches!(
-        decode::<WriteReply>(&[3, 0]),
-        Err(PayloadError::Trailing(1))
-    ));
-    assert!(matches!(
-        decode::<ReadRequest>(&[200]),
-        Err(PayloadError::Malformed(_))
-    ));
+    round(ExecRequest { argv: vec!["a".into()], timeout_ms: Some(1), ..Default::default() });
+    round(ControlRequest { target: Target::Name("n".into()) });
+    round(SpawnRequest { restart: RestartSpec::default(), ..Default::default() });
+    assert!(matches!(decode::<WriteReply>(&[3, 0]), Err(PayloadError::Trailing(1))));
+    assert!(matches!(decode::<ReadRequest>(&[200]), Err(PayloadError::Malformed(_))));
     // A length prefix larger than the payload is an error, not an allocation.
-    assert!(matches!(
-        decode::<Echo>(&[0xff, 0xff, 0xff, 0xff, 0x0f]),
-        Err(PayloadError::Malformed(_))
-    ));
+    assert!(matches!(decode::<Echo>(&[0xff, 0xff, 0xff, 0xff, 0x0f]), Err(PayloadError::Malformed(_))));
 }
 
 fn frame(opcode: u8, request_id: u32, payload: &[u8]) -> Vec<u8> {
@@ -393,13 +255,8 @@ fn split_frames_need_more_then_decode() {
         }
         d.extend(&[*b]);
     }
-    let Decoded::Frame(h, payload) = d.decode().unwrap() else {
-        panic!("no frame")
-    };
-    assert_eq!(
-        (h.opcode, h.request_id, payload.as_slice()),
-        (0, 9, &b"abc"[..])
-    );
+    let Decoded::Frame(h, payload) = d.decode().unwrap() else { panic!("no frame") };
+    assert_eq!((h.opcode, h.request_id, payload.as_slice()), (0, 9, &b"abc"[..]));
     assert_eq!(d.decode().unwrap(), Decoded::NeedMore(HEADER_LEN));
 }
 

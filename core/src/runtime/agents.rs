@@ -49,6 +49,34 @@ pub(super) struct Agent {
 }
 
 impl Agent {
+    pub fn new(
+        name: String,
+        origin: Origin,
+        pid: u32,
+        policy: AgentPolicy,
+        parent: Option<AgentId>,
+        cwd: PathBuf,
+    ) -> Agent {
+        Agent {
+            name,
+            origin,
+            pid,
+            process: None,
+            conn: None,
+            policy,
+            parent,
+            state: AgentState::Running,
+            started: Instant::now(),
+            ended: None,
+            exit: None,
+            cwd,
+            waiters: Vec::new(),
+            async_results: Default::default(),
+            spec: None,
+            restart: None,
+        }
+    }
+
     pub fn info(&self, id: AgentId, now: Instant) -> AgentInfo {
         let until = self.ended.unwrap_or(now);
         AgentInfo {

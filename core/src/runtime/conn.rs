@@ -37,33 +37,29 @@ pub(super) enum Incoming {
 
 impl Conn {
     pub fn new(stream: UnixStream, max_payload: u32, admitted: bool) -> Self {
-        Conn {
-            stream,
-            decoder: FrameDecoder::new(max_payload),
-            out: Vec::new(),
-            admitted,
-            closing: false,
-        }
+        Conn { stream, decoder: FrameDecoder::new(max_payload), out: Vec::new(), admitted, closing: false }
     }
 
     /// The next whole request, reading from the socket (until it would block) when none is buffered.
     pub fn next_incoming(&mut self) -> Incoming {
         loop {
+            // After EXIT or a framing error nothing more is served.
+            if self.closing {
+                return Incoming::Idle { eof: false };
+            }
             match self.decoder.decode() {
                 Ok(Decoded::Frame(header, payload)) => return Incoming::Frame(header, payload),
                 Err(e) => return Incoming::Broken(e),
                 Ok(Decoded::NeedMore(_)) => {}
             }
-            if self.closing || self.out.len() >= OUT_HIGH_WATER {
+            if self.out.len() >= OUT_HIGH_WATER {
                 return Incoming::Idle { eof: false };
             }
             let mut chunk = [0u8; READ_CHUNK];
             match self.stream.read(&mut chunk) {
                 Ok(0) => return Incoming::Idle { eof: true },
                 Ok(n) => self.decoder.extend(&chunk[..n]),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    return Incoming::Idle { eof: false }
-                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Incoming::Idle { eof: false },
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(_) => return Incoming::Idle { eof: true },
             }

@@ -37,17 +37,12 @@ pub enum RuntimeError {
 
 impl RuntimeError {
     pub fn io(context: impl Into<String>, source: io::Error) -> Self {
-        RuntimeError::Io {
-            context: context.into(),
-            source,
-        }
+        RuntimeError::Io { context: context.into(), source }
     }
 
     pub fn code(&self) -> ErrorCode {
         match self {
-            RuntimeError::Denied(Denial::Invalid(_) | Denial::CommandSyntax(_)) => {
-                ErrorCode::InvalidArgument
-            }
+            RuntimeError::Denied(Denial::Invalid(_) | Denial::CommandSyntax(_)) => ErrorCode::InvalidArgument,
             RuntimeError::Denied(_) | RuntimeError::NotAdmitted(_) => ErrorCode::PermissionDenied,
             RuntimeError::NotFound(_) => ErrorCode::NotFound,
             RuntimeError::InvalidArgument(_) => ErrorCode::InvalidArgument,
@@ -55,9 +50,7 @@ impl RuntimeError {
             RuntimeError::Conflict(_) => ErrorCode::Conflict,
             RuntimeError::Timeout(_) => ErrorCode::Timeout,
             RuntimeError::LimitExceeded(_) => ErrorCode::LimitExceeded,
-            RuntimeError::Io { source, .. } if source.kind() == io::ErrorKind::NotFound => {
-                ErrorCode::NotFound
-            }
+            RuntimeError::Io { source, .. } if source.kind() == io::ErrorKind::NotFound => ErrorCode::NotFound,
             RuntimeError::Io { .. } => ErrorCode::Io,
             RuntimeError::Unsupported(_) => ErrorCode::Unsupported,
             RuntimeError::Stopped => ErrorCode::Internal,
@@ -66,10 +59,7 @@ impl RuntimeError {
 
     /// The error as an agent receives it.
     pub fn to_reply(&self) -> ErrorReply {
-        ErrorReply {
-            code: self.code() as u16,
-            message: self.to_string(),
-        }
+        ErrorReply { code: self.code() as u16, message: self.to_string() }
     }
 }
 

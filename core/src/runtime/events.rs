@@ -104,16 +104,10 @@ impl EventHub {
                 return Some(event);
             }
             queue = match deadline {
-                None => self
-                    .ready
-                    .wait(queue)
-                    .unwrap_or_else(PoisonError::into_inner),
+                None => self.ready.wait(queue).unwrap_or_else(PoisonError::into_inner),
                 Some(deadline) => {
                     let left = deadline.checked_duration_since(Instant::now())?;
-                    self.ready
-                        .wait_timeout(queue, left)
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .0
+                    self.ready.wait_timeout(queue, left).unwrap_or_else(PoisonError::into_inner).0
                 }
             };
         }

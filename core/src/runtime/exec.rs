@@ -28,12 +28,7 @@ struct Capture {
 
 impl Capture {
     fn new(pipe: Option<pipe::Receiver>, cap: usize) -> Self {
-        Capture {
-            pipe,
-            kept: Vec::new(),
-            cap,
-            truncated: false,
-        }
+        Capture { pipe, kept: Vec::new(), cap, truncated: false }
     }
 
     /// Reads until the pipe would block; drops the pipe at end of file.
@@ -103,14 +98,8 @@ impl ExecJob {
             )));
         }
         let mut cmd = process::base_command(spec.argv, spec.cwd, spec.home, spec.env)?;
-        let stdin = if spec.stdin.is_empty() {
-            Stdio::null()
-        } else {
-            Stdio::piped()
-        };
-        cmd.stdin(stdin)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
+        let stdin = if spec.stdin.is_empty() { Stdio::null() } else { Stdio::piped() };
+        cmd.stdin(stdin).stdout(Stdio::piped()).stderr(Stdio::piped());
         clove_sys::process::prepare_child(&mut cmd, None);
         let mut child = process::spawn(&mut cmd, &spec.argv[0])?;
         let stdin = child.stdin.take();
@@ -138,8 +127,7 @@ impl ExecJob {
                 .map_err(|e| RuntimeError::io("writing exec stdin", e))?;
         }
         for pipe in [&job.stdout.pipe, &job.stderr.pipe].into_iter().flatten() {
-            pipe.set_nonblocking(true)
-                .map_err(|e| RuntimeError::io("configuring exec output", e))?;
+            pipe.set_nonblocking(true).map_err(|e| RuntimeError::io("configuring exec output", e))?;
         }
         Ok(job)
     }
@@ -153,11 +141,7 @@ impl ExecJob {
         err: mio::Token,
     ) -> io::Result<()> {
         let pidfd = self.process.pidfd.as_raw_fd();
-        registry.register(
-            &mut mio::unix::SourceFd(&pidfd),
-            exit,
-            mio::Interest::READABLE,
-        )?;
+        registry.register(&mut mio::unix::SourceFd(&pidfd), exit, mio::Interest::READABLE)?;
         for (capture, token) in [(&mut self.stdout, out), (&mut self.stderr, err)] {
             if let Some(pipe) = capture.pipe.as_mut() {
                 registry.register(pipe, token, mio::Interest::READABLE)?;
@@ -185,14 +169,12 @@ impl ExecJob {
     /// Kills the whole process group at the deadline.
     pub fn time_out(&mut self) {
         self.timed_out = true;
-        let _ =
-            clove_sys::process::signal_group(self.process.child.id(), clove_sys::process::SIGKILL);
+        let _ = clove_sys::process::signal_group(self.process.child.id(), clove_sys::process::SIGKILL);
     }
 
     /// Kills the process group, e.g. because the caller is gone.
     pub fn abandon(&mut self) {
-        let _ =
-            clove_sys::process::signal_group(self.process.child.id(), clove_sys::process::SIGKILL);
+        let _ = clove_sys::process::signal_group(self.process.child.id(), clove_sys::process::SIGKILL);
     }
 
     /// The result, once [`poll_exit`](Self::poll_exit) said the child ended. Output still in the

@@ -33,38 +33,21 @@ fn absolute(path: &str, cwd: &Path) -> Result<String> {
     if path.starts_with('/') {
         return Ok(path.to_string());
     }
-    let cwd = cwd
-        .to_str()
-        .ok_or_else(|| RuntimeError::InvalidArgument("working directory is not UTF-8".into()))?;
+    let cwd = cwd.to_str().ok_or_else(|| RuntimeError::InvalidArgument("working directory is not UTF-8".into()))?;
     Ok(format!("{}/{path}", cwd.trim_end_matches('/')))
 }
 
 fn resolve(path: &str) -> io::Result<Resolved> {
-    let mut pending: VecDeque<String> = path
-        .split('/')
-        .filter(|c| !c.is_empty())
-        .map(String::from)
-        .collect();
+    let mut pending: VecDeque<String> = path.split('/').filter(|c| !c.is_empty()).map(String::from).collect();
     let mut dirs: Vec<OwnedFd> = vec![open_root()?];
     let mut names: Vec<String> = Vec::new();
     let mut links = 0;
     let canonical = |names: &[String], last: &str| {
-        format!(
-            "/{}",
-            names
-                .iter()
-                .map(String::as_str)
-                .chain([last])
-                .collect::<Vec<_>>()
-                .join("/")
-        )
+        format!("/{}", names.iter().map(String::as_str).chain([last]).collect::<Vec<_>>().join("/"))
     };
     loop {
         let Some(name) = pending.pop_front() else {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "path names a directory",
-            ));
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "path names a directory"));
         };
         if name == "." {
             continue;
@@ -77,34 +60,23 @@ fn resolve(path: &str) -> io::Result<Resolved> {
             continue;
         }
         let last = pending.is_empty();
-        let dir = dirs
-            .last()
-            .ok_or_else(|| io::Error::other("lost the root directory"))?;
+        let dir = dirs.last().ok_or_else(|| io::Error::other("lost the root directory"))?;
         match open_component(dir.as_fd(), &name) {
             Err(e) if e.kind() == io::ErrorKind::NotFound && last => {
                 let canonical = canonical(&names, &name);
-                let dir = dirs
-                    .pop()
-                    .ok_or_else(|| io::Error::other("lost the root directory"))?;
-                return Ok(Resolved {
-                    dir,
-                    name,
-                    canonical,
-                });
+                let dir = dirs.pop().ok_or_else(|| io::Error::other("lost the root directory"))?;
+                return Ok(Resolved { dir, name, canonical });
             }
             Err(e) => return Err(e),
             Ok((link, FileKind::Symlink)) => {
                 links += 1;
                 if links > MAX_SYMLINKS {
-                    return Err(io::Error::new(
-                        io::ErrorKind::InvalidInput,
-                        "too many levels of symbolic links",
-                    ));
+                    return Err(io::Error::new(io::ErrorKind::InvalidInput, "too many levels of symbolic links"));
                 }
                 let target = read_link(link.as_fd())?;
-                let target = target.to_str().ok_or_else(|| {
-                    io::Error::new(io::ErrorKind::InvalidData, "symlink target is not UTF-8")
-                })?;
+                let target = target
+                    .to_str()
+                    .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "symlink target is not UTF-8"))?;
                 if target.starts_with('/') {
                     dirs.truncate(1);
                     names.clear();
@@ -119,21 +91,10 @@ fn resolve(path: &str) -> io::Result<Resolved> {
             }
             Ok(_) if last => {
                 let canonical = canonical(&names, &name);
-                let dir = dirs
-                    .pop()
-                    .ok_or_else(|| io::Error::other("lost the root directory"))?;
-                return Ok(Resolved {
-                    dir,
-                    name,
-                    canonical,
-                });
+                let dir = dirs.pop().ok_or_else(|| io::Error::other("lost the root directory"))?;
+                return Ok(Resolved { dir, name, canonical });
             }
-            Ok(_) => {
-                return Err(io::Error::new(
-                    io::ErrorKind::NotADirectory,
-                    format!("{name} is not a directory"),
-                ))
-            }
+            Ok(_) => return Err(io::Error::new(io::ErrorKind::NotADirectory, format!("{name} is not a directory"))),
         }
     }
 }
@@ -155,17 +116,9 @@ fn open_checked(
 }
 
 /// READ, at most `cap` bytes per reply.
-pub(super) fn read(
-    policy: &AgentPolicy,
-    cwd: &Path,
-    req: &ReadRequest,
-    cap: u64,
-) -> Result<ReadReply> {
+pub(super) fn read(policy: &AgentPolicy, cwd: &Path, req: &ReadRequest, cap: u64) -> Result<ReadReply> {
     let mut file = open_checked(&req.path, cwd, OpenMode::Read, |p| policy.check_read(p))?;
-    let size = file
-        .metadata()
-        .map_err(|e| RuntimeError::io(req.path.clone(), e))?
-        .len();
+    let size = file.metadata().map_err(|e| RuntimeError::io(req.path.clone(), e))?.len();
     let wanted = req.max_bytes.unwrap_or(size.saturating_sub(req.offset));
     if wanted > cap {
         return Err(RuntimeError::LimitExceeded(format!(
@@ -173,12 +126,9 @@ pub(super) fn read(
             req.path, req.offset
         )));
     }
-    file.seek(SeekFrom::Start(req.offset))
-        .map_err(|e| RuntimeError::io(req.path.clone(), e))?;
+    file.seek(SeekFrom::Start(req.offset)).map_err(|e| RuntimeError::io(req.path.clone(), e))?;
     let mut content = Vec::new();
-    file.take(wanted)
-        .read_to_end(&mut content)
-        .map_err(|e| RuntimeError::io(req.path.clone(), e))?;
+    file.take(wanted).read_to_end(&mut content).map_err(|e| RuntimeError::io(req.path.clone(), e))?;
     Ok(ReadReply { content, size })
 }
 
@@ -186,11 +136,8 @@ pub(super) fn read(
 pub(super) fn write(policy: &AgentPolicy, cwd: &Path, req: &WriteRequest) -> Result<WriteReply> {
     let mode = OpenMode::Write { append: req.append };
     let mut file = open_checked(&req.path, cwd, mode, |p| policy.check_write(p))?;
-    file.write_all(&req.content)
-        .map_err(|e| RuntimeError::io(req.path.clone(), e))?;
-    Ok(WriteReply {
-        bytes_written: req.content.len() as u64,
-    })
+    file.write_all(&req.content).map_err(|e| RuntimeError::io(req.path.clone(), e))?;
+    Ok(WriteReply { bytes_written: req.content.len() as u64 })
 }
 
 #[cfg(test)]
@@ -221,50 +168,13 @@ mod tests {
         let p = policy_for(&root);
         let bytes: Vec<u8> = (0..=255).collect();
         let path = root.join("b.bin").display().to_string();
-        write(
-            &p,
-            &root,
-            &WriteRequest {
-                path: path.clone(),
-                content: bytes.clone(),
-                append: false,
-            },
-        )
-        .unwrap();
-        write(
-            &p,
-            &root,
-            &WriteRequest {
-                path: "b.bin".into(),
-                content: vec![7],
-                append: true,
-            },
-        )
-        .unwrap();
-        let got = read(
-            &p,
-            &root,
-            &ReadRequest {
-                path,
-                offset: 0,
-                max_bytes: None,
-            },
-            1 << 20,
-        )
-        .unwrap();
+        write(&p, &root, &WriteRequest { path: path.clone(), content: bytes.clone(), append: false }).unwrap();
+        write(&p, &root, &WriteRequest { path: "b.bin".into(), content: vec![7], append: true }).unwrap();
+        let got = read(&p, &root, &ReadRequest { path, offset: 0, max_bytes: None }, 1 << 20).unwrap();
         assert_eq!(&got.content[..256], &bytes[..]);
         assert_eq!(got.content[256], 7);
-        let window = read(
-            &p,
-            &root,
-            &ReadRequest {
-                path: "b.bin".into(),
-                offset: 10,
-                max_bytes: Some(3),
-            },
-            1 << 20,
-        )
-        .unwrap();
+        let window =
+            read(&p, &root, &ReadRequest { path: "b.bin".into(), offset: 10, max_bytes: Some(3) }, 1 << 20).unwrap();
         assert_eq!((window.content, window.size), (vec![10, 11, 12], 257));
     }
 
@@ -274,75 +184,24 @@ mod tests {
         let outside = scratch("esc-out");
         std::fs::write(outside.join("secret"), "s").unwrap();
         let p = policy_for(&root);
-        let dotdot = format!(
-            "{}/../{}/secret",
-            root.display(),
-            outside.file_name().unwrap().to_str().unwrap()
-        );
-        let err = read(
-            &p,
-            &root,
-            &ReadRequest {
-                path: dotdot,
-                ..Default::default()
-            },
-            1 << 20,
-        )
-        .unwrap_err();
-        assert_eq!(
-            err.code(),
-            crate::protocol::ErrorCode::PermissionDenied,
-            "{err}"
-        );
+        let dotdot = format!("{}/../{}/secret", root.display(), outside.file_name().unwrap().to_str().unwrap());
+        let err = read(&p, &root, &ReadRequest { path: dotdot, ..Default::default() }, 1 << 20).unwrap_err();
+        assert_eq!(err.code(), crate::protocol::ErrorCode::PermissionDenied, "{err}");
 
         std::os::unix::fs::symlink(outside.join("secret"), root.join("link")).unwrap();
-        let err = read(
-            &p,
-            &root,
-            &ReadRequest {
-                path: "link".into(),
-                ..Default::default()
-            },
-            1 << 20,
-        )
-        .unwrap_err();
-        assert_eq!(
-            err.code(),
-            crate::protocol::ErrorCode::PermissionDenied,
-            "{err}"
-        );
+        let err = read(&p, &root, &ReadRequest { path: "link".into(), ..Default::default() }, 1 << 20).unwrap_err();
+        assert_eq!(err.code(), crate::protocol::ErrorCode::PermissionDenied, "{err}");
 
         std::os::unix::fs::symlink(&outside, root.join("dirlink")).unwrap();
-        let err = write(
-            &p,
-            &root,
-            &WriteRequest {
-                path: "dirlink/new".into(),
-                content: b"x".to_vec(),
-                append: false,
-            },
-        )
-        .unwrap_err();
-        assert_eq!(
-            err.code(),
-            crate::protocol::ErrorCode::PermissionDenied,
-            "{err}"
-        );
+        let err = write(&p, &root, &WriteRequest { path: "dirlink/new".into(), content: b"x".to_vec(), append: false })
+            .unwrap_err();
+        assert_eq!(err.code(), crate::protocol::ErrorCode::PermissionDenied, "{err}");
         assert!(!outside.join("new").exists());
 
         // A symlink that stays inside the tree is followed.
         std::fs::write(root.join("real"), "r").unwrap();
         std::os::unix::fs::symlink("real", root.join("inner")).unwrap();
-        let ok = read(
-            &p,
-            &root,
-            &ReadRequest {
-                path: "inner".into(),
-                ..Default::default()
-            },
-            1 << 20,
-        )
-        .unwrap();
+        let ok = read(&p, &root, &ReadRequest { path: "inner".into(), ..Default::default() }, 1 << 20).unwrap();
         assert_eq!(ok.content, b"r");
     }
 
@@ -350,37 +209,11 @@ mod tests {
     fn fifos_and_oversized_reads_are_refused() {
         let root = scratch("fifo");
         let p = policy_for(&root);
-        assert!(std::process::Command::new("mkfifo")
-            .arg(root.join("f"))
-            .status()
-            .unwrap()
-            .success());
-        let err = read(
-            &p,
-            &root,
-            &ReadRequest {
-                path: "f".into(),
-                ..Default::default()
-            },
-            1 << 20,
-        )
-        .unwrap_err();
+        assert!(std::process::Command::new("mkfifo").arg(root.join("f")).status().unwrap().success());
+        let err = read(&p, &root, &ReadRequest { path: "f".into(), ..Default::default() }, 1 << 20).unwrap_err();
         assert_eq!(err.code(), crate::protocol::ErrorCode::Io, "{err}");
         std::fs::write(root.join("big"), vec![0u8; 100]).unwrap();
-        let err = read(
-            &p,
-            &root,
-            &ReadRequest {
-                path: "big".into(),
-                ..Default::default()
-            },
-            50,
-        )
-        .unwrap_err();
-        assert_eq!(
-            err.code(),
-            crate::protocol::ErrorCode::LimitExceeded,
-            "{err}"
-        );
+        let err = read(&p, &root, &ReadRequest { path: "big".into(), ..Default::default() }, 50).unwrap_err();
+        assert_eq!(err.code(), crate::protocol::ErrorCode::LimitExceeded, "{err}");
     }
 }

@@ -35,10 +35,7 @@ pub struct SlotMap<T> {
 
 impl<T> Default for SlotMap<T> {
     fn default() -> Self {
-        SlotMap {
-            slots: Vec::new(),
-            free: Vec::new(),
-        }
+        SlotMap { slots: Vec::new(), free: Vec::new() }
     }
 }
 
@@ -97,9 +94,7 @@ impl<T> SlotMap<T> {
         self.slots
             .iter()
             .enumerate()
-            .filter_map(|(slot, (generation, value))| {
-                value.as_ref().map(|v| (key(slot, *generation), v))
-            })
+            .filter_map(|(slot, (generation, value))| value.as_ref().map(|v| (key(slot, *generation), v)))
     }
 
     pub fn len(&self) -> usize {

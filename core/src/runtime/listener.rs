@@ -18,10 +18,7 @@ impl Listener {
     pub fn bind(config: ListenConfig) -> Result<Listener> {
         let path = &config.path;
         let context = |what: &str| format!("{what} {}", path.display());
-        if let Some(dir) = path
-            .parent()
-            .filter(|d| !d.as_os_str().is_empty() && !d.exists())
-        {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty() && !d.exists()) {
             std::fs::DirBuilder::new()
                 .recursive(true)
                 .mode(0o700)
@@ -29,8 +26,7 @@ impl Listener {
                 .map_err(|e| RuntimeError::io(context("creating the directory of"), e))?;
         }
         remove_stale(path)?;
-        let socket =
-            UnixListener::bind(path).map_err(|e| RuntimeError::io(context("binding"), e))?;
+        let socket = UnixListener::bind(path).map_err(|e| RuntimeError::io(context("binding"), e))?;
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
             .map_err(|e| RuntimeError::io(context("restricting"), e))?;
         Ok(Listener { socket, config })
@@ -61,17 +57,10 @@ fn remove_stale(path: &Path) -> Result<()> {
         return Ok(());
     };
     if !meta.file_type().is_socket() {
-        return Err(RuntimeError::Conflict(format!(
-            "{} exists and is not a socket",
-            path.display()
-        )));
+        return Err(RuntimeError::Conflict(format!("{} exists and is not a socket", path.display())));
     }
     if std::os::unix::net::UnixStream::connect(path).is_ok() {
-        return Err(RuntimeError::Conflict(format!(
-            "{} is in use by another runtime",
-            path.display()
-        )));
+        return Err(RuntimeError::Conflict(format!("{} is in use by another runtime", path.display())));
     }
-    std::fs::remove_file(path)
-        .map_err(|e| RuntimeError::io(format!("removing stale socket {}", path.display()), e))
+    std::fs::remove_file(path).map_err(|e| RuntimeError::io(format!("removing stale socket {}", path.display()), e))
 }

@@ -12,6 +12,7 @@ mod events;
 mod exec;
 mod fs;
 mod ids;
+mod lifecycle;
 mod listener;
 mod process;
 mod reactor;
@@ -166,12 +167,7 @@ impl Runtime {
             .name("clove-reactor".into())
             .spawn(move || reactor.run())
             .map_err(|e| RuntimeError::io("starting the reactor thread", e))?;
-        Ok(Runtime {
-            commands,
-            waker,
-            events,
-            thread: Some(thread),
-        })
+        Ok(Runtime { commands, waker, events, thread: Some(thread) })
     }
 
     fn call<T>(&self, make: impl FnOnce(Reply<T>) -> Command) -> Result<T> {
@@ -181,12 +177,8 @@ impl Runtime {
     }
 
     fn send(&self, command: Command) -> Result<()> {
-        self.commands
-            .send(command)
-            .map_err(|_| RuntimeError::Stopped)?;
-        self.waker
-            .wake()
-            .map_err(|e| RuntimeError::io("waking the reactor", e))
+        self.commands.send(command).map_err(|_| RuntimeError::Stopped)?;
+        self.waker.wake().map_err(|e| RuntimeError::io("waking the reactor", e))
     }
 
     /// Serves agents started elsewhere on a Unix socket (mode 0600).
@@ -258,9 +250,7 @@ impl Runtime {
 
 fn wait_timeout<T>(rx: &Receiver<Result<T>>, timeout: Duration, id: AgentId) -> Result<Result<T>> {
     rx.recv_timeout(timeout).map_err(|e| match e {
-        mpsc::RecvTimeoutError::Timeout => {
-            RuntimeError::Timeout(format!("agent {id} still running after {timeout:?}"))
-        }
+        mpsc::RecvTimeoutError::Timeout => RuntimeError::Timeout(format!("agent {id} still running after {timeout:?}")),
         mpsc::RecvTimeoutError::Disconnected => RuntimeError::Stopped,
     })
 }

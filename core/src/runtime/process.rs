@@ -13,22 +13,12 @@ use super::{AgentId, AgentStdio, Result, RuntimeError};
 const DEFAULT_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
 
 /// A command for `argv` with only the variables an agent needs: the host's secrets stay with the host.
-pub(super) fn base_command(
-    argv: &[String],
-    cwd: &Path,
-    home: &str,
-    extra_env: &[(String, String)],
-) -> Result<Command> {
-    let (program, args) = argv
-        .split_first()
-        .ok_or_else(|| RuntimeError::InvalidArgument("empty argv".into()))?;
+pub(super) fn base_command(argv: &[String], cwd: &Path, home: &str, extra_env: &[(String, String)]) -> Result<Command> {
+    let (program, args) = argv.split_first().ok_or_else(|| RuntimeError::InvalidArgument("empty argv".into()))?;
     let mut cmd = Command::new(program);
     cmd.args(args)
         .env_clear()
-        .env(
-            "PATH",
-            std::env::var("PATH").unwrap_or_else(|_| DEFAULT_PATH.into()),
-        )
+        .env("PATH", std::env::var("PATH").unwrap_or_else(|_| DEFAULT_PATH.into()))
         .env("HOME", home)
         .env("LANG", "C.UTF-8")
         .envs(extra_env.iter().map(|(k, v)| (k, v)))
@@ -46,12 +36,8 @@ fn stdio_pair(stdio: &AgentStdio) -> Result<(Stdio, Stdio)> {
                 .create(true)
                 .append(true)
                 .open(path)
-                .map_err(|e| {
-                    RuntimeError::io(format!("opening agent log {}", path.display()), e)
-                })?;
-            let second = file
-                .try_clone()
-                .map_err(|e| RuntimeError::io("duplicating the agent log", e))?;
+                .map_err(|e| RuntimeError::io(format!("opening agent log {}", path.display()), e))?;
+            let second = file.try_clone().map_err(|e| RuntimeError::io("duplicating the agent log", e))?;
             (file.into(), second.into())
         }
     })
@@ -67,10 +53,8 @@ pub(super) fn start_agent(
     env: &[(String, String)],
     stdio: &AgentStdio,
 ) -> Result<(AgentProcess, UnixStream)> {
-    let (ours, theirs) =
-        UnixStream::pair().map_err(|e| RuntimeError::io("creating the agent channel", e))?;
-    ours.set_nonblocking(true)
-        .map_err(|e| RuntimeError::io("configuring the agent channel", e))?;
+    let (ours, theirs) = UnixStream::pair().map_err(|e| RuntimeError::io("creating the agent channel", e))?;
+    ours.set_nonblocking(true).map_err(|e| RuntimeError::io("configuring the agent channel", e))?;
     let mut cmd = base_command(argv, cwd, home, env)?;
     let (out, err) = stdio_pair(stdio)?;
     cmd.env("CLOVE_FD", clove_sys::process::CHANNEL_FD.to_string())
@@ -86,8 +70,7 @@ pub(super) fn start_agent(
 
 /// Spawns and maps the error to one that names the program.
 pub(super) fn spawn(cmd: &mut Command, program: &str) -> Result<Child> {
-    cmd.spawn()
-        .map_err(|e| RuntimeError::io(format!("starting {program}"), e))
+    cmd.spawn().map_err(|e| RuntimeError::io(format!("starting {program}"), e))
 }
 
 /// Pairs a child with a pidfd that becomes readable when it exits.

@@ -3,13 +3,11 @@
 //! connections. Nothing here blocks except `poll` itself.
 
 use std::collections::BTreeSet;
-use std::os::fd::AsRawFd;
 use std::path::PathBuf;
 use std::sync::mpsc::{Receiver, TryRecvError};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token, Waker};
 
 use super::agents::{Agent, AgentTable, Origin};
@@ -18,17 +16,14 @@ use super::events::{Event, EventHub, EventKind};
 use super::exec::ExecJob;
 use super::ids::SlotMap;
 use super::listener::Listener;
-use super::{
-    process, AgentId, Command, ListenConfig, Result, RuntimeConfig, RuntimeError, SpawnSpec,
-};
+use super::{AgentId, Command, ListenConfig, Result, RuntimeConfig, RuntimeError};
 use crate::audit::{AuditEntry, AuditLog};
-use crate::backoff::{Backoff, RestartDecision, RestartTracker};
 use crate::policy::AgentPolicy;
-use crate::protocol::{AgentState, ExitInfo, FrameError, RestartPolicy};
+use crate::protocol::{AgentState, FrameError};
 
 /// What a poll token stands for. Slots index the agent table or the exec jobs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Source {
+pub(super) enum Source {
     Waker,
     Listener,
     Conn(usize),
@@ -40,7 +35,7 @@ enum Source {
 
 const KIND_BITS: usize = 3;
 
-fn token(source: Source) -> Token {
+pub(super) fn token(source: Source) -> Token {
     let (kind, slot) = match source {
         Source::Waker => (0, 0),
         Source::Listener => (1, 0),
@@ -67,33 +62,31 @@ fn source(token: Token) -> Option<Source> {
     })
 }
 
-fn slot_of(id: AgentId) -> usize {
+pub(super) fn slot_of(id: AgentId) -> usize {
     SlotMap::<()>::slot(id.0)
 }
 
 /// Milliseconds since the Unix epoch, for audit entries and events.
 pub(super) fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-enum Timer {
+pub(super) enum Timer {
     ExecDeadline(u64),
     Restart(AgentId),
 }
 
 pub(super) struct Reactor {
-    poll: Poll,
+    pub poll: Poll,
     waker: Arc<Waker>,
     inbox: Receiver<Command>,
     pub config: RuntimeConfig,
-    events: Arc<EventHub>,
+    pub events: Arc<EventHub>,
     pub agents: AgentTable,
     pub execs: SlotMap<ExecJob>,
     pub listener: Option<Listener>,
-    timers: BTreeSet<(Instant, Timer)>,
+    pub timers: BTreeSet<(Instant, Timer)>,
     pub audit: AuditLog,
     /// Reused for the replies of one read burst.
     scratch: Vec<u8>,
@@ -101,14 +94,10 @@ pub(super) struct Reactor {
 }
 
 impl Reactor {
-    pub fn new(
-        config: RuntimeConfig,
-        inbox: Receiver<Command>,
-        events: Arc<EventHub>,
-    ) -> Result<Reactor> {
+    pub fn new(config: RuntimeConfig, inbox: Receiver<Command>, events: Arc<EventHub>) -> Result<Reactor> {
         let poll = Poll::new().map_err(|e| RuntimeError::io("creating the poll instance", e))?;
-        let waker = Waker::new(poll.registry(), token(Source::Waker))
-            .map_err(|e| RuntimeError::io("creating the waker", e))?;
+        let waker =
+            Waker::new(poll.registry(), token(Source::Waker)).map_err(|e| RuntimeError::io("creating the waker", e))?;
         Ok(Reactor {
             poll,
             waker: Arc::new(waker),
@@ -132,10 +121,7 @@ impl Reactor {
     pub fn run(mut self) {
         let mut events = Events::with_capacity(256);
         while self.running {
-            let timeout = self
-                .timers
-                .first()
-                .map(|(at, _)| at.saturating_duration_since(Instant::now()));
+            let timeout = self.timers.first().map(|(at, _)| at.saturating_duration_since(Instant::now()));
             if let Err(e) = self.poll.poll(&mut events, timeout) {
                 if e.kind() == std::io::ErrorKind::Interrupted {
                     continue;
@@ -174,11 +160,7 @@ impl Reactor {
             }
             Source::ExecOut(slot) | Source::ExecErr(slot) => {
                 let registry = self.poll.registry();
-                if let Some(job) = self
-                    .execs
-                    .key_at_slot(slot)
-                    .and_then(|k| self.execs.get_mut(k))
-                {
+                if let Some(job) = self.execs.key_at_slot(slot).and_then(|k| self.execs.get_mut(k)) {
                     job.on_output(registry, matches!(source, Source::ExecErr(_)));
                 }
             }
@@ -203,12 +185,7 @@ impl Reactor {
         match command {
             Command::Spawn(spec, reply) => {
                 let policy = match &spec.permissions {
-                    Some(p) => AgentPolicy {
-                        level: None,
-                        current: p.clone(),
-                        ceiling_level: None,
-                        ceiling: p.clone(),
-                    },
+                    Some(p) => AgentPolicy { level: None, current: p.clone(), ceiling_level: None, ceiling: p.clone() },
                     None => AgentPolicy::at_level(spec.level, &self.config.home),
                 };
                 let _ = reply.send(self.spawn_agent(spec, None, policy));
@@ -257,18 +234,12 @@ impl Reactor {
 
     fn listen(&mut self, config: ListenConfig) -> Result<()> {
         if self.listener.is_some() {
-            return Err(RuntimeError::Conflict(
-                "the runtime already listens on a socket".into(),
-            ));
+            return Err(RuntimeError::Conflict("the runtime already listens on a socket".into()));
         }
         let mut listener = Listener::bind(config)?;
         self.poll
             .registry()
-            .register(
-                &mut listener.socket,
-                token(Source::Listener),
-                Interest::READABLE,
-            )
+            .register(&mut listener.socket, token(Source::Listener), Interest::READABLE)
             .map_err(|e| RuntimeError::io("registering the listening socket", e))?;
         self.listener = Some(listener);
         Ok(())
@@ -292,7 +263,7 @@ impl Reactor {
             let policy = AgentPolicy::at_level(listener.config.max_level, &self.config.home);
             let conn = Conn::new(stream, self.config.max_payload, admitted);
             let id = self.agents.insert_with(|id| {
-                new_agent(
+                Agent::new(
                     format!("agent-{}", id.0 & 0xFFFF_FFFF),
                     Origin::Connected,
                     peer.pid,
@@ -320,7 +291,7 @@ impl Reactor {
         }
     }
 
-    fn register_conn(&mut self, id: AgentId) -> std::io::Result<()> {
+    pub(super) fn register_conn(&mut self, id: AgentId) -> std::io::Result<()> {
         let registry = self.poll.registry();
         match self.agents.get_mut(id).and_then(|a| a.conn.as_mut()) {
             Some(conn) => registry.register(
@@ -337,9 +308,7 @@ impl Reactor {
         let mut out = std::mem::take(&mut self.scratch);
         while let Some(conn) = self.agents.get_mut(id).and_then(|a| a.conn.as_mut()) {
             match conn.next_incoming() {
-                Incoming::Frame(header, payload) => {
-                    self.handle_frame(id, header, &payload, &mut out)
-                }
+                Incoming::Frame(header, payload) => self.handle_frame(id, header, &payload, &mut out),
                 Incoming::Broken(error) => {
                     self.broken_frame(id, &error, &mut out);
                     break;
@@ -372,13 +341,7 @@ impl Reactor {
         if let Some(conn) = self.agents.get_mut(id).and_then(|a| a.conn.as_mut()) {
             conn.closing = true;
         }
-        self.record(
-            id,
-            "security",
-            "BAD_FRAME",
-            false,
-            serde_json::json!({ "error": error.to_string() }),
-        );
+        self.record(id, "security", "BAD_FRAME", false, serde_json::json!({ "error": error.to_string() }));
     }
 
     /// Queues bytes on an agent's connection and writes what the socket takes.
@@ -406,269 +369,8 @@ impl Reactor {
         if agent.origin == Origin::Connected {
             let admitted_name = agent.name.clone();
             self.abandon_execs_of(id);
-            self.record(
-                id,
-                "lifecycle",
-                "DISCONNECTED",
-                true,
-                serde_json::json!({ "name": admitted_name }),
-            );
+            self.record(id, "lifecycle", "DISCONNECTED", true, serde_json::json!({ "name": admitted_name }));
             self.agents.remove(id);
-        }
-    }
-
-    /// Starts an agent for the host (`parent` None) or for another agent.
-    pub fn spawn_agent(
-        &mut self,
-        spec: Box<SpawnSpec>,
-        parent: Option<AgentId>,
-        policy: AgentPolicy,
-    ) -> Result<AgentId> {
-        if spec.argv.is_empty() {
-            return Err(RuntimeError::InvalidArgument(
-                "spawn needs a program to run".into(),
-            ));
-        }
-        let cwd = match &spec.cwd {
-            Some(dir) => dir.clone(),
-            None => std::env::current_dir()
-                .map_err(|e| RuntimeError::io("reading the working directory", e))?,
-        };
-        let restart = (spec.restart.policy != RestartPolicy::Never)
-            .then(|| RestartTracker::new(spec.restart.clone(), Backoff::default()));
-        let name = spec.name.clone();
-        let id = self
-            .agents
-            .insert_with(|_| new_agent(name, Origin::Spawned, 0, policy, parent, cwd));
-        if let Some(agent) = self.agents.get_mut(id) {
-            agent.restart = restart;
-            agent.spec = Some(spec);
-        }
-        match self.start_process(id) {
-            Ok(()) => Ok(id),
-            Err(e) => {
-                self.record(
-                    id,
-                    "lifecycle",
-                    "SPAWN_FAILED",
-                    false,
-                    serde_json::json!({ "error": e.to_string() }),
-                );
-                self.agents.remove(id);
-                Err(e)
-            }
-        }
-    }
-
-    /// Starts (or starts again) the process of a spawned agent from its stored spec.
-    fn start_process(&mut self, id: AgentId) -> Result<()> {
-        let home = self.config.home.clone();
-        let agent = self
-            .agents
-            .get_mut(id)
-            .ok_or_else(|| RuntimeError::NotFound(id.to_string()))?;
-        let spec = agent
-            .spec
-            .as_ref()
-            .ok_or_else(|| RuntimeError::InvalidArgument("agent has no spawn spec".into()))?;
-        let (process, stream) =
-            process::start_agent(id, &spec.argv, &agent.cwd, &home, &spec.env, &spec.stdio)?;
-        let pid = process.child.id();
-        agent.pid = pid;
-        agent.state = AgentState::Running;
-        agent.started = Instant::now();
-        agent.ended = None;
-        agent.exit = None;
-        agent.conn = Some(Conn::new(
-            mio::net::UnixStream::from_std(stream),
-            self.config.max_payload,
-            true,
-        ));
-        let pidfd = process.pidfd.as_raw_fd();
-        agent.process = Some(process);
-        let registered = self
-            .poll
-            .registry()
-            .register(
-                &mut SourceFd(&pidfd),
-                token(Source::AgentExit(slot_of(id))),
-                Interest::READABLE,
-            )
-            .and_then(|()| self.register_conn(id));
-        if let Err(e) = registered {
-            let _ = clove_sys::process::signal_group(pid, clove_sys::process::SIGKILL);
-            if let Some(mut p) = self.agents.get_mut(id).and_then(|a| a.process.take()) {
-                let _ = p.child.wait();
-            }
-            return Err(RuntimeError::io("registering the agent", e));
-        }
-        self.publish(id, EventKind::Spawned { pid });
-        self.record(
-            id,
-            "lifecycle",
-            "SPAWNED",
-            true,
-            serde_json::json!({ "pid": pid }),
-        );
-        Ok(())
-    }
-
-    fn check_agent_exit(&mut self, id: AgentId) {
-        let Some(process) = self.agents.get_mut(id).and_then(|a| a.process.as_mut()) else {
-            return;
-        };
-        let status = match process.child.try_wait() {
-            Ok(Some(status)) => status,
-            Ok(None) | Err(_) => return,
-        };
-        use std::os::unix::process::ExitStatusExt;
-        self.agent_ended(
-            id,
-            ExitInfo {
-                code: status.code(),
-                signal: status.signal(),
-            },
-        );
-    }
-
-    /// Everything that follows an agent's process ending: its group, connection and exec jobs are
-    /// cleaned up, waiters and the host are told, and the restart policy decides what is next.
-    fn agent_ended(&mut self, id: AgentId, exit: ExitInfo) {
-        let registry = self.poll.registry();
-        let Some(agent) = self.agents.get_mut(id) else {
-            return;
-        };
-        if let Some(process) = agent.process.take() {
-            let _ = registry.deregister(&mut SourceFd(&process.pidfd.as_raw_fd()));
-            // Whatever it left running in its group goes with it.
-            let _ =
-                clove_sys::process::signal_group(process.child.id(), clove_sys::process::SIGKILL);
-        }
-        agent.state = AgentState::Exited;
-        agent.exit = Some(exit);
-        agent.ended = Some(Instant::now());
-        for waiter in agent.waiters.drain(..) {
-            let _ = waiter.send(Ok(exit));
-        }
-        let failed = exit.code != Some(0);
-        let decision = match agent.restart.as_mut() {
-            Some(tracker) => tracker.on_exit(now_ms(), failed),
-            None => RestartDecision::Stop,
-        };
-        self.close_conn(id);
-        self.abandon_execs_of(id);
-        self.publish(id, EventKind::Exited(exit));
-        self.record(
-            id,
-            "lifecycle",
-            "EXITED",
-            !failed,
-            serde_json::json!({ "code": exit.code, "signal": exit.signal }),
-        );
-        match decision {
-            RestartDecision::Restart { delay_ms, attempt } => {
-                self.timers.insert((
-                    Instant::now() + Duration::from_millis(delay_ms),
-                    Timer::Restart(id),
-                ));
-                self.publish(id, EventKind::Restarting { attempt, delay_ms });
-                self.record(
-                    id,
-                    "lifecycle",
-                    "RESTARTING",
-                    true,
-                    serde_json::json!({ "attempt": attempt, "delay_ms": delay_ms }),
-                );
-            }
-            RestartDecision::Escalate => {
-                self.publish(id, EventKind::Escalated);
-                self.record(id, "lifecycle", "ESCALATED", false, serde_json::json!({}));
-                self.retire(id);
-            }
-            RestartDecision::Stop => self.retire(id),
-        }
-    }
-
-    /// An ended agent stays listed for a while; the oldest beyond the retention are forgotten.
-    fn retire(&mut self, id: AgentId) {
-        for old in self.agents.note_ended(id, self.config.exited_retention) {
-            self.agents.remove(old);
-        }
-    }
-
-    pub fn kill_agent(&mut self, id: AgentId) -> Result<()> {
-        let agent = self
-            .agents
-            .get_mut(id)
-            .ok_or_else(|| RuntimeError::NotFound(id.to_string()))?;
-        // A killed agent is not restarted.
-        agent.restart = None;
-        self.timers.retain(|(_, t)| *t != Timer::Restart(id));
-        match (&agent.process, agent.origin) {
-            (Some(process), _) => {
-                clove_sys::process::signal_group(process.child.id(), clove_sys::process::SIGKILL)
-                    .map_err(|e| RuntimeError::io(format!("killing agent {id}"), e))?;
-                // Resume a paused group so the kill is delivered promptly.
-                let _ = clove_sys::process::signal_group(
-                    process.child.id(),
-                    clove_sys::process::SIGCONT,
-                );
-            }
-            (None, Origin::Connected) => self.close_conn(id),
-            (None, Origin::Spawned) => {}
-        }
-        self.record(id, "lifecycle", "KILLED", true, serde_json::json!({}));
-        Ok(())
-    }
-
-    pub fn set_paused(&mut self, id: AgentId, paused: bool) -> Result<()> {
-        let agent = self
-            .agents
-            .get_mut(id)
-            .ok_or_else(|| RuntimeError::NotFound(id.to_string()))?;
-        let Some(process) = &agent.process else {
-            return Err(RuntimeError::Conflict(format!(
-                "agent {id} has no running process to pause or resume"
-            )));
-        };
-        let (signal, state, kind, event) = if paused {
-            (
-                clove_sys::process::SIGSTOP,
-                AgentState::Paused,
-                EventKind::Paused,
-                "PAUSED",
-            )
-        } else {
-            (
-                clove_sys::process::SIGCONT,
-                AgentState::Running,
-                EventKind::Resumed,
-                "RESUMED",
-            )
-        };
-        if agent.state == state {
-            return Ok(());
-        }
-        clove_sys::process::signal_group(process.child.id(), signal)
-            .map_err(|e| RuntimeError::io(format!("signalling agent {id}"), e))?;
-        agent.state = state;
-        self.publish(id, kind);
-        self.record(id, "lifecycle", event, true, serde_json::json!({}));
-        Ok(())
-    }
-
-    /// Kills the exec jobs an agent started; their results have nobody to go to.
-    fn abandon_execs_of(&mut self, id: AgentId) {
-        let keys: Vec<u64> = self
-            .execs
-            .iter()
-            .filter(|(_, j)| j.caller.agent == id)
-            .map(|(k, _)| k)
-            .collect();
-        for key in keys {
-            if let Some(job) = self.execs.get_mut(key) {
-                job.abandon();
-            }
         }
     }
 
@@ -687,17 +389,6 @@ impl Reactor {
                 }
                 Timer::Restart(id) => self.restart(id),
             }
-        }
-    }
-
-    fn restart(&mut self, id: AgentId) {
-        let restartable = self
-            .agents
-            .get(id)
-            .is_some_and(|a| a.state == AgentState::Exited && a.restart.is_some());
-        if restartable && self.start_process(id).is_err() {
-            // Starting again failed (the program vanished): the agent stays ended.
-            self.retire(id);
         }
     }
 
@@ -744,33 +435,13 @@ impl Reactor {
     }
 
     pub fn publish(&mut self, id: AgentId, kind: EventKind) {
-        let agent_name = self
-            .agents
-            .get(id)
-            .map(|a| a.name.clone())
-            .unwrap_or_default();
-        self.events.publish(Event {
-            agent_id: id,
-            agent_name,
-            kind,
-            timestamp_ms: now_ms(),
-        });
+        let agent_name = self.agents.get(id).map(|a| a.name.clone()).unwrap_or_default();
+        self.events.publish(Event { agent_id: id, agent_name, kind, timestamp_ms: now_ms() });
     }
 
     /// Appends an audit entry about agent `id`.
-    pub fn record(
-        &mut self,
-        id: AgentId,
-        category: &str,
-        event: &str,
-        success: bool,
-        details: serde_json::Value,
-    ) {
-        let agent_name = self
-            .agents
-            .get(id)
-            .map(|a| a.name.clone())
-            .unwrap_or_default();
+    pub fn record(&mut self, id: AgentId, category: &str, event: &str, success: bool, details: serde_json::Value) {
+        let agent_name = self.agents.get(id).map(|a| a.name.clone()).unwrap_or_default();
         self.audit.record(AuditEntry {
             id: 0,
             timestamp_ms: now_ms(),
@@ -786,10 +457,7 @@ impl Reactor {
     /// Kills every agent and exec job and waits for them, so nothing outlives the runtime.
     fn shutdown_all(&mut self) {
         for (_, job) in self.execs.iter() {
-            let _ = clove_sys::process::signal_group(
-                job.process.child.id(),
-                clove_sys::process::SIGKILL,
-            );
+            let _ = clove_sys::process::signal_group(job.process.child.id(), clove_sys::process::SIGKILL);
         }
         for key in self.execs.iter().map(|(k, _)| k).collect::<Vec<_>>() {
             if let Some(mut job) = self.execs.remove(key) {
@@ -799,14 +467,8 @@ impl Reactor {
         for id in self.agents.ids() {
             if let Some(mut agent) = self.agents.remove(id) {
                 if let Some(mut process) = agent.process.take() {
-                    let _ = clove_sys::process::signal_group(
-                        process.child.id(),
-                        clove_sys::process::SIGKILL,
-                    );
-                    let _ = clove_sys::process::signal_group(
-                        process.child.id(),
-                        clove_sys::process::SIGCONT,
-                    );
+                    let _ = clove_sys::process::signal_group(process.child.id(), clove_sys::process::SIGKILL);
+                    let _ = clove_sys::process::signal_group(process.child.id(), clove_sys::process::SIGCONT);
                     let _ = process.child.wait();
                 }
             }
@@ -814,33 +476,5 @@ impl Reactor {
         if let Some(listener) = self.listener.take() {
             listener.remove_socket_file();
         }
-    }
-}
-
-fn new_agent(
-    name: String,
-    origin: Origin,
-    pid: u32,
-    policy: AgentPolicy,
-    parent: Option<AgentId>,
-    cwd: PathBuf,
-) -> Agent {
-    Agent {
-        name,
-        origin,
-        pid,
-        process: None,
-        conn: None,
-        policy,
-        parent,
-        state: AgentState::Running,
-        started: Instant::now(),
-        ended: None,
-        exit: None,
-        cwd,
-        waiters: Vec::new(),
-        async_results: Default::default(),
-        spec: None,
-        restart: None,
     }
 }

@@ -17,19 +17,8 @@ const MAX_ASYNC_PENDING: usize = 64;
 const REPLY_OVERHEAD: u64 = 64;
 
 /// Services a client may ask HELLO about.
-const FEATURES: &[&str] = &[
-    "exec",
-    "read",
-    "write",
-    "spawn",
-    "kill",
-    "list",
-    "pause",
-    "resume",
-    "permissions",
-    "audit",
-    "async",
-];
+const FEATURES: &[&str] =
+    &["exec", "read", "write", "spawn", "kill", "list", "pause", "resume", "permissions", "audit", "async"];
 
 /// How a request is answered.
 enum Answer {
@@ -50,43 +39,21 @@ fn request<T: serde::de::DeserializeOwned>(payload: &[u8], op: Opcode) -> Result
 }
 
 impl Reactor {
-    pub(super) fn handle_frame(
-        &mut self,
-        id: AgentId,
-        header: FrameHeader,
-        payload: &[u8],
-        out: &mut Vec<u8>,
-    ) {
+    pub(super) fn handle_frame(&mut self, id: AgentId, header: FrameHeader, payload: &[u8], out: &mut Vec<u8>) {
         let request_id = header.request_id;
         let Some(op) = Opcode::from_u8(header.opcode) else {
             let message = format!("unknown opcode 0x{:02x}", header.opcode);
-            write_error(
-                out,
-                header.opcode,
-                request_id,
-                &ErrorReply {
-                    code: ErrorCode::UnknownOpcode as u16,
-                    message,
-                },
-            );
+            write_error(out, header.opcode, request_id, &ErrorReply { code: ErrorCode::UnknownOpcode as u16, message });
             return;
         };
-        let admitted = self
-            .agents
-            .get(id)
-            .and_then(|a| a.conn.as_ref())
-            .is_some_and(|c| c.admitted);
+        let admitted = self.agents.get(id).and_then(|a| a.conn.as_ref()).is_some_and(|c| c.admitted);
         let answer = if admitted || op == Opcode::HELLO {
             self.serve(id, op, request_id, payload)
         } else {
-            Err(RuntimeError::Denied(Denial::Invalid(
-                "this connection must present its token with HELLO first".into(),
-            )))
+            Err(RuntimeError::NotAdmitted("present the token with HELLO first"))
         };
         match answer {
-            Ok(Answer::Now(reply)) => {
-                frame::write_frame(out, op as u8, frame::flags::REPLY, request_id, &reply)
-            }
+            Ok(Answer::Now(reply)) => frame::write_frame(out, op as u8, frame::flags::REPLY, request_id, &reply),
             Ok(Answer::Closing(reply)) => {
                 frame::write_frame(out, op as u8, frame::flags::REPLY, request_id, &reply);
                 self.mark_closing(id);
@@ -94,13 +61,7 @@ impl Reactor {
             Ok(Answer::Later) => {}
             Err(error) => {
                 if error.code() == ErrorCode::PermissionDenied || !admitted {
-                    self.record(
-                        id,
-                        "security",
-                        op.name(),
-                        false,
-                        serde_json::json!({ "error": error.to_string() }),
-                    );
+                    self.record(id, "security", op.name(), false, serde_json::json!({ "error": error.to_string() }));
                 }
                 write_error(out, op as u8, request_id, &error.to_reply());
                 if !admitted {
@@ -117,18 +78,10 @@ impl Reactor {
     }
 
     fn caller(&self, id: AgentId) -> Result<&Agent> {
-        self.agents
-            .get(id)
-            .ok_or_else(|| RuntimeError::NotFound(id.to_string()))
+        self.agents.get(id).ok_or_else(|| RuntimeError::NotFound(id.to_string()))
     }
 
-    fn serve(
-        &mut self,
-        id: AgentId,
-        op: Opcode,
-        request_id: u32,
-        payload: &[u8],
-    ) -> Result<Answer> {
+    fn serve(&mut self, id: AgentId, op: Opcode, request_id: u32, payload: &[u8]) -> Result<Answer> {
         match op {
             Opcode::HELLO => self.hello(id, request(payload, op)?),
             Opcode::NOOP => {
@@ -139,20 +92,11 @@ impl Reactor {
             Opcode::READ => {
                 let cap = u64::from(self.config.max_payload).saturating_sub(REPLY_OVERHEAD);
                 let agent = self.caller(id)?;
-                now(&fs::read(
-                    &agent.policy,
-                    &agent.cwd,
-                    &request(payload, op)?,
-                    cap,
-                )?)
+                now(&fs::read(&agent.policy, &agent.cwd, &request(payload, op)?, cap)?)
             }
             Opcode::WRITE => {
                 let agent = self.caller(id)?;
-                now(&fs::write(
-                    &agent.policy,
-                    &agent.cwd,
-                    &request(payload, op)?,
-                )?)
+                now(&fs::write(&agent.policy, &agent.cwd, &request(payload, op)?)?)
             }
             Opcode::SPAWN => self.spawn_child(id, request(payload, op)?),
             Opcode::KILL | Opcode::PAUSE | Opcode::RESUME => {
@@ -165,9 +109,7 @@ impl Reactor {
                 }
                 now(&ControlReply { agent_id: target.0 })
             }
-            Opcode::LIST => now(&ListReply {
-                agents: self.list(),
-            }),
+            Opcode::LIST => now(&ListReply { agents: self.list() }),
             Opcode::EXIT => Ok(Answer::Closing(Vec::new())),
             Opcode::GET_PERMS => now(&self.perms_reply(id)?),
             Opcode::SET_PERMS => self.set_perms(id, request(payload, op)?),
@@ -175,14 +117,9 @@ impl Reactor {
             Opcode::ASYNC_POLL => {
                 let req: AsyncPollRequest = request(payload, op)?;
                 let max = if req.max == 0 { 10 } else { req.max as usize };
-                let agent = self
-                    .agents
-                    .get_mut(id)
-                    .ok_or_else(|| RuntimeError::NotFound(id.to_string()))?;
+                let agent = self.agents.get_mut(id).ok_or_else(|| RuntimeError::NotFound(id.to_string()))?;
                 let take = max.min(agent.async_results.len());
-                now(&AsyncPollReply {
-                    results: agent.async_results.drain(..take).collect(),
-                })
+                now(&AsyncPollReply { results: agent.async_results.drain(..take).collect() })
             }
             other => Err(RuntimeError::Unsupported(other)),
         }
@@ -190,20 +127,13 @@ impl Reactor {
 
     fn hello(&mut self, id: AgentId, hello: Hello) -> Result<Answer> {
         let token = self.listener.as_ref().and_then(|l| l.config.token.clone());
-        let agent = self
-            .agents
-            .get_mut(id)
-            .ok_or_else(|| RuntimeError::NotFound(id.to_string()))?;
+        let agent = self.agents.get_mut(id).ok_or_else(|| RuntimeError::NotFound(id.to_string()))?;
         let conn_admitted = agent.conn.as_ref().is_some_and(|c| c.admitted);
         if !conn_admitted {
             let presented = hello.token.as_deref().unwrap_or_default();
-            let valid = token
-                .as_deref()
-                .is_some_and(|t| constant_time_eq(t.as_bytes(), presented.as_bytes()));
+            let valid = token.as_deref().is_some_and(|t| constant_time_eq(t.as_bytes(), presented.as_bytes()));
             if !valid {
-                return Err(RuntimeError::Denied(Denial::Invalid(
-                    "wrong or missing token".into(),
-                )));
+                return Err(RuntimeError::NotAdmitted("wrong or missing token"));
             }
             if let Some(conn) = agent.conn.as_mut() {
                 conn.admitted = true;
@@ -222,11 +152,7 @@ impl Reactor {
             runtime_version: env!("CARGO_PKG_VERSION").into(),
             agent_id: id.0,
             name: agent.name.clone(),
-            level: agent
-                .policy
-                .level
-                .or(agent.policy.ceiling_level)
-                .unwrap_or(Level::Minimal),
+            level: agent.policy.level.or(agent.policy.ceiling_level).unwrap_or(Level::Minimal),
             features: FEATURES.iter().map(|f| f.to_string()).collect(),
         })
     }
@@ -235,33 +161,21 @@ impl Reactor {
         let agent = self.caller(id)?;
         let plan = agent.policy.plan_exec(&req.argv, req.command.as_deref())?;
         if req.run_async {
-            let running = self
-                .execs
-                .iter()
-                .filter(|(_, j)| j.caller.agent == id && j.caller.run_async)
-                .count();
+            let running = self.execs.iter().filter(|(_, j)| j.caller.agent == id && j.caller.run_async).count();
             if running + agent.async_results.len() >= MAX_ASYNC_PENDING {
                 return Err(RuntimeError::LimitExceeded(format!(
                     "{MAX_ASYNC_PENDING} async results are pending: collect them with ASYNC_POLL"
                 )));
             }
         }
-        let max_ms = agent
-            .policy
-            .current
-            .max_exec_time_ms
-            .min(agent.policy.ceiling.max_exec_time_ms);
+        let max_ms = agent.policy.current.max_exec_time_ms.min(agent.policy.ceiling.max_exec_time_ms);
         let timeout_ms = req.timeout_ms.map_or(max_ms, |t| u64::from(t).min(max_ms));
         let cwd = match &req.cwd {
             Some(dir) => agent.cwd.join(dir),
             None => agent.cwd.clone(),
         };
         let env: Vec<(String, String)> = req.env.into_iter().map(|kv| (kv.key, kv.value)).collect();
-        let caller = ExecCaller {
-            agent: id,
-            request_id,
-            run_async: req.run_async,
-        };
+        let caller = ExecCaller { agent: id, request_id, run_async: req.run_async };
         let job = ExecJob::start(
             caller,
             ExecSpec {
@@ -276,13 +190,7 @@ impl Reactor {
             },
         )?;
         self.add_exec(job)?;
-        self.record(
-            id,
-            "syscall",
-            "EXEC",
-            true,
-            serde_json::json!({ "command": plan.display }),
-        );
+        self.record(id, "syscall", "EXEC", true, serde_json::json!({ "command": plan.display }));
         if req.run_async {
             now(&Accepted { request_id })
         } else {
@@ -310,12 +218,7 @@ impl Reactor {
         let mut out = Vec::new();
         match result {
             Ok(reply) => write_reply(&mut out, Opcode::EXEC as u8, caller.request_id, &reply),
-            Err(e) => write_error(
-                &mut out,
-                Opcode::EXEC as u8,
-                caller.request_id,
-                &e.to_reply(),
-            ),
+            Err(e) => write_error(&mut out, Opcode::EXEC as u8, caller.request_id, &e.to_reply()),
         }
         self.send_bytes(caller.agent, &out);
     }
@@ -324,37 +227,19 @@ impl Reactor {
         let parent = self.caller(id)?;
         parent.policy.check_spawn()?;
         let argv = match (&req.script, req.argv.is_empty()) {
-            (Some(script), true) => vec![
-                req.interpreter.clone().unwrap_or_else(|| "python3".into()),
-                script.clone(),
-            ],
+            (Some(script), true) => vec![req.interpreter.clone().unwrap_or_else(|| "python3".into()), script.clone()],
             (None, false) => req.argv.clone(),
-            _ => {
-                return Err(RuntimeError::InvalidArgument(
-                    "spawn takes either a script or argv".into(),
-                ))
-            }
+            _ => return Err(RuntimeError::InvalidArgument("spawn takes either a script or argv".into())),
         };
         parent.policy.check_program(&argv)?;
-        let default_level = if parent
-            .policy
-            .current
-            .within(&Level::Standard.permissions(&self.config.home))
-            .is_ok()
-        {
+        let default_level = if parent.policy.current.within(&Level::Standard.permissions(&self.config.home)).is_ok() {
             parent.policy.level
         } else {
             Some(Level::Standard)
         };
         let level = req.level.or(default_level).unwrap_or(Level::Minimal);
-        let child_policy: AgentPolicy = parent
-            .policy
-            .grant(Some(level), level.permissions(&self.config.home))?;
-        let cwd = req
-            .cwd
-            .as_ref()
-            .map(|c| parent.cwd.join(c))
-            .unwrap_or_else(|| parent.cwd.clone());
+        let child_policy: AgentPolicy = parent.policy.grant(Some(level), level.permissions(&self.config.home))?;
+        let cwd = req.cwd.as_ref().map(|c| parent.cwd.join(c)).unwrap_or_else(|| parent.cwd.clone());
         let spec = SpawnSpec {
             name: req.name.clone(),
             argv,
@@ -370,12 +255,7 @@ impl Reactor {
         };
         let child = self.spawn_agent(Box::new(spec), Some(id), child_policy)?;
         let pid = self.agents.get(child).map_or(0, |a| a.pid);
-        now(&SpawnReply {
-            id: child.0,
-            name: req.name,
-            pid,
-            state: AgentState::Running,
-        })
+        now(&SpawnReply { id: child.0, name: req.name, pid, state: AgentState::Running })
     }
 
     /// The agent a KILL, PAUSE or RESUME names, if the caller may control it: its own descendants,
@@ -383,10 +263,7 @@ impl Reactor {
     fn control_target(&self, caller: AgentId, target: &Target) -> Result<AgentId> {
         let id = match target {
             Target::Id(raw) => AgentId(*raw),
-            Target::Name(name) => self
-                .agents
-                .find_by_name(name)
-                .ok_or_else(|| RuntimeError::NotFound(name.clone()))?,
+            Target::Name(name) => self.agents.find_by_name(name).ok_or_else(|| RuntimeError::NotFound(name.clone()))?,
         };
         if self.agents.get(id).is_none() {
             return Err(RuntimeError::NotFound(id.to_string()));
@@ -418,17 +295,10 @@ impl Reactor {
         let (level, permissions) = match &req.permissions_json {
             Some(json) => (None, base.patched(json)?),
             None if req.level.is_some() => (req.level, base),
-            None => {
-                return Err(RuntimeError::InvalidArgument(
-                    "set_permissions needs a level or permissions".into(),
-                ))
-            }
+            None => return Err(RuntimeError::InvalidArgument("set_permissions needs a level or permissions".into())),
         };
         if target == id {
-            let agent = self
-                .agents
-                .get_mut(id)
-                .ok_or_else(|| RuntimeError::NotFound(id.to_string()))?;
+            let agent = self.agents.get_mut(id).ok_or_else(|| RuntimeError::NotFound(id.to_string()))?;
             agent.policy.set_own(level, permissions)?;
         } else {
             if !self.agents.is_descendant(target, id) {
@@ -440,13 +310,7 @@ impl Reactor {
             }
         }
         let name = self.caller(target)?.policy.level_name();
-        self.record(
-            target,
-            "lifecycle",
-            "SET_PERMS",
-            true,
-            serde_json::json!({ "by": id.0, "level": name }),
-        );
+        self.record(target, "lifecycle", "SET_PERMS", true, serde_json::json!({ "by": id.0, "level": name }));
         now(&self.perms_reply(target)?)
     }
 
@@ -454,20 +318,17 @@ impl Reactor {
     /// descendants.
     fn audit_log(&self, id: AgentId, query: AuditQuery) -> Result<Answer> {
         let agent = self.caller(id)?;
-        let sees_all = agent.policy.level == Some(Level::Unrestricted)
-            && agent.policy.ceiling_level == Some(Level::Unrestricted);
+        let sees_all =
+            agent.policy.level == Some(Level::Unrestricted) && agent.policy.ceiling_level == Some(Level::Unrestricted);
         let mut query = query;
         if !sees_all {
             match query.agent_id {
-                Some(target)
-                    if target == id.0 || self.agents.is_descendant(AgentId(target), id) => {}
+                Some(target) if target == id.0 || self.agents.is_descendant(AgentId(target), id) => {}
                 Some(target) => return Err(Denial::NotDescendant(target).into()),
                 None => query.agent_id = Some(id.0),
             }
         }
-        now(&AuditLogReply {
-            entries: self.audit.query(&query),
-        })
+        now(&AuditLogReply { entries: self.audit.query(&query) })
     }
 }
 

@@ -24,11 +24,7 @@ impl Fixture {
         Self::with_config(tag, max_level, RuntimeConfig::default())
     }
 
-    pub fn with_config(
-        tag: &str,
-        max_level: clove_core::policy::Level,
-        config: RuntimeConfig,
-    ) -> Fixture {
+    pub fn with_config(tag: &str, max_level: clove_core::policy::Level, config: RuntimeConfig) -> Fixture {
         let dir = std::env::temp_dir().join(format!("clove-it-{tag}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
@@ -37,11 +33,7 @@ impl Fixture {
         let mut listen = ListenConfig::new(&socket);
         listen.max_level = max_level;
         runtime.listen(listen).unwrap();
-        Fixture {
-            runtime,
-            socket,
-            dir,
-        }
+        Fixture { runtime, socket, dir }
     }
 
     pub fn connect(&self) -> Client {
@@ -63,9 +55,7 @@ pub struct Client {
 impl Client {
     pub fn connect(path: &std::path::Path) -> Client {
         let stream = UnixStream::connect(path).unwrap();
-        stream
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
         Client { stream, next_id: 1 }
     }
 
@@ -96,11 +86,7 @@ impl Client {
     }
 
     /// Sends a request and decodes its reply (or the error it got).
-    pub fn call<T: Serialize, R: DeserializeOwned>(
-        &mut self,
-        op: Opcode,
-        req: &T,
-    ) -> Result<R, ErrorReply> {
+    pub fn call<T: Serialize, R: DeserializeOwned>(&mut self, op: Opcode, req: &T) -> Result<R, ErrorReply> {
         let id = self.send(op, req);
         let (header, payload) = self.read_frame().expect("connection closed");
         assert_eq!(header.request_id, id);
@@ -113,14 +99,7 @@ impl Client {
     }
 
     pub fn noop(&mut self, data: &[u8]) -> Vec<u8> {
-        let reply: protocol::Echo = self
-            .call(
-                Opcode::NOOP,
-                &protocol::Echo {
-                    data: data.to_vec(),
-                },
-            )
-            .unwrap();
+        let reply: protocol::Echo = self.call(Opcode::NOOP, &protocol::Echo { data: data.to_vec() }).unwrap();
         reply.data
     }
 

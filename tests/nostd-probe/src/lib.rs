@@ -14,9 +14,7 @@ fn panic(_: &core::panic::PanicInfo<'_>) -> ! {
 
 /// Round-trips a NOOP payload and asks the policy one question, without std.
 pub fn probe() -> bool {
-    let payload = encode(&Echo {
-        data: alloc::vec![1, 2, 3],
-    });
+    let payload = encode(&Echo { data: alloc::vec![1, 2, 3] });
     let mut decoder = FrameDecoder::new(1024);
     decoder.extend(&payload);
     let echoed: Result<Echo, _> = decode(&payload);

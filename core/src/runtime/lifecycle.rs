@@ -1,0 +1,216 @@
+//! Agent lifecycles: starting a process for an agent, noticing its end, restarting it with backoff,
+//! killing, pausing and resuming it.
+
+use std::os::fd::AsRawFd;
+use std::time::{Duration, Instant};
+
+use mio::unix::SourceFd;
+use mio::Interest;
+
+use super::agents::{Agent, Origin};
+use super::conn::Conn;
+use super::events::EventKind;
+use super::reactor::{now_ms, slot_of, token, Reactor, Source, Timer};
+use super::{process, AgentId, Result, RuntimeError, SpawnSpec};
+use crate::backoff::{Backoff, RestartDecision, RestartTracker};
+use crate::policy::AgentPolicy;
+use crate::protocol::{AgentState, ExitInfo, RestartPolicy};
+
+impl Reactor {
+    /// Starts an agent for the host (`parent` None) or for another agent.
+    pub(super) fn spawn_agent(
+        &mut self,
+        spec: Box<SpawnSpec>,
+        parent: Option<AgentId>,
+        policy: AgentPolicy,
+    ) -> Result<AgentId> {
+        if spec.argv.is_empty() {
+            return Err(RuntimeError::InvalidArgument("spawn needs a program to run".into()));
+        }
+        let cwd = match &spec.cwd {
+            Some(dir) => dir.clone(),
+            None => std::env::current_dir().map_err(|e| RuntimeError::io("reading the working directory", e))?,
+        };
+        let restart = (spec.restart.policy != RestartPolicy::Never)
+            .then(|| RestartTracker::new(spec.restart.clone(), Backoff::default()));
+        let name = spec.name.clone();
+        let id = self.agents.insert_with(|_| Agent::new(name, Origin::Spawned, 0, policy, parent, cwd));
+        if let Some(agent) = self.agents.get_mut(id) {
+            agent.restart = restart;
+            agent.spec = Some(spec);
+        }
+        match self.start_process(id) {
+            Ok(()) => Ok(id),
+            Err(e) => {
+                self.record(id, "lifecycle", "SPAWN_FAILED", false, serde_json::json!({ "error": e.to_string() }));
+                self.agents.remove(id);
+                Err(e)
+            }
+        }
+    }
+
+    /// Starts (or starts again) the process of a spawned agent from its stored spec.
+    pub(super) fn start_process(&mut self, id: AgentId) -> Result<()> {
+        let home = self.config.home.clone();
+        let agent = self.agents.get_mut(id).ok_or_else(|| RuntimeError::NotFound(id.to_string()))?;
+        let spec =
+            agent.spec.as_ref().ok_or_else(|| RuntimeError::InvalidArgument("agent has no spawn spec".into()))?;
+        let (process, stream) = process::start_agent(id, &spec.argv, &agent.cwd, &home, &spec.env, &spec.stdio)?;
+        let pid = process.child.id();
+        agent.pid = pid;
+        agent.state = AgentState::Running;
+        agent.started = Instant::now();
+        agent.ended = None;
+        agent.exit = None;
+        agent.conn = Some(Conn::new(mio::net::UnixStream::from_std(stream), self.config.max_payload, true));
+        let pidfd = process.pidfd.as_raw_fd();
+        agent.process = Some(process);
+        let registered = self
+            .poll
+            .registry()
+            .register(&mut SourceFd(&pidfd), token(Source::AgentExit(slot_of(id))), Interest::READABLE)
+            .and_then(|()| self.register_conn(id));
+        if let Err(e) = registered {
+            let _ = clove_sys::process::signal_group(pid, clove_sys::process::SIGKILL);
+            if let Some(mut p) = self.agents.get_mut(id).and_then(|a| a.process.take()) {
+                let _ = p.child.wait();
+            }
+            return Err(RuntimeError::io("registering the agent", e));
+        }
+        self.publish(id, EventKind::Spawned { pid });
+        self.record(id, "lifecycle", "SPAWNED", true, serde_json::json!({ "pid": pid }));
+        Ok(())
+    }
+
+    pub(super) fn check_agent_exit(&mut self, id: AgentId) {
+        let Some(process) = self.agents.get_mut(id).and_then(|a| a.process.as_mut()) else {
+            return;
+        };
+        let status = match process.child.try_wait() {
+            Ok(Some(status)) => status,
+            Ok(None) | Err(_) => return,
+        };
+        use std::os::unix::process::ExitStatusExt;
+        self.agent_ended(id, ExitInfo { code: status.code(), signal: status.signal() });
+    }
+
+    /// Everything that follows an agent's process ending: its group, connection and exec jobs are
+    /// cleaned up, waiters and the host are told, and the restart policy decides what is next.
+    pub(super) fn agent_ended(&mut self, id: AgentId, exit: ExitInfo) {
+        let registry = self.poll.registry();
+        let Some(agent) = self.agents.get_mut(id) else {
+            return;
+        };
+        if let Some(process) = agent.process.take() {
+            let _ = registry.deregister(&mut SourceFd(&process.pidfd.as_raw_fd()));
+            // Whatever it left running in its group goes with it.
+            let _ = clove_sys::process::signal_group(process.child.id(), clove_sys::process::SIGKILL);
+        }
+        agent.state = AgentState::Exited;
+        agent.exit = Some(exit);
+        agent.ended = Some(Instant::now());
+        for waiter in agent.waiters.drain(..) {
+            let _ = waiter.send(Ok(exit));
+        }
+        let failed = exit.code != Some(0);
+        let decision = match agent.restart.as_mut() {
+            Some(tracker) => tracker.on_exit(now_ms(), failed),
+            None => RestartDecision::Stop,
+        };
+        self.close_conn(id);
+        self.abandon_execs_of(id);
+        self.publish(id, EventKind::Exited(exit));
+        self.record(
+            id,
+            "lifecycle",
+            "EXITED",
+            !failed,
+            serde_json::json!({ "code": exit.code, "signal": exit.signal }),
+        );
+        match decision {
+            RestartDecision::Restart { delay_ms, attempt } => {
+                self.timers.insert((Instant::now() + Duration::from_millis(delay_ms), Timer::Restart(id)));
+                self.publish(id, EventKind::Restarting { attempt, delay_ms });
+                self.record(
+                    id,
+                    "lifecycle",
+                    "RESTARTING",
+                    true,
+                    serde_json::json!({ "attempt": attempt, "delay_ms": delay_ms }),
+                );
+            }
+            RestartDecision::Escalate => {
+                self.publish(id, EventKind::Escalated);
+                self.record(id, "lifecycle", "ESCALATED", false, serde_json::json!({}));
+                self.retire(id);
+            }
+            RestartDecision::Stop => self.retire(id),
+        }
+    }
+
+    /// An ended agent stays listed for a while; the oldest beyond the retention are forgotten.
+    pub(super) fn retire(&mut self, id: AgentId) {
+        for old in self.agents.note_ended(id, self.config.exited_retention) {
+            self.agents.remove(old);
+        }
+    }
+
+    pub(super) fn kill_agent(&mut self, id: AgentId) -> Result<()> {
+        let agent = self.agents.get_mut(id).ok_or_else(|| RuntimeError::NotFound(id.to_string()))?;
+        // A killed agent is not restarted.
+        agent.restart = None;
+        self.timers.retain(|(_, t)| *t != Timer::Restart(id));
+        let (pid, origin) = (agent.process.as_ref().map(|p| p.child.id()), agent.origin);
+        self.record(id, "lifecycle", "KILLED", true, serde_json::json!({}));
+        match (pid, origin) {
+            (Some(pid), _) => {
+                clove_sys::process::signal_group(pid, clove_sys::process::SIGKILL)
+                    .map_err(|e| RuntimeError::io(format!("killing agent {id}"), e))?;
+                // Resume a paused group so the kill is delivered promptly.
+                let _ = clove_sys::process::signal_group(pid, clove_sys::process::SIGCONT);
+            }
+            (None, Origin::Connected) => self.close_conn(id),
+            (None, Origin::Spawned) => {}
+        }
+        Ok(())
+    }
+
+    pub(super) fn set_paused(&mut self, id: AgentId, paused: bool) -> Result<()> {
+        let agent = self.agents.get_mut(id).ok_or_else(|| RuntimeError::NotFound(id.to_string()))?;
+        let Some(process) = &agent.process else {
+            return Err(RuntimeError::Conflict(format!("agent {id} has no running process to pause or resume")));
+        };
+        let (signal, state, kind, event) = if paused {
+            (clove_sys::process::SIGSTOP, AgentState::Paused, EventKind::Paused, "PAUSED")
+        } else {
+            (clove_sys::process::SIGCONT, AgentState::Running, EventKind::Resumed, "RESUMED")
+        };
+        if agent.state == state {
+            return Ok(());
+        }
+        clove_sys::process::signal_group(process.child.id(), signal)
+            .map_err(|e| RuntimeError::io(format!("signalling agent {id}"), e))?;
+        agent.state = state;
+        self.publish(id, kind);
+        self.record(id, "lifecycle", event, true, serde_json::json!({}));
+        Ok(())
+    }
+
+    /// Kills the exec jobs an agent started; their results have nobody to go to.
+    pub(super) fn abandon_execs_of(&mut self, id: AgentId) {
+        let keys: Vec<u64> = self.execs.iter().filter(|(_, j)| j.caller.agent == id).map(|(k, _)| k).collect();
+        for key in keys {
+            if let Some(job) = self.execs.get_mut(key) {
+                job.abandon();
+            }
+        }
+    }
+
+    pub(super) fn restart(&mut self, id: AgentId) {
+        let restartable = self.agents.get(id).is_some_and(|a| a.state == AgentState::Exited && a.restart.is_some());
+        if restartable && self.start_process(id).is_err() {
+            // Starting again failed (the program vanished): the agent stays ended.
+            self.retire(id);
+        }
+    }
+}
