@@ -52,6 +52,9 @@ enum Command {
         /// Admit peers of other uids that present this token in HELLO.
         #[arg(long)]
         token: Option<String>,
+        /// Append every audit entry (denials, lifecycle) to this file as JSON lines.
+        #[arg(long)]
+        audit_log: Option<PathBuf>,
     },
     /// Run the main job: several agents at different levels, and what the policy decided.
     Demo,
@@ -67,8 +70,8 @@ fn main() -> ExitCode {
         Command::Run { name, level, timeout, env, cwd, command } => {
             report(run(name, level, timeout, &env, cwd, command))
         }
-        Command::Kernel { socket, max_level, token } => {
-            report(kernel(socket, max_level, token).map(|()| ExitCode::SUCCESS))
+        Command::Kernel { socket, max_level, token, audit_log } => {
+            report(kernel(socket, max_level, token, audit_log).map(|()| ExitCode::SUCCESS))
         }
         Command::Demo => report(demo::run()),
     }
@@ -131,10 +134,10 @@ fn run(
     Ok(ExitCode::from(code.clamp(0, 255) as u8))
 }
 
-fn kernel(socket: PathBuf, max_level: Level, token: Option<String>) -> Result<()> {
+fn kernel(socket: PathBuf, max_level: Level, token: Option<String>, audit_file: Option<PathBuf>) -> Result<()> {
     let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM])
         .context("installing signal handlers")?;
-    let runtime = Runtime::start(RuntimeConfig::default())?;
+    let runtime = Runtime::start(RuntimeConfig { audit_file, ..RuntimeConfig::default() })?;
     let mut listen = ListenConfig::new(&socket);
     listen.max_level = max_level;
     listen.token = token;

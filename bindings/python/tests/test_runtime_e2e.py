@@ -80,7 +80,9 @@ def test_a_seed_style_agent_runs_unchanged(clove_run, tmp_path):
 @pytest.fixture
 def kernel(clove_run, tmp_path):
     sock = tmp_path / "clove.sock"
-    proc = subprocess.Popen([clove_run, "kernel", "--socket", str(sock), "--max-level", "unrestricted"],
+    audit = tmp_path / "audit.jsonl"
+    proc = subprocess.Popen([clove_run, "kernel", "--socket", str(sock), "--max-level", "unrestricted",
+                             "--audit-log", str(audit)],
                             stderr=subprocess.PIPE, env={**os.environ, "PYTHONPATH": str(SDK)})
     deadline = time.monotonic() + 10
     while not sock.exists():
@@ -161,3 +163,7 @@ def test_parent_spawns_grants_and_kills_a_child(kernel, tmp_path):
         assert {a["name"]: a for a in parent.list_agents()}["worker"]["signal"] == 9
         log = parent.get_audit_log(category="lifecycle")
         assert any(e["event_type"] == "SET_PERMS" for e in log["entries"]), log
+    lines = [__import__("json").loads(line) for line in (tmp_path / "audit.jsonl").read_text().splitlines()]
+    events = [(e["category"], e["event"]) for e in lines]
+    assert ("lifecycle", "SET_PERMS") in events and ("lifecycle", "KILLED") in events, events
+    assert sum(1 for c, e in events if c == "security" and e == "EXEC") == 2, events

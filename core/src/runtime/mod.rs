@@ -46,6 +46,8 @@ pub struct RuntimeConfig {
     pub event_capacity: usize,
     /// Ended agents kept for [`Runtime::wait`] and LIST before the oldest is forgotten (default 256).
     pub exited_retention: usize,
+    /// Also append every audit entry to this file as a JSON line (created 0600; default none).
+    pub audit_file: Option<PathBuf>,
 }
 
 impl Default for RuntimeConfig {
@@ -56,6 +58,7 @@ impl Default for RuntimeConfig {
             audit_capacity: 10_000,
             event_capacity: 1_024,
             exited_retention: 256,
+            audit_file: None,
         }
     }
 }

@@ -3,6 +3,7 @@
 //! connections. Nothing here blocks except `poll` itself.
 
 use std::collections::BTreeSet;
+use std::io::Write;
 use std::path::PathBuf;
 use std::sync::mpsc::{Receiver, TryRecvError};
 use std::sync::Arc;
@@ -71,6 +72,16 @@ pub(super) fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
+fn open_audit_file(path: &std::path::Path) -> Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| RuntimeError::io(format!("opening audit log {}", path.display()), e))
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub(super) enum Timer {
     ExecDeadline(u64),
@@ -88,6 +99,7 @@ pub(super) struct Reactor {
     pub listener: Option<Listener>,
     pub timers: BTreeSet<(Instant, Timer)>,
     pub audit: AuditLog,
+    audit_file: Option<std::fs::File>,
     /// Reused for the replies of one read burst.
     scratch: Vec<u8>,
     running: bool,
@@ -103,6 +115,10 @@ impl Reactor {
             waker: Arc::new(waker),
             inbox,
             audit: AuditLog::new(config.audit_capacity),
+            audit_file: match &config.audit_file {
+                Some(path) => Some(open_audit_file(path)?),
+                None => None,
+            },
             config,
             events,
             agents: AgentTable::default(),
@@ -442,7 +458,7 @@ impl Reactor {
     /// Appends an audit entry about agent `id`.
     pub fn record(&mut self, id: AgentId, category: &str, event: &str, success: bool, details: serde_json::Value) {
         let agent_name = self.agents.get(id).map(|a| a.name.clone()).unwrap_or_default();
-        self.audit.record(AuditEntry {
+        let entry = self.audit.record(AuditEntry {
             id: 0,
             timestamp_ms: now_ms(),
             category: category.into(),
@@ -452,6 +468,14 @@ impl Reactor {
             success,
             details_json: details.to_string(),
         });
+        let Some(file) = self.audit_file.as_mut() else { return };
+        let line = serde_json::to_string(entry).unwrap_or_default();
+        if let Err(e) = writeln!(file, "{line}") {
+            // Stop writing a file that fails, and say so in the log that still works.
+            self.audit_file = None;
+            let details = serde_json::json!({ "error": e.to_string() });
+            self.record(id, "security", "AUDIT_FILE_FAILED", false, details);
+        }
     }
 
     /// Kills every agent and exec job and waits for them, so nothing outlives the runtime.
