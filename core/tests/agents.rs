@@ -318,3 +318,34 @@ fn dropping_the_runtime_kills_its_agents() {
     drop(rt);
     assert!(pids_running(&["sleep", "7.6543"]).is_empty());
 }
+
+#[test]
+fn event_callback_runs_on_the_reactor_and_may_clear_itself() {
+    use std::sync::{Arc, Mutex};
+    let rt = Arc::new(Runtime::start(RuntimeConfig::default()).unwrap());
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let (seen2, weak) = (Arc::clone(&seen), Arc::downgrade(&rt));
+    rt.set_event_callback(Some(Arc::new(move |event: &clove_core::runtime::Event| {
+        seen2.lock().unwrap().push((std::thread::current().name().map(String::from), event.kind.name()));
+        if matches!(event.kind, EventKind::Exited(_)) {
+            // Replacing the callback from inside it must not deadlock.
+            if let Some(rt) = weak.upgrade() {
+                rt.set_event_callback(None);
+            }
+        }
+    })));
+    let id = rt.spawn(quiet("cb", &["true"])).unwrap();
+    rt.wait(id, Some(Duration::from_secs(10))).unwrap();
+    let second = rt.spawn(quiet("cb2", &["true"])).unwrap();
+    rt.wait(second, Some(Duration::from_secs(10))).unwrap();
+    let seen = seen.lock().unwrap().clone();
+    let reactor = Some("clove-reactor".to_string());
+    assert_eq!(seen, [(reactor.clone(), "AGENT_SPAWNED"), (reactor, "AGENT_EXITED")]);
+}
+
+#[test]
+fn waiting_on_an_unknown_id_is_not_found_even_with_no_time_to_wait() {
+    let rt = Runtime::start(RuntimeConfig::default()).unwrap();
+    let err = rt.wait(AgentId(0x7_0000_0003), Some(Duration::ZERO)).unwrap_err();
+    assert_eq!(err.code(), ErrorCode::NotFound);
+}

@@ -2,7 +2,7 @@
 //! reactor thread calls as each event happens.
 
 use std::collections::VecDeque;
-use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use super::AgentId;
@@ -51,8 +51,8 @@ pub struct Event {
 }
 
 /// Called on the reactor thread for every event. It must not block or call back into the runtime
-/// synchronously (that would wait on the thread that is calling it).
-pub type EventCallback = Box<dyn Fn(&Event) + Send>;
+/// synchronously (that would wait on the thread that is calling it). It may replace or clear itself.
+pub type EventCallback = Arc<dyn Fn(&Event) + Send + Sync>;
 
 /// The host's side of the event stream.
 pub(crate) struct EventHub {
@@ -80,7 +80,9 @@ impl EventHub {
     /// Delivers an event: to the callback if one is set, and to the queue, dropping the oldest
     /// event when the host has not kept up.
     pub fn publish(&self, event: Event) {
-        if let Some(callback) = lock(&self.callback).as_ref() {
+        // Called outside the lock, so the callback may set another one.
+        let callback = lock(&self.callback).clone();
+        if let Some(callback) = callback {
             callback(&event);
         }
         let mut queue = lock(&self.queue);

@@ -144,7 +144,8 @@ enum Command {
     Kill(AgentId, Reply<()>),
     Pause(AgentId, Reply<()>),
     Resume(AgentId, Reply<()>),
-    Wait(AgentId, Reply<ExitInfo>),
+    /// Answers at once: the exit if the agent has ended, `None` if `done` will get it later.
+    Wait(AgentId, SyncSender<Result<ExitInfo>>, Reply<Option<ExitInfo>>),
     List(Reply<Vec<AgentInfo>>),
     Listen(ListenConfig, Reply<()>),
     Audit(AuditQuery, Reply<Vec<AuditEntry>>),
@@ -209,11 +210,13 @@ impl Runtime {
 
     /// Waits for an agent to end, up to `timeout` (forever with `None`).
     pub fn wait(&self, id: AgentId, timeout: Option<Duration>) -> Result<ExitInfo> {
-        let (tx, rx) = mpsc::sync_channel(1);
-        self.send(Command::Wait(id, tx))?;
+        let (done, ended) = mpsc::sync_channel(1);
+        if let Some(exit) = self.call(|r| Command::Wait(id, done, r))? {
+            return Ok(exit);
+        }
         let received = match timeout {
-            None => rx.recv().map_err(|_| RuntimeError::Stopped),
-            Some(t) => wait_timeout(&rx, t, id),
+            None => ended.recv().map_err(|_| RuntimeError::Stopped),
+            Some(t) => wait_timeout(&ended, t, id),
         };
         received?
     }

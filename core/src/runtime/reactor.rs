@@ -215,17 +215,17 @@ impl Reactor {
             Command::Resume(id, reply) => {
                 let _ = reply.send(self.set_paused(id, false));
             }
-            Command::Wait(id, reply) => match self.agents.get_mut(id) {
-                None => {
-                    let _ = reply.send(Err(RuntimeError::NotFound(id.to_string())));
-                }
-                Some(agent) => match agent.exit {
-                    Some(exit) if agent.state == AgentState::Exited => {
-                        let _ = reply.send(Ok(exit));
+            Command::Wait(id, done, reply) => {
+                let answer = match self.agents.get_mut(id) {
+                    None => Err(RuntimeError::NotFound(id.to_string())),
+                    Some(agent) if agent.state == AgentState::Exited => Ok(agent.exit),
+                    Some(agent) => {
+                        agent.waiters.push(done);
+                        Ok(None)
                     }
-                    _ => agent.waiters.push(reply),
-                },
-            },
+                };
+                let _ = reply.send(answer);
+            }
             Command::List(reply) => {
                 let _ = reply.send(Ok(self.list()));
             }

@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# Builds libclove in release and runs tests/c/test_abi.c, compiled with -Wall -Wextra -Werror against
+# include/clove.h, three ways: linked to libclove.so and statically to libclove.a, each under
+# valgrind, and statically with ASAN, UBSan and LeakSanitizer. Exits non-zero on any failed check,
+# compiler warning, memory error or definite leak.
+set -euo pipefail
+
+root="$(cd "$(dirname "$0")/../.." && pwd)"
+cd "$root"
+target="${CARGO_TARGET_DIR:-$root/target}/release"
+out="$target/c-tests"
+mkdir -p "$out"
+
+cargo build --release -p clove-ffi
+# What the static library needs from the system, as rustc says (it changes with the dependencies).
+native_libs="$(cargo rustc -q --release -p clove-ffi --lib --crate-type staticlib -- \
+    --print native-static-libs 2>&1 | sed -n 's/.*native-static-libs: //p' | tail -n 1)"
+if [ -z "$native_libs" ]; then
+    echo "run.sh: rustc printed no native-static-libs" >&2
+    exit 1
+fi
+read -r -a native_libs <<<"$native_libs"
+
+cflags=(-std=c11 -Wall -Wextra -Werror -g -I "$root/include")
+gcc "${cflags[@]}" tests/c/test_abi.c -o "$out/test_abi_shared" \
+    -L "$target" -Wl,-rpath,"$target" -lclove -lpthread
+gcc "${cflags[@]}" tests/c/test_abi.c -o "$out/test_abi_static" \
+    "$target/libclove.a" "${native_libs[@]}"
+gcc "${cflags[@]}" -fsanitize=address,undefined -fno-omit-frame-pointer tests/c/test_abi.c \
+    -o "$out/test_abi_asan" "$target/libclove.a" "${native_libs[@]}"
+
+if ! ldd "$out/test_abi_shared" | grep -q "$target/libclove.so"; then
+    echo "run.sh: test_abi_shared does not load $target/libclove.so" >&2
+    exit 1
+fi
+if ldd "$out/test_abi_static" | grep -q libclove; then
+    echo "run.sh: test_abi_static loads libclove dynamically" >&2
+    exit 1
+fi
+
+# The runtime watches agents through pidfds; an older valgrind (3.19, Debian 12's) fails
+# pidfd_open with ENOSYS.
+cat >"$out/pidfd_probe.c" <<'PROBE'
+#define _GNU_SOURCE
+#include <sys/syscall.h>
+#include <unistd.h>
+int main(void) { return syscall(SYS_pidfd_open, getpid(), 0) >= 0 ? 0 : 1; }
+PROBE
+gcc -o "$out/pidfd_probe" "$out/pidfd_probe.c"
+valgrind=(valgrind --quiet --leak-check=full --show-leak-kinds=definite
+    --errors-for-leak-kinds=definite --error-exitcode=1)
+skip_agents=0
+if ! "${valgrind[@]}" "$out/pidfd_probe" 2>/dev/null; then
+    skip_agents=1
+    echo "!! SKIPPED under valgrind: $(valgrind --version) cannot run pidfd_open, so the checks"
+    echo "!! that start agents are skipped there; they run natively and under ASAN below."
+fi
+
+status=0
+run() {
+    echo "== $*"
+    "$@" || status=1
+}
+for build in shared static; do
+    run env CLOVE_TEST_SKIP_AGENTS="$skip_agents" "${valgrind[@]}" "$out/test_abi_$build"
+done
+if [ "$skip_agents" = 1 ]; then
+    run "$out/test_abi_shared"
+fi
+run env ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1 "$out/test_abi_asan"
+exit "$status"

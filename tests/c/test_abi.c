@@ -1,0 +1,366 @@
+/*
+ * The C ABI from C: a real program against include/clove.h, run by tests/c/run.sh against both
+ * libclove.so and libclove.a under valgrind and ASAN. Prints one line per check and
+ * "N passed, M failed, K skipped"; exits non-zero on any failure. CLOVE_TEST_SKIP_AGENTS=1 skips the
+ * checks that start agent processes (for a valgrind that cannot run pidfd_open).
+ */
+#define _POSIX_C_SOURCE 200809L
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "clove.h"
+
+/* Generous: valgrind slows everything down. Waits poll with this deadline; nothing asserts a time. */
+#define DEADLINE_MS 20000
+
+static int passed, failed, skipped;
+static char audit_path[128];
+
+static void check(bool ok, const char *what) {
+  printf("%s - %s\n", ok ? "ok" : "FAIL", what);
+  if (ok) {
+    passed++;
+  } else {
+    failed++;
+    printf("     last error: %s\n", clove_last_error());
+  }
+}
+
+#define CHECK(expr) check((expr), #expr)
+
+/* `call` must fail with INVALID_ARGUMENT and a last error that names `arg`. */
+static void check_null(clove_status status, const char *arg, const char *what) {
+  char needle[64];
+  snprintf(needle, sizeof needle, "`%s`", arg);
+  bool ok = status == CLOVE_STATUS_INVALID_ARGUMENT && strstr(clove_last_error(), needle) != NULL;
+  check(ok, what);
+}
+
+#define CHECK_NULL(call, arg) check_null((call), (arg), #call)
+
+/* What the event callback saw; it runs on the reactor thread. */
+struct seen {
+  atomic_int spawned;
+  atomic_int exited;
+};
+
+static void on_event(const clove_event *event, void *user_data) {
+  struct seen *seen = user_data;
+  if (event->kind == CLOVE_EVENT_KIND_SPAWNED) atomic_fetch_add(&seen->spawned, 1);
+  if (event->kind == CLOVE_EVENT_KIND_EXITED) atomic_fetch_add(&seen->exited, 1);
+}
+
+/* Reads events until one of `kind` for agent `id` comes, or none comes before the deadline. */
+static bool await_event(clove_runtime *rt, uint64_t id, clove_event_kind kind, clove_event *out) {
+  for (int i = 0; i < 1000; i++) {
+    clove_event event;
+    if (clove_runtime_next_event(rt, DEADLINE_MS, &event) != CLOVE_STATUS_OK) return false;
+    if (event.agent_id == id && event.kind == kind) {
+      if (out) *out = event;
+      return true;
+    }
+  }
+  return false;
+}
+
+static clove_status spawn(clove_runtime *rt, const char *name, const char *level,
+                          const char *const *argv, uint64_t *id) {
+  clove_spawn_options *opts = NULL;
+  clove_status status = clove_spawn_options_new(name, &opts);
+  for (size_t i = 0; status == CLOVE_STATUS_OK && argv[i]; i++) {
+    status = clove_spawn_options_add_arg(opts, argv[i]);
+  }
+  if (status == CLOVE_STATUS_OK && level) status = clove_spawn_options_set_level(opts, level);
+  if (status == CLOVE_STATUS_OK) status = clove_spawn_options_set_stdio(opts, CLOVE_STDIO_NULL, NULL);
+  if (status == CLOVE_STATUS_OK) status = clove_runtime_spawn(rt, opts, id);
+  clove_spawn_options_free(opts);
+  return status;
+}
+
+/* Finds agent `id` in a fresh list. */
+static bool find_agent(clove_runtime *rt, uint64_t id, clove_agent_info *out, char *name,
+                       size_t name_len) {
+  clove_agent_list *list = NULL;
+  if (clove_runtime_list(rt, &list) != CLOVE_STATUS_OK) return false;
+  bool found = false;
+  for (size_t i = 0; i < clove_agent_list_len(list) && !found; i++) {
+    if (clove_agent_list_get(list, i, out) == CLOVE_STATUS_OK && out->id == id) {
+      snprintf(name, name_len, "%s:%s", out->name, out->level);
+      found = true;
+    }
+  }
+  clove_agent_list_free(list);
+  return found;
+}
+
+struct waiter {
+  clove_runtime *rt;
+  uint64_t id;
+  clove_status status;
+  clove_exit exit;
+};
+
+static void *wait_in_thread(void *arg) {
+  struct waiter *w = arg;
+  w->status = clove_runtime_wait(w->rt, w->id, -1, &w->exit);
+  return NULL;
+}
+
+static void test_versions(void) {
+  CHECK(clove_abi_version() == CLOVE_ABI_VERSION);
+  CHECK(strlen(clove_version()) > 0);
+  CHECK(strcmp(clove_last_error(), "") == 0);
+}
+
+static clove_runtime *test_runtime_new(void) {
+  clove_runtime_options *opts = NULL;
+  CHECK(clove_runtime_options_new(&opts) == CLOVE_STATUS_OK);
+  CHECK(clove_runtime_options_set_home(opts, "/tmp") == CLOVE_STATUS_OK);
+  CHECK(clove_runtime_options_set_max_payload(opts, 1 << 20) == CLOVE_STATUS_OK);
+  CHECK(clove_runtime_options_set_audit_capacity(opts, 1000) == CLOVE_STATUS_OK);
+  CHECK(clove_runtime_options_set_event_capacity(opts, 256) == CLOVE_STATUS_OK);
+  CHECK(clove_runtime_options_set_exited_retention(opts, 16) == CLOVE_STATUS_OK);
+  snprintf(audit_path, sizeof audit_path, "/tmp/clove-test-abi-%ld.audit", (long)getpid());
+  CHECK(clove_runtime_options_set_audit_file(opts, audit_path) == CLOVE_STATUS_OK);
+  clove_runtime *rt = NULL;
+  CHECK(clove_runtime_new(opts, &rt) == CLOVE_STATUS_OK && rt != NULL);
+  clove_runtime_options_free(opts);
+
+  clove_runtime *defaults = NULL;
+  CHECK(clove_runtime_new(NULL, &defaults) == CLOVE_STATUS_OK && defaults != NULL);
+  clove_runtime_free(defaults);
+  return rt;
+}
+
+static void test_exit_code(clove_runtime *rt) {
+  const char *const argv[] = {"/bin/sh", "-c", "exit 42", NULL};
+  uint64_t id = 0;
+  CHECK(spawn(rt, "exit42", NULL, argv, &id) == CLOVE_STATUS_OK && id != 0);
+  clove_exit exit = {0};
+  CHECK(clove_runtime_wait(rt, id, DEADLINE_MS, &exit) == CLOVE_STATUS_OK);
+  CHECK(exit.has_code && exit.code == 42 && exit.signal == 0);
+  clove_event event;
+  CHECK(await_event(rt, id, CLOVE_EVENT_KIND_EXITED, &event) && event.exit.code == 42);
+  CHECK(clove_runtime_pause(rt, id) == CLOVE_STATUS_CONFLICT);
+  CHECK(strstr(clove_last_error(), "clove_runtime_pause") != NULL);
+  /* The same slot with another generation: an id that outlived its agent. */
+  CHECK(clove_runtime_kill(rt, id + (UINT64_C(1) << 32)) == CLOVE_STATUS_NOT_FOUND);
+  CHECK(clove_runtime_wait(rt, UINT64_C(999999), DEADLINE_MS, &exit) == CLOVE_STATUS_NOT_FOUND);
+  CHECK(clove_runtime_resume(rt, UINT64_C(999999)) == CLOVE_STATUS_NOT_FOUND);
+}
+
+static void test_sleeper(clove_runtime *rt) {
+  const char *const argv[] = {"sleep", "30", NULL};
+  uint64_t id = 0;
+  CHECK(spawn(rt, "sleeper", "readonly", argv, &id) == CLOVE_STATUS_OK && id != 0);
+  clove_event event;
+  CHECK(await_event(rt, id, CLOVE_EVENT_KIND_SPAWNED, &event) && event.pid != 0);
+
+  clove_exit exit = {0};
+  CHECK(clove_runtime_wait(rt, id, 10, &exit) == CLOVE_STATUS_TIMEOUT);
+  CHECK(strlen(clove_last_error()) > 0);
+
+  clove_agent_info info;
+  char label[128] = "";
+  CHECK(find_agent(rt, id, &info, label, sizeof label));
+  CHECK(strcmp(label, "sleeper:readonly") == 0);
+  CHECK(info.state == CLOVE_AGENT_STATE_RUNNING && info.pid == event.pid && !info.has_exit);
+  CHECK(info.parent == 0);
+
+  CHECK(clove_runtime_pause(rt, id) == CLOVE_STATUS_OK);
+  CHECK(await_event(rt, id, CLOVE_EVENT_KIND_PAUSED, NULL));
+  CHECK(find_agent(rt, id, &info, label, sizeof label) && info.state == CLOVE_AGENT_STATE_PAUSED);
+  CHECK(clove_runtime_resume(rt, id) == CLOVE_STATUS_OK);
+  CHECK(await_event(rt, id, CLOVE_EVENT_KIND_RESUMED, NULL));
+
+  struct waiter waiter = {.rt = rt, .id = id, .status = CLOVE_STATUS_INTERNAL};
+  pthread_t thread;
+  CHECK(pthread_create(&thread, NULL, wait_in_thread, &waiter) == 0);
+  CHECK(clove_runtime_kill(rt, id) == CLOVE_STATUS_OK);
+  CHECK(clove_runtime_wait(rt, id, DEADLINE_MS, &exit) == CLOVE_STATUS_OK);
+  CHECK(!exit.has_code && exit.signal == 9);
+  CHECK(pthread_join(thread, NULL) == 0);
+  CHECK(waiter.status == CLOVE_STATUS_OK && waiter.exit.signal == 9);
+  CHECK(await_event(rt, id, CLOVE_EVENT_KIND_EXITED, &event) && event.exit.signal == 9);
+  CHECK(find_agent(rt, id, &info, label, sizeof label) && info.state == CLOVE_AGENT_STATE_EXITED &&
+        info.has_exit && info.exit.signal == 9);
+}
+
+static void test_restart(clove_runtime *rt) {
+  clove_spawn_options *opts = NULL;
+  CHECK(clove_spawn_options_new("flaky", &opts) == CLOVE_STATUS_OK);
+  CHECK(clove_spawn_options_add_arg(opts, "/bin/sh") == CLOVE_STATUS_OK);
+  CHECK(clove_spawn_options_add_arg(opts, "-c") == CLOVE_STATUS_OK);
+  CHECK(clove_spawn_options_add_arg(opts, "echo \"$GREETING from $PWD\"; exit 3") == CLOVE_STATUS_OK);
+  CHECK(clove_spawn_options_set_env(opts, "GREETING", "hello") == CLOVE_STATUS_OK);
+  CHECK(clove_spawn_options_set_cwd(opts, "/") == CLOVE_STATUS_OK);
+  char log[128];
+  snprintf(log, sizeof log, "/tmp/clove-test-abi-%ld.log", (long)getpid());
+  CHECK(clove_spawn_options_set_stdio(opts, CLOVE_STDIO_FILE, log) == CLOVE_STATUS_OK);
+  CHECK(clove_spawn_options_set_restart(opts, "on-failure", 1, 60) == CLOVE_STATUS_OK);
+  CHECK(clove_spawn_options_set_limits(opts, 64 << 20, 32, 50000, 100000) == CLOVE_STATUS_OK);
+  CHECK(clove_spawn_options_set_sandboxed(opts, false) == CLOVE_STATUS_OK);
+  CHECK(clove_spawn_options_set_network(opts, false) == CLOVE_STATUS_OK);
+  CHECK(clove_spawn_options_set_level(opts, "root") == CLOVE_STATUS_INVALID_ARGUMENT);
+  CHECK(clove_spawn_options_set_restart(opts, "sometimes", 1, 1) == CLOVE_STATUS_INVALID_ARGUMENT);
+  CHECK(clove_spawn_options_set_env(opts, "A=B", "c") == CLOVE_STATUS_INVALID_ARGUMENT);
+  uint64_t id = 0;
+  CHECK(clove_runtime_spawn(rt, opts, &id) == CLOVE_STATUS_OK);
+  clove_spawn_options_free(opts);
+
+  clove_event event;
+  CHECK(await_event(rt, id, CLOVE_EVENT_KIND_RESTARTING, &event) && event.attempt == 1);
+  CHECK(await_event(rt, id, CLOVE_EVENT_KIND_ESCALATED, NULL));
+  char text[128] = "";
+  FILE *file = fopen(log, "r");
+  size_t read = file ? fread(text, 1, sizeof text - 1, file) : 0;
+  if (file) fclose(file);
+  unlink(log);
+  CHECK(read > 0 && strcmp(text, "hello from /\nhello from /\n") == 0);
+  char *json = NULL;
+  CHECK(clove_runtime_audit_log_json(rt, "lifecycle", id, 0, 1, &json) == CLOVE_STATUS_OK);
+  CHECK(json != NULL && strstr(json, "\"category\":\"lifecycle\"") != NULL);
+  clove_string_free(json);
+
+  const char *const missing[] = {"/nonexistent/clove-agent", NULL};
+  CHECK(spawn(rt, "missing", NULL, missing, &id) != CLOVE_STATUS_OK);
+  CHECK(strlen(clove_last_error()) > 0);
+  const char *const empty[] = {NULL};
+  CHECK(spawn(rt, "empty", NULL, empty, &id) == CLOVE_STATUS_INVALID_ARGUMENT);
+}
+
+static void test_listen_and_audit(clove_runtime *rt) {
+  char path[128];
+  snprintf(path, sizeof path, "/tmp/clove-test-abi-%ld.sock", (long)getpid());
+  CHECK(clove_runtime_listen(rt, path, "readonly", "secret") == CLOVE_STATUS_OK);
+  CHECK(access(path, F_OK) == 0);
+  CHECK(clove_runtime_listen(rt, path, "root", NULL) == CLOVE_STATUS_INVALID_ARGUMENT);
+
+  char *json = NULL;
+  CHECK(clove_runtime_audit_log_json(rt, "lifecycle", 0, 0, 0, &json) == CLOVE_STATUS_OK);
+  CHECK(json != NULL && json[0] == '[');
+  clove_string_free(json);
+}
+
+/* NULL for every pointer argument of every function. */
+static void test_nulls(clove_runtime *rt) {
+  clove_runtime_options *ropts = NULL;
+  clove_spawn_options *sopts = NULL;
+  clove_agent_list *list = NULL;
+  CHECK(clove_runtime_options_new(&ropts) == CLOVE_STATUS_OK);
+  CHECK(clove_spawn_options_new("nulls", &sopts) == CLOVE_STATUS_OK);
+  CHECK(clove_runtime_list(rt, &list) == CLOVE_STATUS_OK);
+  uint64_t id = 0;
+  clove_exit exit;
+  clove_event event;
+  clove_agent_info info;
+  char *json = NULL;
+
+  CHECK_NULL(clove_runtime_options_new(NULL), "out");
+  CHECK_NULL(clove_runtime_options_set_home(NULL, "/tmp"), "opts");
+  CHECK_NULL(clove_runtime_options_set_home(ropts, NULL), "home");
+  CHECK_NULL(clove_runtime_options_set_max_payload(NULL, 1), "opts");
+  CHECK_NULL(clove_runtime_options_set_audit_capacity(NULL, 1), "opts");
+  CHECK_NULL(clove_runtime_options_set_event_capacity(NULL, 1), "opts");
+  CHECK_NULL(clove_runtime_options_set_exited_retention(NULL, 1), "opts");
+  CHECK_NULL(clove_runtime_options_set_audit_file(NULL, "/tmp/x.audit"), "opts");
+  CHECK(clove_runtime_options_set_audit_file(ropts, NULL) == CLOVE_STATUS_OK);
+  CHECK_NULL(clove_runtime_new(ropts, NULL), "out");
+  CHECK_NULL(clove_runtime_listen(NULL, "/tmp/x.sock", NULL, NULL), "rt");
+  CHECK_NULL(clove_runtime_listen(rt, NULL, NULL, NULL), "path");
+  CHECK_NULL(clove_runtime_kill(NULL, 1), "rt");
+  CHECK_NULL(clove_runtime_pause(NULL, 1), "rt");
+  CHECK_NULL(clove_runtime_resume(NULL, 1), "rt");
+  CHECK_NULL(clove_runtime_wait(NULL, 1, 0, &exit), "rt");
+  CHECK_NULL(clove_runtime_wait(rt, 1, 0, NULL), "out");
+
+  CHECK_NULL(clove_spawn_options_new(NULL, &sopts), "name");
+  CHECK_NULL(clove_spawn_options_new("x", NULL), "out");
+  CHECK_NULL(clove_spawn_options_add_arg(NULL, "x"), "opts");
+  CHECK_NULL(clove_spawn_options_add_arg(sopts, NULL), "arg");
+  CHECK_NULL(clove_spawn_options_set_env(NULL, "K", "v"), "opts");
+  CHECK_NULL(clove_spawn_options_set_env(sopts, NULL, "v"), "key");
+  CHECK_NULL(clove_spawn_options_set_env(sopts, "K", NULL), "value");
+  CHECK_NULL(clove_spawn_options_set_cwd(NULL, "/"), "opts");
+  CHECK_NULL(clove_spawn_options_set_cwd(sopts, NULL), "cwd");
+  CHECK_NULL(clove_spawn_options_set_level(NULL, "standard"), "opts");
+  CHECK_NULL(clove_spawn_options_set_level(sopts, NULL), "level");
+  CHECK_NULL(clove_spawn_options_set_stdio(NULL, CLOVE_STDIO_NULL, NULL), "opts");
+  CHECK_NULL(clove_spawn_options_set_stdio(sopts, CLOVE_STDIO_FILE, NULL), "path");
+  CHECK_NULL(clove_spawn_options_set_restart(NULL, "never", 0, 0), "opts");
+  CHECK_NULL(clove_spawn_options_set_restart(sopts, NULL, 0, 0), "policy");
+  CHECK_NULL(clove_spawn_options_set_limits(NULL, 0, 0, 0, 0), "opts");
+  CHECK_NULL(clove_spawn_options_set_sandboxed(NULL, true), "opts");
+  CHECK_NULL(clove_spawn_options_set_network(NULL, true), "opts");
+  CHECK(clove_spawn_options_add_arg(sopts, "true") == CLOVE_STATUS_OK);
+  CHECK_NULL(clove_runtime_spawn(NULL, sopts, &id), "rt");
+  CHECK_NULL(clove_runtime_spawn(rt, NULL, &id), "opts");
+  CHECK_NULL(clove_runtime_spawn(rt, sopts, NULL), "out_id");
+
+  CHECK_NULL(clove_runtime_list(NULL, &list), "rt");
+  CHECK_NULL(clove_runtime_list(rt, NULL), "out");
+  CHECK(clove_agent_list_len(NULL) == 0);
+  CHECK_NULL(clove_agent_list_get(NULL, 0, &info), "list");
+  CHECK_NULL(clove_agent_list_get(list, 0, NULL), "out");
+  CHECK(clove_agent_list_get(list, clove_agent_list_len(list), &info) ==
+        CLOVE_STATUS_INVALID_ARGUMENT);
+
+  CHECK_NULL(clove_runtime_next_event(NULL, 0, &event), "rt");
+  CHECK_NULL(clove_runtime_next_event(rt, 0, NULL), "out");
+  CHECK_NULL(clove_runtime_set_event_callback(NULL, on_event, NULL), "rt");
+  CHECK_NULL(clove_runtime_audit_log_json(NULL, NULL, 0, 0, 0, &json), "rt");
+  CHECK_NULL(clove_runtime_audit_log_json(rt, NULL, 0, 0, 0, NULL), "out_json");
+  CHECK(json == NULL);
+
+  /* `_free(NULL)` does nothing and leaves no error behind. */
+  clove_runtime_options_free(NULL);
+  clove_spawn_options_free(NULL);
+  clove_agent_list_free(NULL);
+  clove_string_free(NULL);
+  clove_runtime_free(NULL);
+  CHECK(strstr(clove_last_error(), "out_json") != NULL);
+
+  clove_agent_list_free(list);
+  clove_spawn_options_free(sopts);
+  clove_runtime_options_free(ropts);
+}
+
+int main(void) {
+  test_versions();
+  clove_runtime *rt = test_runtime_new();
+  if (!rt) {
+    printf("%d passed, %d failed, %d skipped\n", passed, failed + 1, skipped);
+    return 1;
+  }
+  const char *skip = getenv("CLOVE_TEST_SKIP_AGENTS");
+  if (skip && strcmp(skip, "1") == 0) {
+    printf("SKIPPED - agent processes: exit code, list, pause/resume, kill, restart, callback\n");
+    skipped++;
+  } else {
+    struct seen seen = {0};
+    CHECK(clove_runtime_set_event_callback(rt, on_event, &seen) == CLOVE_STATUS_OK);
+    test_exit_code(rt);
+    test_sleeper(rt);
+    test_restart(rt);
+    CHECK(clove_runtime_set_event_callback(rt, NULL, NULL) == CLOVE_STATUS_OK);
+    /* exit42, sleeper, and flaky twice. */
+    CHECK(atomic_load(&seen.spawned) >= 4 && atomic_load(&seen.exited) >= 4);
+    FILE *audit = fopen(audit_path, "r");
+    char line[16] = "";
+    CHECK(audit != NULL && fgets(line, sizeof line, audit) != NULL && line[0] == '{');
+    if (audit) fclose(audit);
+  }
+  test_listen_and_audit(rt);
+  test_nulls(rt);
+  clove_runtime_free(rt);
+  unlink(audit_path);
+  CHECK(clove_runtime_next_event(NULL, 0, NULL) == CLOVE_STATUS_INVALID_ARGUMENT);
+
+  printf("%d passed, %d failed, %d skipped\n", passed, failed, skipped);
+  return failed == 0 ? 0 : 1;
+}
