@@ -98,36 +98,48 @@ pub enum Decoded {
 #[derive(Debug)]
 pub struct FrameDecoder {
     buf: Vec<u8>,
+    /// Where the unread bytes start: frames are taken by moving this, not by shifting the buffer,
+    /// so a burst of pipelined frames costs one compaction rather than one per frame.
+    start: usize,
     max_payload: u32,
 }
 
 impl FrameDecoder {
     pub fn new(max_payload: u32) -> Self {
-        FrameDecoder { buf: Vec::new(), max_payload }
+        FrameDecoder { buf: Vec::new(), start: 0, max_payload }
     }
 
     /// Appends received bytes.
     pub fn extend(&mut self, bytes: &[u8]) {
+        if self.start > 0 && self.start >= self.buf.len() / 2 {
+            self.buf.drain(..self.start);
+            self.start = 0;
+        }
         self.buf.extend_from_slice(bytes);
     }
 
     /// Bytes received but not yet returned as a frame.
     pub fn buffered(&self) -> usize {
-        self.buf.len()
+        self.buf.len() - self.start
     }
 
     /// Takes the next whole frame off the front of the buffer.
     pub fn decode(&mut self) -> Result<Decoded, FrameError> {
-        let Some(header) = self.buf.first_chunk::<HEADER_LEN>() else {
-            return Ok(Decoded::NeedMore(HEADER_LEN - self.buf.len()));
+        let unread = &self.buf[self.start..];
+        let Some(header) = unread.first_chunk::<HEADER_LEN>() else {
+            return Ok(Decoded::NeedMore(HEADER_LEN - unread.len()));
         };
         let header = parse_header(header, self.max_payload)?;
         let total = HEADER_LEN + header.payload_len as usize;
-        if self.buf.len() < total {
-            return Ok(Decoded::NeedMore(total - self.buf.len()));
+        if unread.len() < total {
+            return Ok(Decoded::NeedMore(total - unread.len()));
         }
-        let payload = self.buf[HEADER_LEN..total].to_vec();
-        self.buf.drain(..total);
+        let payload = unread[HEADER_LEN..total].to_vec();
+        self.start += total;
+        if self.start == self.buf.len() {
+            self.buf.clear();
+            self.start = 0;
+        }
         Ok(Decoded::Frame(header, payload))
     }
 }
