@@ -38,7 +38,7 @@ fuzz_target!(|data: &[u8]| {
                     assert!(header.payload_len <= MAX);
                     assert_eq!(payload.len(), header.payload_len as usize);
                     taken += HEADER_LEN + payload.len();
-                    decode_all(&payload);
+                    decode_all(payload);
                 }
                 Ok(Decoded::NeedMore(n)) => {
                     assert!(n > 0);

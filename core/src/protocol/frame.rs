@@ -83,9 +83,9 @@ pub enum FrameError {
 
 /// What the decoder found at the front of its buffer.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Decoded {
-    /// A whole frame: its header and payload.
-    Frame(FrameHeader, Vec<u8>),
+pub enum Decoded<'a> {
+    /// A whole frame: its header, and its payload borrowed from the decoder's buffer.
+    Frame(FrameHeader, &'a [u8]),
     /// The buffer holds a partial frame; at least this many more bytes are needed.
     NeedMore(usize),
 }
@@ -111,7 +111,10 @@ impl FrameDecoder {
 
     /// Appends received bytes.
     pub fn extend(&mut self, bytes: &[u8]) {
-        if self.start > 0 && self.start >= self.buf.len() / 2 {
+        if self.start == self.buf.len() {
+            self.buf.clear();
+            self.start = 0;
+        } else if self.start > 0 && self.start >= self.buf.len() / 2 {
             self.buf.drain(..self.start);
             self.start = 0;
         }
@@ -124,7 +127,7 @@ impl FrameDecoder {
     }
 
     /// Takes the next whole frame off the front of the buffer.
-    pub fn decode(&mut self) -> Result<Decoded, FrameError> {
+    pub fn decode(&mut self) -> Result<Decoded<'_>, FrameError> {
         let unread = &self.buf[self.start..];
         let Some(header) = unread.first_chunk::<HEADER_LEN>() else {
             return Ok(Decoded::NeedMore(HEADER_LEN - unread.len()));
@@ -134,13 +137,9 @@ impl FrameDecoder {
         if unread.len() < total {
             return Ok(Decoded::NeedMore(total - unread.len()));
         }
-        let payload = unread[HEADER_LEN..total].to_vec();
+        let payload_at = self.start + HEADER_LEN;
         self.start += total;
-        if self.start == self.buf.len() {
-            self.buf.clear();
-            self.start = 0;
-        }
-        Ok(Decoded::Frame(header, payload))
+        Ok(Decoded::Frame(header, &self.buf[payload_at..self.start]))
     }
 }
 

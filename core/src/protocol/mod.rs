@@ -7,8 +7,7 @@ pub mod opcode;
 
 use alloc::vec::Vec;
 
-use serde::de::DeserializeOwned;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 pub use frame::{Decoded, FrameDecoder, FrameError, FrameHeader, DEFAULT_MAX_PAYLOAD};
 pub use messages::*;
@@ -30,8 +29,8 @@ pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
     postcard::to_allocvec(value).unwrap_or_default()
 }
 
-/// Decodes a payload, refusing trailing bytes.
-pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, PayloadError> {
+/// Decodes a payload, refusing trailing bytes. `T` may borrow from `bytes`.
+pub fn decode<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, PayloadError> {
     let (value, rest) = postcard::take_from_bytes(bytes).map_err(PayloadError::Malformed)?;
     if rest.is_empty() {
         Ok(value)

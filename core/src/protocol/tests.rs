@@ -256,7 +256,7 @@ fn split_frames_need_more_then_decode() {
         d.extend(&[*b]);
     }
     let Decoded::Frame(h, payload) = d.decode().unwrap() else { panic!("no frame") };
-    assert_eq!((h.opcode, h.request_id, payload.as_slice()), (0, 9, &b"abc"[..]));
+    assert_eq!((h.opcode, h.request_id, payload), (0, 9, &b"abc"[..]));
     assert_eq!(d.decode().unwrap(), Decoded::NeedMore(HEADER_LEN));
 }
 

@@ -12,7 +12,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use mio::{Events, Interest, Poll, Token, Waker};
 
 use super::agents::{Agent, AgentTable, Origin};
-use super::conn::{Conn, Incoming};
+use super::conn::{Conn, Fill};
 use super::events::{Event, EventHub, EventKind};
 use super::exec::ExecJob;
 use super::ids::SlotMap;
@@ -20,7 +20,7 @@ use super::listener::Listener;
 use super::{AgentId, Command, ListenConfig, Result, RuntimeConfig, RuntimeError};
 use crate::audit::{AuditEntry, AuditLog};
 use crate::policy::AgentPolicy;
-use crate::protocol::{AgentState, FrameError};
+use crate::protocol::{AgentState, Decoded, FrameDecoder, FrameError};
 
 /// What a poll token stands for. Slots index the agent table or the exec jobs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -102,6 +102,8 @@ pub(super) struct Reactor {
     audit_file: Option<std::fs::File>,
     /// Reused for the replies of one read burst.
     scratch: Vec<u8>,
+    /// Every connection reads into this one buffer.
+    read_buf: Vec<u8>,
     running: bool,
 }
 
@@ -126,6 +128,7 @@ impl Reactor {
             listener: None,
             timers: BTreeSet::new(),
             scratch: Vec::new(),
+            read_buf: vec![0; super::conn::READ_CHUNK],
             running: true,
         })
     }
@@ -322,29 +325,60 @@ impl Reactor {
     /// Reads and answers every whole request the connection has, then flushes the replies.
     fn service(&mut self, id: AgentId) {
         let mut out = std::mem::take(&mut self.scratch);
-        while let Some(conn) = self.agents.get_mut(id).and_then(|a| a.conn.as_mut()) {
-            match conn.next_incoming() {
-                Incoming::Frame(header, payload) => self.handle_frame(id, header, &payload, &mut out),
-                Incoming::Broken(error) => {
-                    self.broken_frame(id, &error, &mut out);
-                    break;
-                }
-                Incoming::Idle { eof: false } => break,
-                Incoming::Idle { eof: true } => {
+        if let Some(conn) = self.conn_mut(id) {
+            conn.may_read = true;
+        }
+        loop {
+            self.serve_buffered(id, &mut out);
+            if out.len() >= 64 << 10 {
+                self.send_bytes(id, &out);
+                out.clear();
+            }
+            let Some(conn) = self.agents.get_mut(id).and_then(|a| a.conn.as_mut()) else { break };
+            match conn.fill(&mut self.read_buf) {
+                Fill::Data => {}
+                Fill::Idle => break,
+                Fill::Eof => {
                     out.clear();
                     self.scratch = out;
                     self.close_conn(id);
                     return;
                 }
             }
-            if out.len() >= 64 << 10 {
-                self.send_bytes(id, &out);
-                out.clear();
-            }
         }
         self.send_bytes(id, &out);
         out.clear();
         self.scratch = out;
+    }
+
+    /// Answers the whole frames the connection's decoder holds. The decoder is taken out meanwhile so
+    /// each payload is served from its buffer, and put back after (unless the connection closed).
+    fn serve_buffered(&mut self, id: AgentId, out: &mut Vec<u8>) {
+        let Some(conn) = self.conn_mut(id) else { return };
+        if conn.closing {
+            return;
+        }
+        let mut decoder = std::mem::replace(&mut conn.decoder, FrameDecoder::new(0));
+        loop {
+            match decoder.decode() {
+                Ok(Decoded::Frame(header, payload)) => self.handle_frame(id, header, payload, out),
+                Ok(Decoded::NeedMore(_)) => break,
+                Err(error) => {
+                    self.broken_frame(id, &error, out);
+                    break;
+                }
+            }
+            if self.conn_mut(id).is_none_or(|c| c.closing) {
+                break;
+            }
+        }
+        if let Some(conn) = self.conn_mut(id) {
+            conn.decoder = decoder;
+        }
+    }
+
+    fn conn_mut(&mut self, id: AgentId) -> Option<&mut Conn> {
+        self.agents.get_mut(id).and_then(|a| a.conn.as_mut())
     }
 
     /// A frame that breaks framing: answer one error frame, then close only this connection.

@@ -24,6 +24,8 @@ const FEATURES: &[&str] =
 enum Answer {
     /// Now, with this reply payload.
     Now(Vec<u8>),
+    /// Now, with the request's own payload (NOOP).
+    Echo,
     /// Now, then the connection closes.
     Closing(Vec<u8>),
     /// Later, by whatever finishes the work.
@@ -34,7 +36,14 @@ fn now<T: serde::Serialize>(reply: &T) -> Result<Answer> {
     Ok(Answer::Now(encode(reply)))
 }
 
-fn request<T: serde::de::DeserializeOwned>(payload: &[u8], op: Opcode) -> Result<T> {
+/// An [`Echo`] checked in place, without copying its bytes.
+#[derive(serde::Deserialize)]
+struct EchoView<'a> {
+    #[serde(borrow)]
+    _data: &'a [u8],
+}
+
+fn request<'a, T: serde::Deserialize<'a>>(payload: &'a [u8], op: Opcode) -> Result<T> {
     decode(payload).map_err(|e| RuntimeError::BadPayload(format!("{} request: {e}", op.name())))
 }
 
@@ -54,6 +63,7 @@ impl Reactor {
         };
         match answer {
             Ok(Answer::Now(reply)) => frame::write_frame(out, op as u8, frame::flags::REPLY, request_id, &reply),
+            Ok(Answer::Echo) => frame::write_frame(out, op as u8, frame::flags::REPLY, request_id, payload),
             Ok(Answer::Closing(reply)) => {
                 frame::write_frame(out, op as u8, frame::flags::REPLY, request_id, &reply);
                 self.mark_closing(id);
@@ -85,8 +95,8 @@ impl Reactor {
         match op {
             Opcode::HELLO => self.hello(id, request(payload, op)?),
             Opcode::NOOP => {
-                request::<Echo>(payload, op)?;
-                Ok(Answer::Now(payload.to_vec()))
+                request::<EchoView>(payload, op)?;
+                Ok(Answer::Echo)
             }
             Opcode::EXEC => self.exec(id, request_id, request(payload, op)?),
             Opcode::READ => {

@@ -1,0 +1,148 @@
+//! `clove-bench`: Clove's embedded runtime beside a raw Unix-socket echo server, in one process and
+//! one run, printed as a Markdown table of ratios. Nothing here fails on a slow figure: a target
+//! that is missed is reported, not enforced.
+//!
+//! Order of a run: the memory footprint first (before anything else has grown the process), then a
+//! fresh runtime and the raw echo side by side for round trips and pipelined throughput.
+
+mod client;
+mod echo;
+mod frames;
+mod memory;
+mod pipeline;
+mod roundtrip;
+mod table;
+
+use std::path::PathBuf;
+
+use clove_core::runtime::{ListenConfig, Runtime, RuntimeConfig};
+
+use client::Client;
+use echo::RawEcho;
+use pipeline::Writes;
+
+pub type Result<T> = std::result::Result<T, Box<dyn std::error::Error + Send + Sync>>;
+
+const USAGE: &str = "usage: clove-bench [--mode LABEL] [--requests N] [--warmup N] [--rounds N] \
+[--batch N] [--agents N] [--blocks N]
+
+  --mode LABEL   names the run in the table heading, e.g. pinned or unpinned (default: run)
+  --requests N   sequential NOOP round trips measured per server (default 20000)
+  --warmup N     round trips before measuring (default 2000)
+  --rounds N     pipelined rounds per connection (default 50)
+  --batch N      frames written before the replies are read, per round (default 1000)
+  --agents N     agents running `sleep 60` for the memory figure (default 50)
+  --blocks N     alternations between Clove and the raw echo (default 10)";
+
+struct Options {
+    mode: String,
+    requests: usize,
+    warmup: usize,
+    rounds: usize,
+    batch: u32,
+    agents: usize,
+    blocks: usize,
+}
+
+fn parse_args() -> Result<Options> {
+    let mut options = Options {
+        mode: "run".into(),
+        requests: 20_000,
+        warmup: 2_000,
+        rounds: 50,
+        batch: 1_000,
+        agents: 50,
+        blocks: 10,
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(flag) = args.next() {
+        if flag == "-h" || flag == "--help" {
+            println!("{USAGE}");
+            std::process::exit(0);
+        }
+        let value = args.next().ok_or_else(|| format!("{flag} needs a value\n{USAGE}"))?;
+        let number = || value.parse::<usize>().map_err(|e| format!("{flag} {value}: {e}"));
+        match flag.as_str() {
+            "--mode" => options.mode = value.clone(),
+            "--requests" => options.requests = number()?,
+            "--warmup" => options.warmup = number()?,
+            "--rounds" => options.rounds = number()?,
+            "--batch" => options.batch = u32::try_from(number()?)?,
+            "--agents" => options.agents = number()?,
+            "--blocks" => options.blocks = number()?,
+            _ => return Err(format!("unknown option {flag}\n{USAGE}").into()),
+        }
+    }
+    Ok(options)
+}
+
+/// The CPUs this process may run on, as the kernel lists them.
+fn allowed_cpus() -> String {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find_map(|l| l.strip_prefix("Cpus_allowed_list:")).map(|v| v.trim().to_string()))
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// A scratch directory for the two sockets, removed when dropped.
+struct ScratchDir(PathBuf);
+
+impl Drop for ScratchDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn run(options: &Options) -> Result<table::Results> {
+    let dir = ScratchDir(std::env::temp_dir().join(format!("clove-bench-{}", std::process::id())));
+    std::fs::create_dir_all(&dir.0)?;
+    let memory = memory::measure(&dir.0.join("memory.sock"), options.agents)?;
+
+    let clove_path = dir.0.join("clove.sock");
+    let runtime = Runtime::start(RuntimeConfig::default())?;
+    runtime.listen(ListenConfig::new(&clove_path))?;
+    let raw = RawEcho::start(&dir.0.join("echo.sock"))?;
+
+    let mut clove_client = Client::connect(&clove_path)?;
+    let mut raw_client = Client::connect(raw.path())?;
+    let latency =
+        roundtrip::measure([&mut clove_client, &mut raw_client], options.warmup, options.requests, options.blocks)?;
+    drop((clove_client, raw_client));
+
+    let paths = [clove_path.as_path(), raw.path()];
+    let shape = |connections, writes| pipeline::Shape {
+        connections,
+        rounds: options.rounds,
+        batch: options.batch,
+        blocks: options.blocks,
+        writes,
+    };
+    let pipelined_one = pipeline::measure(paths, shape(1, Writes::WholeBatch))?;
+    let pipelined_four = pipeline::measure(paths, shape(4, Writes::WholeBatch))?;
+    let per_frame_four = pipeline::measure(paths, shape(4, Writes::PerFrame))?;
+    Ok(table::Results { latency, pipelined_one, pipelined_four, per_frame_four, memory })
+}
+
+fn main() {
+    let options = match parse_args() {
+        Ok(options) => options,
+        Err(e) => {
+            eprintln!("clove-bench: {e}");
+            std::process::exit(2);
+        }
+    };
+    let cpus = allowed_cpus();
+    match run(&options) {
+        Ok(results) => {
+            let heading = format!(
+                "Clove vs raw Unix-socket echo — {} (CPUs {cpus}; {} round trips, {} rounds × {} frames)",
+                options.mode, options.requests, options.rounds, options.batch
+            );
+            println!("{}", table::render(&heading, &results));
+        }
+        Err(e) => {
+            eprintln!("clove-bench ({}): {e}", options.mode);
+            std::process::exit(1);
+        }
+    }
+}
