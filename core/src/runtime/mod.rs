@@ -48,6 +48,10 @@ pub struct RuntimeConfig {
     pub exited_retention: usize,
     /// Also append every audit entry to this file as a JSON line (created 0600; default none).
     pub audit_file: Option<PathBuf>,
+    /// How long the reactor keeps polling without sleeping after it last had work (default 50 µs):
+    /// a request that arrives meanwhile is served without a cross-CPU wake-up. Zero disables it, and
+    /// so does a process allowed only one CPU.
+    pub busy_poll: Duration,
 }
 
 impl Default for RuntimeConfig {
@@ -59,6 +63,7 @@ impl Default for RuntimeConfig {
             event_capacity: 1_024,
             exited_retention: 256,
             audit_file: None,
+            busy_poll: Duration::from_micros(50),
         }
     }
 }

@@ -139,14 +139,28 @@ impl Reactor {
 
     pub fn run(mut self) {
         let mut events = Events::with_capacity(256);
+        // Spinning only helps when a requester can run on another CPU meanwhile.
+        let spare_cpu = std::thread::available_parallelism().is_ok_and(|n| n.get() > 1);
+        let spin = if spare_cpu { self.config.busy_poll } else { std::time::Duration::ZERO };
+        let mut last_busy = Instant::now();
         while self.running {
-            let timeout = self.timers.first().map(|(at, _)| at.saturating_duration_since(Instant::now()));
+            let now = Instant::now();
+            let timeout = if now.duration_since(last_busy) < spin {
+                // Recently busy: look again without sleeping, so the next request of a chatty agent
+                // does not wait for this thread to be woken on another CPU.
+                Some(std::time::Duration::ZERO)
+            } else {
+                self.timers.first().map(|(at, _)| at.saturating_duration_since(now))
+            };
             if let Err(e) = self.poll.poll(&mut events, timeout) {
                 if e.kind() == std::io::ErrorKind::Interrupted {
                     continue;
                 }
                 // A poll that fails for good cannot serve anyone: stop and clean up.
                 break;
+            }
+            if !events.is_empty() {
+                last_busy = Instant::now();
             }
             for event in events.iter() {
                 if let Some(source) = source(event.token()) {
