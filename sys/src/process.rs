@@ -80,4 +80,39 @@ pub fn signal_group(pgid: u32, signal: i32) -> io::Result<()> {
     }
 }
 
+/// How a process ended: its exit code, or the signal that killed it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Exit {
+    pub code: Option<i32>,
+    pub signal: Option<i32>,
+}
+
+/// Reaps the child behind `pidfd` if it has ended (`block`: wait until it does). `Ok(None)` while
+/// it runs. Works for any child of this process, however it was started.
+pub fn pidfd_wait(pidfd: &OwnedFd, block: bool) -> io::Result<Option<Exit>> {
+    // SAFETY: an all-zero siginfo_t is a valid value of a plain C struct.
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    let flags = libc::WEXITED | if block { 0 } else { libc::WNOHANG };
+    loop {
+        // SAFETY: waitid with P_PIDFD takes the pidfd as its id and writes at most one siginfo_t
+        // into `info`, which is valid for writes.
+        let ret = unsafe { libc::waitid(libc::P_PIDFD, pidfd.as_raw_fd() as libc::id_t, &mut info, flags) };
+        match cvt(ret) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+            Ok(_) => break,
+        }
+    }
+    // SAFETY: waitid filled `info` for a child-state change (or left it zeroed under WNOHANG when
+    // nothing changed), so the SIGCHLD fields are the ones to read.
+    let (pid, status) = unsafe { (info.si_pid(), info.si_status()) };
+    if pid == 0 {
+        return Ok(None);
+    }
+    Ok(Some(match info.si_code {
+        libc::CLD_EXITED => Exit { code: Some(status), signal: None },
+        _ => Exit { code: None, signal: Some(status) },
+    }))
+}
+
 pub use libc::{SIGCONT, SIGKILL, SIGSTOP, SIGTERM};

@@ -3,7 +3,6 @@
 use std::collections::VecDeque;
 use std::os::fd::OwnedFd;
 use std::path::PathBuf;
-use std::process::Child;
 use std::time::Instant;
 
 use super::conn::Conn;
@@ -22,10 +21,40 @@ pub(super) enum Origin {
     Connected,
 }
 
-/// A running agent process.
+/// A running process (an agent's, or an EXEC's), watched through its pidfd. It leads its own
+/// process group, so signals to the group reach everything it started.
 pub(super) struct AgentProcess {
-    pub child: Child,
+    pub pid: u32,
     pub pidfd: OwnedFd,
+}
+
+impl AgentProcess {
+    /// How it ended, reaping it, or `None` while it runs.
+    pub fn try_exit(&self) -> Option<ExitInfo> {
+        clove_sys::process::pidfd_wait(&self.pidfd, false).ok().flatten().map(exit_info)
+    }
+
+    /// Waits for it to end and reaps it.
+    pub fn wait(&self) -> Option<ExitInfo> {
+        clove_sys::process::pidfd_wait(&self.pidfd, true).ok().flatten().map(exit_info)
+    }
+
+    /// Signals its whole process group.
+    pub fn signal_group(&self, signal: i32) -> std::io::Result<()> {
+        clove_sys::process::signal_group(self.pid, signal)
+    }
+
+    /// Kills its whole process group and reaps it.
+    pub fn kill_and_reap(&self) {
+        let _ = self.signal_group(clove_sys::process::SIGKILL);
+        // A stopped group takes the kill only once it runs again.
+        let _ = self.signal_group(clove_sys::process::SIGCONT);
+        self.wait();
+    }
+}
+
+fn exit_info(exit: clove_sys::process::Exit) -> ExitInfo {
+    ExitInfo { code: exit.code, signal: exit.signal }
 }
 
 pub(super) struct Agent {

@@ -4,14 +4,14 @@
 use std::io::{self, Read, Write};
 use std::os::fd::AsRawFd;
 use std::path::Path;
-use std::process::{ExitStatus, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use mio::unix::pipe;
 
 use super::agents::AgentProcess;
 use super::{process, AgentId, Result, RuntimeError};
-use crate::protocol::ExecReply;
+use crate::protocol::{ExecReply, ExitInfo};
 
 /// The most stdin an EXEC may carry: what a fresh pipe takes without the runtime waiting on it.
 pub(super) const MAX_STDIN: usize = 64 << 10;
@@ -73,7 +73,7 @@ pub(super) struct ExecJob {
     pub deadline: Instant,
     timeout: Duration,
     timed_out: bool,
-    status: Option<ExitStatus>,
+    status: Option<ExitInfo>,
     display: String,
 }
 
@@ -161,7 +161,7 @@ impl ExecJob {
     /// Whether the child has ended (reaping it if so).
     pub fn poll_exit(&mut self) -> bool {
         if self.status.is_none() {
-            self.status = self.process.child.try_wait().ok().flatten();
+            self.status = self.process.try_exit();
         }
         self.status.is_some()
     }
@@ -169,12 +169,12 @@ impl ExecJob {
     /// Kills the whole process group at the deadline.
     pub fn time_out(&mut self) {
         self.timed_out = true;
-        let _ = clove_sys::process::signal_group(self.process.child.id(), clove_sys::process::SIGKILL);
+        let _ = self.process.signal_group(clove_sys::process::SIGKILL);
     }
 
     /// Kills the process group, e.g. because the caller is gone.
     pub fn abandon(&mut self) {
-        let _ = clove_sys::process::signal_group(self.process.child.id(), clove_sys::process::SIGKILL);
+        let _ = self.process.signal_group(clove_sys::process::SIGKILL);
     }
 
     /// The result, once [`poll_exit`](Self::poll_exit) said the child ended. Output still in the
@@ -195,11 +195,10 @@ impl ExecJob {
                 self.display
             )));
         }
-        use std::os::unix::process::ExitStatusExt;
         let status = self.status;
         Ok(ExecReply {
-            exit_code: status.and_then(|s| s.code()),
-            signal: status.and_then(|s| s.signal()),
+            exit_code: status.and_then(|s| s.code),
+            signal: status.and_then(|s| s.signal),
             stdout: self.stdout.kept,
             stderr: self.stderr.kept,
             truncated: self.stdout.truncated || self.stderr.truncated,

@@ -56,7 +56,7 @@ impl Reactor {
         let spec =
             agent.spec.as_ref().ok_or_else(|| RuntimeError::InvalidArgument("agent has no spawn spec".into()))?;
         let (process, stream) = process::start_agent(id, &spec.argv, &agent.cwd, &home, &spec.env, &spec.stdio)?;
-        let pid = process.child.id();
+        let pid = process.pid;
         agent.pid = pid;
         agent.state = AgentState::Running;
         agent.started = Instant::now();
@@ -71,9 +71,8 @@ impl Reactor {
             .register(&mut SourceFd(&pidfd), token(Source::AgentExit(slot_of(id))), Interest::READABLE)
             .and_then(|()| self.register_conn(id));
         if let Err(e) = registered {
-            let _ = clove_sys::process::signal_group(pid, clove_sys::process::SIGKILL);
-            if let Some(mut p) = self.agents.get_mut(id).and_then(|a| a.process.take()) {
-                let _ = p.child.wait();
+            if let Some(p) = self.agents.get_mut(id).and_then(|a| a.process.take()) {
+                p.kill_and_reap();
             }
             return Err(RuntimeError::io("registering the agent", e));
         }
@@ -83,15 +82,10 @@ impl Reactor {
     }
 
     pub(super) fn check_agent_exit(&mut self, id: AgentId) {
-        let Some(process) = self.agents.get_mut(id).and_then(|a| a.process.as_mut()) else {
-            return;
-        };
-        let status = match process.child.try_wait() {
-            Ok(Some(status)) => status,
-            Ok(None) | Err(_) => return,
-        };
-        use std::os::unix::process::ExitStatusExt;
-        self.agent_ended(id, ExitInfo { code: status.code(), signal: status.signal() });
+        let exit = self.agents.get(id).and_then(|a| a.process.as_ref()).and_then(|p| p.try_exit());
+        if let Some(exit) = exit {
+            self.agent_ended(id, exit);
+        }
     }
 
     /// Everything that follows an agent's process ending: its group, connection and exec jobs are
@@ -104,7 +98,7 @@ impl Reactor {
         if let Some(process) = agent.process.take() {
             let _ = registry.deregister(&mut SourceFd(&process.pidfd.as_raw_fd()));
             // Whatever it left running in its group goes with it.
-            let _ = clove_sys::process::signal_group(process.child.id(), clove_sys::process::SIGKILL);
+            let _ = process.signal_group(clove_sys::process::SIGKILL);
         }
         agent.state = AgentState::Exited;
         agent.exit = Some(exit);
@@ -160,7 +154,7 @@ impl Reactor {
         // A killed agent is not restarted.
         agent.restart = None;
         self.timers.retain(|(_, t)| *t != Timer::Restart(id));
-        let (pid, origin) = (agent.process.as_ref().map(|p| p.child.id()), agent.origin);
+        let (pid, origin) = (agent.process.as_ref().map(|p| p.pid), agent.origin);
         self.record(id, "lifecycle", "KILLED", true, serde_json::json!({}));
         match (pid, origin) {
             (Some(pid), _) => {
@@ -188,8 +182,7 @@ impl Reactor {
         if agent.state == state {
             return Ok(());
         }
-        clove_sys::process::signal_group(process.child.id(), signal)
-            .map_err(|e| RuntimeError::io(format!("signalling agent {id}"), e))?;
+        process.signal_group(signal).map_err(|e| RuntimeError::io(format!("signalling agent {id}"), e))?;
         agent.state = state;
         self.publish(id, kind);
         self.record(id, "lifecycle", event, true, serde_json::json!({}));

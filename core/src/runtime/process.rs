@@ -73,10 +73,10 @@ pub(super) fn spawn(cmd: &mut Command, program: &str) -> Result<Child> {
     cmd.spawn().map_err(|e| RuntimeError::io(format!("starting {program}"), e))
 }
 
-/// Pairs a child with a pidfd that becomes readable when it exits.
+/// Pairs a child with a pidfd that becomes readable when it exits; from here on the pidfd reaps it.
 pub(super) fn watch(mut child: Child) -> Result<AgentProcess> {
     match clove_sys::process::pidfd_open(child.id()) {
-        Ok(pidfd) => Ok(AgentProcess { child, pidfd }),
+        Ok(pidfd) => Ok(AgentProcess { pid: child.id(), pidfd }),
         Err(e) => {
             // Without a pidfd nobody would notice its exit: do not leave it running unseen.
             let _ = child.kill();

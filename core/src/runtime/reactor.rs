@@ -488,9 +488,8 @@ impl Reactor {
             None => Ok(()),
         };
         if let Err(e) = registered {
-            if let Some(mut job) = self.execs.remove(key) {
-                job.abandon();
-                let _ = job.process.child.wait();
+            if let Some(job) = self.execs.remove(key) {
+                job.process.kill_and_reap();
             }
             return Err(RuntimeError::io("registering the exec job", e));
         }
@@ -528,21 +527,14 @@ impl Reactor {
 
     /// Kills every agent and exec job and waits for them, so nothing outlives the runtime.
     fn shutdown_all(&mut self) {
-        for (_, job) in self.execs.iter() {
-            let _ = clove_sys::process::signal_group(job.process.child.id(), clove_sys::process::SIGKILL);
-        }
         for key in self.execs.iter().map(|(k, _)| k).collect::<Vec<_>>() {
-            if let Some(mut job) = self.execs.remove(key) {
-                let _ = job.process.child.wait();
+            if let Some(job) = self.execs.remove(key) {
+                job.process.kill_and_reap();
             }
         }
         for id in self.agents.ids() {
-            if let Some(mut agent) = self.agents.remove(id) {
-                if let Some(mut process) = agent.process.take() {
-                    let _ = clove_sys::process::signal_group(process.child.id(), clove_sys::process::SIGKILL);
-                    let _ = clove_sys::process::signal_group(process.child.id(), clove_sys::process::SIGCONT);
-                    let _ = process.child.wait();
-                }
+            if let Some(process) = self.agents.remove(id).and_then(|mut a| a.process.take()) {
+                process.kill_and_reap();
             }
         }
         if let Some(listener) = self.listener.take() {
