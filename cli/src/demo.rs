@@ -18,6 +18,7 @@ const FILES: &[(&str, &str)] = &[
     ("sdk/clove_sdk/client.py", include_str!("../../bindings/python/clove_sdk/client.py")),
     ("sdk/clove_sdk/codec.py", include_str!("../../bindings/python/clove_sdk/codec.py")),
     ("sdk/clove_sdk/_unserved.py", include_str!("../../bindings/python/clove_sdk/_unserved.py")),
+    ("sdk/clove_sdk/_metrics.py", include_str!("../../bindings/python/clove_sdk/_metrics.py")),
     ("agents/_demo.py", include_str!("../demo/_demo.py")),
     ("agents/echo_agent.py", include_str!("../demo/echo_agent.py")),
     ("agents/snoop_agent.py", include_str!("../demo/snoop_agent.py")),

@@ -349,3 +349,43 @@ fn waiting_on_an_unknown_id_is_not_found_even_with_no_time_to_wait() {
     let err = rt.wait(AgentId(0x7_0000_0003), Some(Duration::ZERO)).unwrap_err();
     assert_eq!(err.code(), ErrorCode::NotFound);
 }
+
+#[test]
+fn metrics_count_every_request_and_read_the_process() {
+    let fx = Fixture::new("metrics", Level::Standard);
+    let mut c = fx.connect();
+    for i in 0..3u8 {
+        assert_eq!(c.noop(&[i]), [i]);
+    }
+    let mut unknown = Vec::new();
+    clove_core::protocol::frame::write_frame(&mut unknown, 0x99, 0, 500, b"");
+    c.send_raw(&unknown);
+    assert!(c.read_frame().unwrap().0.is_error());
+    let me: AgentMetrics = c.call(Opcode::METRICS_AGENT, &MetricsRequest::default()).unwrap();
+    let counts: Vec<(u8, u64)> = me.syscalls.iter().map(|s| (s.opcode, s.count)).collect();
+    assert_eq!(counts, [(0x00, 3), (0x99, 1), (Opcode::METRICS_AGENT as u8, 1)]);
+    assert_eq!(me.pid, std::process::id(), "a connected agent is the peer process");
+
+    let sys: SystemMetrics = c.call(Opcode::METRICS_SYSTEM, &()).unwrap();
+    assert!(sys.memory_total > 0 && sys.cpu_count >= 1 && sys.runtime_rss_bytes > 0, "{sys:?}");
+
+    // A spawned agent's process is read from /proc; a standard agent may not look at it.
+    let sleeper = fx.runtime.spawn(quiet("sleeper", &["sleep", "30"])).unwrap();
+    let err =
+        c.call::<_, AgentMetrics>(Opcode::METRICS_AGENT, &MetricsRequest { agent_id: Some(sleeper.0) }).unwrap_err();
+    assert_eq!(err.code, ErrorCode::PermissionDenied as u16);
+    let all: AllAgentMetrics = c.call(Opcode::METRICS_ALL_AGENTS, &()).unwrap();
+    assert_eq!(all.agents.iter().map(|a| a.agent_id).collect::<Vec<_>>(), [me.agent_id]);
+}
+
+#[test]
+fn an_unrestricted_agent_sees_other_agents_metrics() {
+    let fx = Fixture::new("metrics-all", Level::Unrestricted);
+    let mut c = fx.connect();
+    let sleeper = fx.runtime.spawn(quiet("sleeper", &["sleep", "30"])).unwrap();
+    let m: AgentMetrics = c.call(Opcode::METRICS_AGENT, &MetricsRequest { agent_id: Some(sleeper.0) }).unwrap();
+    assert_eq!((m.name.as_str(), m.state), ("sleeper", AgentState::Running));
+    assert!(m.rss_bytes > 0 && m.threads == 1, "{m:?}");
+    let all: AllAgentMetrics = c.call(Opcode::METRICS_ALL_AGENTS, &()).unwrap();
+    assert_eq!(all.agents.len(), 2);
+}

@@ -168,24 +168,6 @@ class UnservedMethods:
                       reconnect_interval: Optional[int] = None) -> None:
         """Configures the relay connection."""
 
-    # -- metrics --
-
-    @_unserved(Opcode.METRICS_SYSTEM)
-    def get_system_metrics(self) -> None:
-        """Host CPU, memory, disk and network figures."""
-
-    @_unserved(Opcode.METRICS_AGENT)
-    def get_agent_metrics(self, agent_id: Optional[int] = None) -> None:
-        """One agent's figures (this one by default)."""
-
-    @_unserved(Opcode.METRICS_ALL_AGENTS)
-    def get_all_agent_metrics(self) -> None:
-        """Every agent's figures."""
-
-    @_unserved(Opcode.METRICS_CGROUP)
-    def get_cgroup_metrics(self, cgroup_path: Optional[str] = None) -> None:
-        """A cgroup's figures."""
-
     # -- audit config, recording and replay --
 
     @_unserved(Opcode.SET_AUDIT_CONFIG)

@@ -68,6 +68,9 @@ def test_a_seed_style_agent_runs_unchanged(clove_run, tmp_path):
             perms = client.get_permissions()
             assert perms["success"] and perms["level"] == "standard"
             assert perms["permissions"]["can_exec"] is False
+            metrics = client.get_agent_metrics()["metrics"]
+            assert metrics["syscalls"]["NOOP"] == 1 and metrics["syscalls"]["READ"] == 2, metrics
+            assert client.get_system_metrics()["metrics"]["memory"]["total"] > 0
             me = client.hello()["agent_id"]
             assert any(a["id"] == me and a["state"] == "running" for a in client.list_agents())
             print("seed agent ok")

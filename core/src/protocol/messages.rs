@@ -334,3 +334,66 @@ pub struct AuditQuery {
 pub struct AuditLogReply {
     pub entries: Vec<crate::audit::AuditEntry>,
 }
+
+/// METRICS_AGENT and METRICS_CGROUP: one agent (the caller when `agent_id` is `None`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct MetricsRequest {
+    pub agent_id: Option<u64>,
+}
+
+/// How often an agent made one kind of request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyscallCount {
+    pub opcode: u8,
+    pub count: u64,
+}
+
+/// What an agent's cgroup has counted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct CgroupMetrics {
+    pub cpu_usage_us: u64,
+    pub cpu_throttled_us: u64,
+    pub nr_throttled: u64,
+    pub memory_current: u64,
+    pub memory_peak: u64,
+    pub pids_current: u64,
+    pub oom_kills: u64,
+}
+
+/// One agent's metrics: its process as `/proc` sees it, the requests it made, and its cgroup.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentMetrics {
+    pub agent_id: u64,
+    pub name: String,
+    pub state: AgentState,
+    pub pid: u32,
+    pub uptime_ms: u64,
+    /// CPU time of the agent's main process.
+    pub cpu_time_us: u64,
+    pub rss_bytes: u64,
+    pub threads: u32,
+    pub fds: u32,
+    /// Requests by opcode, unknown opcodes included.
+    pub syscalls: Vec<SyscallCount>,
+    /// `None` when the agent has no cgroup of its own.
+    pub cgroup: Option<CgroupMetrics>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AllAgentMetrics {
+    pub agents: Vec<AgentMetrics>,
+}
+
+/// METRICS_SYSTEM: the host as `/proc` sees it, and the runtime.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SystemMetrics {
+    pub cpu_count: u32,
+    /// Load averages over 1, 5 and 15 minutes, times 1000.
+    pub load_avg_milli: Vec<u32>,
+    pub memory_total: u64,
+    pub memory_available: u64,
+    pub uptime_ms: u64,
+    pub agents_running: u32,
+    /// The resident memory of the host process the runtime lives in.
+    pub runtime_rss_bytes: u64,
+}

@@ -75,6 +75,8 @@ pub(super) struct Agent {
     /// What started it, kept to start it again; `None` for connected agents.
     pub spec: Option<Box<SpawnSpec>>,
     pub restart: Option<RestartTracker>,
+    /// Requests it made, by opcode byte.
+    pub syscalls: std::collections::BTreeMap<u8, u64>,
 }
 
 impl Agent {
@@ -103,6 +105,7 @@ impl Agent {
             async_results: Default::default(),
             spec: None,
             restart: None,
+            syscalls: Default::default(),
         }
     }
 

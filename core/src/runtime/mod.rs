@@ -14,6 +14,7 @@ mod fs;
 mod ids;
 mod lifecycle;
 mod listener;
+mod metrics;
 mod process;
 mod reactor;
 mod syscalls;

@@ -6,7 +6,7 @@ use std::time::Duration;
 use super::agents::Agent;
 use super::exec::{ExecCaller, ExecJob, ExecSpec, DEFAULT_MAX_OUTPUT};
 use super::reactor::Reactor;
-use super::{fs, AgentId, AgentStdio, Result, RuntimeError, SpawnSpec};
+use super::{fs, metrics, AgentId, AgentStdio, Result, RuntimeError, SpawnSpec};
 use crate::policy::{AgentPolicy, Denial, Level};
 use crate::protocol::frame::PROTOCOL_VERSION;
 use crate::protocol::*;
@@ -18,7 +18,7 @@ const REPLY_OVERHEAD: u64 = 64;
 
 /// Services a client may ask HELLO about.
 const FEATURES: &[&str] =
-    &["exec", "read", "write", "spawn", "kill", "list", "pause", "resume", "permissions", "audit", "async"];
+    &["exec", "read", "write", "spawn", "kill", "list", "pause", "resume", "permissions", "audit", "async", "metrics"];
 
 /// How a request is answered.
 enum Answer {
@@ -50,6 +50,9 @@ fn request<'a, T: serde::Deserialize<'a>>(payload: &'a [u8], op: Opcode) -> Resu
 impl Reactor {
     pub(super) fn handle_frame(&mut self, id: AgentId, header: FrameHeader, payload: &[u8], out: &mut Vec<u8>) {
         let request_id = header.request_id;
+        if let Some(agent) = self.agents.get_mut(id) {
+            *agent.syscalls.entry(header.opcode).or_default() += 1;
+        }
         let Some(op) = Opcode::from_u8(header.opcode) else {
             let message = format!("unknown opcode 0x{:02x}", header.opcode);
             write_error(out, header.opcode, request_id, &ErrorReply { code: ErrorCode::UnknownOpcode as u16, message });
@@ -130,6 +133,21 @@ impl Reactor {
                 let agent = self.agents.get_mut(id).ok_or_else(|| RuntimeError::NotFound(id.to_string()))?;
                 let take = max.min(agent.async_results.len());
                 now(&AsyncPollReply { results: agent.async_results.drain(..take).collect() })
+            }
+            Opcode::METRICS_SYSTEM => {
+                let running = self.agents.iter().filter(|(_, a)| a.is_running()).count() as u32;
+                now(&metrics::system(running))
+            }
+            Opcode::METRICS_AGENT => {
+                let req: MetricsRequest = request(payload, op)?;
+                let target = self.observed(id, req.agent_id)?;
+                now(&self.agent_metrics(target)?)
+            }
+            Opcode::METRICS_ALL_AGENTS => {
+                let visible: Vec<AgentId> =
+                    self.agents.ids().into_iter().filter(|&a| self.observed(id, Some(a.0)).is_ok()).collect();
+                let agents = visible.into_iter().filter_map(|a| self.agent_metrics(a).ok()).collect();
+                now(&AllAgentMetrics { agents })
             }
             other => Err(RuntimeError::Unsupported(other)),
         }
@@ -283,6 +301,41 @@ impl Reactor {
             return Err(Denial::NotDescendant(id.0).into());
         }
         Ok(id)
+    }
+
+    /// The agent whose records `caller` asks to see (itself when `target` is `None`): itself or a
+    /// descendant, or any agent when the caller's level and ceiling are both unrestricted.
+    fn observed(&self, caller: AgentId, target: Option<u64>) -> Result<AgentId> {
+        let agent = self.caller(caller)?;
+        let target = target.map_or(caller, AgentId);
+        self.caller(target)?;
+        let sees_all =
+            agent.policy.level == Some(Level::Unrestricted) && agent.policy.ceiling_level == Some(Level::Unrestricted);
+        if sees_all || target == caller || self.agents.is_descendant(target, caller) {
+            Ok(target)
+        } else {
+            Err(Denial::NotDescendant(target.0).into())
+        }
+    }
+
+    pub(super) fn agent_metrics(&self, id: AgentId) -> Result<AgentMetrics> {
+        let agent = self.caller(id)?;
+        let info = agent.info(id, std::time::Instant::now());
+        let running = agent.process.as_ref().map_or(0, |p| p.pid);
+        let proc = metrics::process(running);
+        Ok(AgentMetrics {
+            agent_id: id.0,
+            name: info.name,
+            state: info.state,
+            pid: info.pid,
+            uptime_ms: info.uptime_ms,
+            cpu_time_us: proc.cpu_time_us,
+            rss_bytes: proc.rss_bytes,
+            threads: proc.threads,
+            fds: proc.fds,
+            syscalls: metrics::syscall_counts(&agent.syscalls),
+            cgroup: None,
+        })
     }
 
     fn perms_reply(&self, id: AgentId) -> Result<PermsReply> {
