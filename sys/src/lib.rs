@@ -3,6 +3,7 @@
 
 pub mod fs;
 pub mod process;
+pub mod statfs;
 
 use std::io;
 use std::os::fd::{AsFd, AsRawFd};

@@ -6,6 +6,7 @@
 //! agent and joins the reactor thread. Every method may be called from any thread.
 
 mod agents;
+pub mod cgroup;
 mod conn;
 mod error;
 mod events;
