@@ -106,6 +106,10 @@ typedef enum clove_event_kind {
    * Its restart budget is spent; it will not be started again.
    */
   CLOVE_EVENT_KIND_ESCALATED = 5,
+  /**
+   * The kernel killed one of its processes for exceeding its memory limit; EXITED follows.
+   */
+  CLOVE_EVENT_KIND_OOM = 6,
 } clove_event_kind;
 
 /**
@@ -149,6 +153,10 @@ typedef struct clove_exit {
    * The signal that ended it, or 0.
    */
   int32_t signal;
+  /**
+   * The kernel killed it for exceeding its memory limit.
+   */
+  bool oom_killed;
 } clove_exit;
 
 /**

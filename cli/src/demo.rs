@@ -183,6 +183,7 @@ fn follow_until_settled(runtime: &Runtime, ids: &BTreeMap<AgentId, &DemoAgent>) 
                 format!("restart #{attempt} in {:.0} s", *delay_ms as f64 / 1000.0)
             }
             EventKind::Escalated => "escalated: no more restarts".into(),
+            EventKind::Oom => "OOM-killed (memory limit)".into(),
             EventKind::Paused => "paused".into(),
             EventKind::Resumed => "resumed".into(),
         };

@@ -24,7 +24,7 @@ fn exit_codes_signals_and_events() {
     let rt = Runtime::start(RuntimeConfig::default()).unwrap();
     let id = rt.spawn(quiet("exiter", &["sh", "-c", "exit 42"])).unwrap();
     let exit = rt.wait(id, Some(Duration::from_secs(10))).unwrap();
-    assert_eq!(exit, ExitInfo { code: Some(42), signal: None });
+    assert_eq!(exit, ExitInfo { code: Some(42), signal: None, oom_killed: false });
     let mut kinds = Vec::new();
     while let Some(event) = rt.next_event(Some(Duration::from_millis(200))) {
         assert_eq!(event.agent_id, id);

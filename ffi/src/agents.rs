@@ -18,11 +18,18 @@ pub struct clove_exit {
     pub code: i32,
     /// The signal that ended it, or 0.
     pub signal: i32,
+    /// The kernel killed it for exceeding its memory limit.
+    pub oom_killed: bool,
 }
 
 impl From<ExitInfo> for clove_exit {
     fn from(exit: ExitInfo) -> Self {
-        clove_exit { has_code: exit.code.is_some(), code: exit.code.unwrap_or(0), signal: exit.signal.unwrap_or(0) }
+        clove_exit {
+            has_code: exit.code.is_some(),
+            code: exit.code.unwrap_or(0),
+            signal: exit.signal.unwrap_or(0),
+            oom_killed: exit.oom_killed,
+        }
     }
 }
 

@@ -24,6 +24,8 @@ pub enum clove_event_kind {
     Restarting = 4,
     /// Its restart budget is spent; it will not be started again.
     Escalated = 5,
+    /// The kernel killed one of its processes for exceeding its memory limit; EXITED follows.
+    Oom = 6,
 }
 
 /// A lifecycle event. Fields that do not apply to its kind are 0.
@@ -72,6 +74,7 @@ impl From<&Event> for clove_event {
                 clove_event_kind::Restarting
             }
             EventKind::Escalated => clove_event_kind::Escalated,
+            EventKind::Oom => clove_event_kind::Oom,
         };
         c
     }

@@ -1,5 +1,6 @@
 //! Child processes: the setup that runs between fork and exec, pidfds and signals.
 
+use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::process::CommandExt;
@@ -12,9 +13,10 @@ pub const CHANNEL_FD: RawFd = 3;
 
 /// Prepares `cmd` to start an agent or an exec child: it gets its own process group (so a kill
 /// reaches everything it started), dies with SIGKILL when the runtime's thread that started it goes
-/// away, and, when `channel` is given, finds that socket at [`CHANNEL_FD`] without close-on-exec.
-/// `channel` must stay open until `cmd` has been spawned.
-pub fn prepare_child(cmd: &mut Command, channel: Option<RawFd>) {
+/// away, joins the cgroups whose `cgroup.procs` files are given (before it runs a single instruction
+/// of the program), and, when `channel` is given, finds that socket at [`CHANNEL_FD`] without
+/// close-on-exec. `channel` must stay open until `cmd` has been spawned.
+pub fn prepare_child(cmd: &mut Command, channel: Option<RawFd>, cgroup_procs: Vec<CString>) {
     cmd.process_group(0);
     let parent = std::process::id() as libc::pid_t;
     let setup = move || -> io::Result<()> {
@@ -24,6 +26,9 @@ pub fn prepare_child(cmd: &mut Command, channel: Option<RawFd>) {
         // SAFETY: getppid has no preconditions.
         if unsafe { libc::getppid() } != parent {
             return Err(io::Error::other("parent exited during spawn"));
+        }
+        for procs in &cgroup_procs {
+            join_cgroup(procs)?;
         }
         if let Some(fd) = channel {
             if fd == CHANNEL_FD {
@@ -41,6 +46,23 @@ pub fn prepare_child(cmd: &mut Command, channel: Option<RawFd>) {
     // functions (prctl, getppid, fcntl, dup2); it allocates nothing and takes no lock.
     unsafe {
         cmd.pre_exec(setup);
+    }
+}
+
+/// Moves the calling process into the cgroup whose `cgroup.procs` file is `procs` ("0" means the
+/// writer). Only system calls, so it may run between fork and exec.
+fn join_cgroup(procs: &CString) -> io::Result<()> {
+    // SAFETY: `procs` is NUL-terminated and outlives the call.
+    let fd = cvt(unsafe { libc::open(procs.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC) })?;
+    // SAFETY: writes one byte from a static buffer to the fd just opened.
+    let written = unsafe { libc::write(fd, b"0".as_ptr().cast(), 1) };
+    let error = io::Error::last_os_error();
+    // SAFETY: closes the fd opened above, which nothing else uses.
+    unsafe { libc::close(fd) };
+    if written == 1 {
+        Ok(())
+    } else {
+        Err(error)
     }
 }
 

@@ -362,6 +362,7 @@ class CloveClient(MetricsMethods, UnservedMethods):
             "uptime_ms": a["uptime_ms"], "level": a["level"], "parent": a["parent"],
             "exit_code": a["exit"]["code"] if a["exit"] else None,
             "signal": a["exit"]["signal"] if a["exit"] else None,
+            "oom_killed": bool(a["exit"] and a["exit"]["oom_killed"]),
             "running": a["state"] == "running",
         } for a in reply["agents"]]
 

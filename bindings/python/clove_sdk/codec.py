@@ -292,7 +292,7 @@ SCHEMAS: Dict[str, List[Tuple[str, Type]]] = {
     "SpawnReply": [("id", U64), ("name", STR), ("pid", U32), ("state", AGENT_STATE)],
     "ControlRequest": [("target", TARGET)],
     "ControlReply": [("agent_id", U64)],
-    "ExitInfo": [("code", Option(I32)), ("signal", Option(I32))],
+    "ExitInfo": [("code", Option(I32)), ("signal", Option(I32)), ("oom_killed", BOOL)],
     "AgentInfo": [("id", U64), ("name", STR), ("pid", U32), ("state", AGENT_STATE),
                   ("uptime_ms", U64), ("level", Option(LEVEL)), ("parent", Option(U64)),
                   ("exit", Option(Struct("ExitInfo")))],

@@ -23,7 +23,7 @@ AGENTS = [
     {"id": 2, "name": "a", "pid": 10, "state": "running", "uptime_ms": 1500,
      "level": "standard", "parent": 1, "exit": None},
     {"id": 3, "name": "b", "pid": 11, "state": "exited", "uptime_ms": 20,
-     "level": None, "parent": None, "exit": {"code": None, "signal": 9}},
+     "level": None, "parent": None, "exit": {"code": None, "signal": 9, "oom_killed": True}},
 ]
 
 
@@ -249,9 +249,9 @@ def test_list_agents(pair):
     client, _ = pair
     assert client.list_agents() == [
         {"id": 2, "name": "a", "pid": 10, "state": "running", "uptime_ms": 1500,
-         "level": "standard", "parent": 1, "exit_code": None, "signal": None, "running": True},
+         "level": "standard", "parent": 1, "exit_code": None, "signal": None, "oom_killed": False, "running": True},
         {"id": 3, "name": "b", "pid": 11, "state": "exited", "uptime_ms": 20,
-         "level": None, "parent": None, "exit_code": None, "signal": 9, "running": False},
+         "level": None, "parent": None, "exit_code": None, "signal": 9, "oom_killed": True, "running": False},
     ]
 
 

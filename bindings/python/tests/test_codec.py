@@ -150,5 +150,5 @@ def test_bad_values_are_refused(type_name, value):
 
 def test_signed_extremes_round_trip():
     for code in (-(1 << 31), -1, 0, 1, (1 << 31) - 1):
-        value = {"code": code, "signal": None}
+        value = {"code": code, "signal": None, "oom_killed": False}
         assert codec.decode("ExitInfo", codec.encode("ExitInfo", value)) == value

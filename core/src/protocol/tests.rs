@@ -143,7 +143,7 @@ fn samples() -> Vec<(&'static str, serde_json::Value, Vec<u8>)> {
                         uptime_ms: 0,
                         level: None,
                         parent: Some(1),
-                        exit: Some(ExitInfo { code: Some(3), signal: None }),
+                        exit: Some(ExitInfo { code: None, signal: Some(9), oom_killed: true }),
                     },
                 ],
             },

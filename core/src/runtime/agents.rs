@@ -5,6 +5,7 @@ use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 use std::time::Instant;
 
+use super::cgroup::AgentCgroup;
 use super::conn::Conn;
 use super::ids::SlotMap;
 use super::{AgentId, Reply, SpawnSpec};
@@ -54,7 +55,7 @@ impl AgentProcess {
 }
 
 fn exit_info(exit: clove_sys::process::Exit) -> ExitInfo {
-    ExitInfo { code: exit.code, signal: exit.signal }
+    ExitInfo { code: exit.code, signal: exit.signal, oom_killed: false }
 }
 
 pub(super) struct Agent {
@@ -77,6 +78,21 @@ pub(super) struct Agent {
     pub restart: Option<RestartTracker>,
     /// Requests it made, by opcode byte.
     pub syscalls: std::collections::BTreeMap<u8, u64>,
+    /// Its own cgroup, when it has limits or a sandbox; it outlives restarts.
+    pub cgroup: Option<AgentCgroup>,
+    /// OOM kills already reported, so each is reported once.
+    pub oom_kills_seen: u64,
+}
+
+/// The `cgroup.procs` files a new process of this cgroup writes itself into before it runs.
+pub(super) fn cgroup_procs(cgroup: Option<&AgentCgroup>) -> Vec<std::ffi::CString> {
+    use std::os::unix::ffi::OsStrExt;
+    let paths = cgroup.map(|c| c.paths()).unwrap_or_default();
+    // A cgroup path is a directory we created; it holds no NUL byte.
+    paths
+        .iter()
+        .filter_map(|dir| std::ffi::CString::new(dir.join("cgroup.procs").as_os_str().as_bytes()).ok())
+        .collect()
 }
 
 impl Agent {
@@ -106,6 +122,8 @@ impl Agent {
             spec: None,
             restart: None,
             syscalls: Default::default(),
+            cgroup: None,
+            oom_kills_seen: 0,
         }
     }
 

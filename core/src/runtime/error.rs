@@ -2,6 +2,7 @@
 
 use std::io;
 
+use super::cgroup::CgroupError;
 use crate::policy::Denial;
 use crate::protocol::{ErrorCode, ErrorReply, Opcode};
 
@@ -29,6 +30,8 @@ pub enum RuntimeError {
         #[source]
         source: io::Error,
     },
+    #[error("cgroup: {0}")]
+    Cgroup(#[from] super::cgroup::CgroupError),
     #[error("opcode {} (0x{:02x}) is not served by this runtime yet", .0.name(), *.0 as u8)]
     Unsupported(Opcode),
     #[error("the runtime has stopped")]
@@ -53,6 +56,13 @@ impl RuntimeError {
             RuntimeError::Io { source, .. } if source.kind() == io::ErrorKind::NotFound => ErrorCode::NotFound,
             RuntimeError::Io { .. } => ErrorCode::Io,
             RuntimeError::Unsupported(_) => ErrorCode::Unsupported,
+            RuntimeError::Cgroup(e) => match e {
+                CgroupError::Busy { .. } => ErrorCode::Conflict,
+                CgroupError::Timeout { .. } => ErrorCode::Timeout,
+                CgroupError::MissingControllers { .. } | CgroupError::NotMounted { .. } => ErrorCode::Unsupported,
+                CgroupError::InvalidName(_) => ErrorCode::InvalidArgument,
+                CgroupError::Parse { .. } | CgroupError::Io { .. } => ErrorCode::Io,
+            },
             RuntimeError::Stopped => ErrorCode::Internal,
         }
     }

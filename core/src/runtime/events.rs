@@ -14,6 +14,8 @@ pub enum EventKind {
     Spawned {
         pid: u32,
     },
+    /// The kernel killed a process of the agent for exceeding its memory limit; `Exited` follows.
+    Oom,
     /// The agent's process ended, by itself or by a kill.
     Exited(ExitInfo),
     Paused,
@@ -32,6 +34,7 @@ impl EventKind {
     pub fn name(&self) -> &'static str {
         match self {
             EventKind::Spawned { .. } => "AGENT_SPAWNED",
+            EventKind::Oom => "AGENT_OOM",
             EventKind::Exited(_) => "AGENT_EXITED",
             EventKind::Paused => "AGENT_PAUSED",
             EventKind::Resumed => "AGENT_RESUMED",

@@ -87,6 +87,8 @@ pub(super) struct ExecSpec<'a> {
     pub stdin: &'a [u8],
     pub timeout: Duration,
     pub max_output: usize,
+    /// The caller's cgroup, which the program joins before it runs.
+    pub cgroup_procs: Vec<std::ffi::CString>,
 }
 
 impl ExecJob {
@@ -100,7 +102,7 @@ impl ExecJob {
         let mut cmd = process::base_command(spec.argv, spec.cwd, spec.home, spec.env)?;
         let stdin = if spec.stdin.is_empty() { Stdio::null() } else { Stdio::piped() };
         cmd.stdin(stdin).stdout(Stdio::piped()).stderr(Stdio::piped());
-        clove_sys::process::prepare_child(&mut cmd, None);
+        clove_sys::process::prepare_child(&mut cmd, None, spec.cgroup_procs);
         let mut child = process::spawn(&mut cmd, &spec.argv[0])?;
         let stdin = child.stdin.take();
         let stdout = child.stdout.take().map(pipe::Receiver::from);

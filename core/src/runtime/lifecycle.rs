@@ -8,13 +8,24 @@ use mio::unix::SourceFd;
 use mio::Interest;
 
 use super::agents::{Agent, Origin};
+use super::cgroup::CgroupLimits;
 use super::conn::Conn;
 use super::events::EventKind;
 use super::reactor::{now_ms, slot_of, token, Reactor, Source, Timer};
 use super::{process, AgentId, Result, RuntimeError, SpawnSpec};
 use crate::backoff::{Backoff, RestartDecision, RestartTracker};
 use crate::policy::AgentPolicy;
-use crate::protocol::{AgentState, ExitInfo, RestartPolicy};
+use crate::protocol::{AgentState, ExitInfo, Limits, RestartPolicy};
+
+fn cgroup_limits(limits: &Limits) -> CgroupLimits {
+    CgroupLimits {
+        memory_bytes: limits.memory,
+        cpu_quota_us: limits.cpu_quota,
+        cpu_period_us: limits.cpu_period,
+        cpu_shares: limits.cpu_shares,
+        pids_max: limits.max_pids.map(u64::from),
+    }
+}
 
 impl Reactor {
     /// Starts an agent for the host (`parent` None) or for another agent.
@@ -34,12 +45,17 @@ impl Reactor {
         let restart = (spec.restart.policy != RestartPolicy::Never)
             .then(|| RestartTracker::new(spec.restart.clone(), Backoff::default()));
         let name = spec.name.clone();
+        let wants_cgroup = spec.sandboxed || spec.limits != Limits::default();
         let id = self.agents.insert_with(|_| Agent::new(name, Origin::Spawned, 0, policy, parent, cwd));
         if let Some(agent) = self.agents.get_mut(id) {
             agent.restart = restart;
             agent.spec = Some(spec);
         }
-        match self.start_process(id) {
+        let started = match wants_cgroup {
+            true => self.give_cgroup(id).and_then(|()| self.start_process(id)),
+            false => self.start_process(id),
+        };
+        match started {
             Ok(()) => Ok(id),
             Err(e) => {
                 self.record(id, "lifecycle", "SPAWN_FAILED", false, serde_json::json!({ "error": e.to_string() }));
@@ -49,13 +65,29 @@ impl Reactor {
         }
     }
 
+    /// Creates the agent's cgroup with its limits. A machine that cannot enforce them refuses the spawn.
+    fn give_cgroup(&mut self, id: AgentId) -> Result<()> {
+        let limits = match self.agents.get(id).and_then(|a| a.spec.as_ref()) {
+            Some(spec) => cgroup_limits(&spec.limits),
+            None => return Err(RuntimeError::NotFound(id.to_string())),
+        };
+        // Unique on the machine: this process, this runtime in it, this agent.
+        let name = format!("agent-{}-{}-{}", std::process::id(), self.instance, id.0);
+        let cgroup = self.cgroup_root()?.create(&name, &limits)?;
+        if let Some(agent) = self.agents.get_mut(id) {
+            agent.cgroup = Some(cgroup);
+        }
+        Ok(())
+    }
+
     /// Starts (or starts again) the process of a spawned agent from its stored spec.
     pub(super) fn start_process(&mut self, id: AgentId) -> Result<()> {
         let home = self.config.home.clone();
         let agent = self.agents.get_mut(id).ok_or_else(|| RuntimeError::NotFound(id.to_string()))?;
         let spec =
             agent.spec.as_ref().ok_or_else(|| RuntimeError::InvalidArgument("agent has no spawn spec".into()))?;
-        let (process, stream) = process::start_agent(id, &spec.argv, &agent.cwd, &home, &spec.env, &spec.stdio)?;
+        let procs = super::agents::cgroup_procs(agent.cgroup.as_ref());
+        let (process, stream) = process::start_agent(id, &spec.argv, &agent.cwd, &home, &spec.env, &spec.stdio, procs)?;
         let pid = process.pid;
         agent.pid = pid;
         agent.state = AgentState::Running;
@@ -100,12 +132,19 @@ impl Reactor {
             // Whatever it left running in its group goes with it.
             let _ = process.signal_group(clove_sys::process::SIGKILL);
         }
+        let mut exit = exit;
+        if let Some(cgroup) = &agent.cgroup {
+            // And whatever left its group but not its cgroup.
+            let _ = cgroup.kill_all();
+            let oom_kills = cgroup.stats().ok().and_then(|s| s.oom_kills).unwrap_or(0);
+            exit.oom_killed = oom_kills > agent.oom_kills_seen;
+            agent.oom_kills_seen = oom_kills;
+        }
         agent.state = AgentState::Exited;
         agent.exit = Some(exit);
         agent.ended = Some(Instant::now());
-        for waiter in agent.waiters.drain(..) {
-            let _ = waiter.send(Ok(exit));
-        }
+        // Waiters hear of the end once everything above and below is done.
+        let waiters = std::mem::take(&mut agent.waiters);
         let failed = exit.code != Some(0);
         let decision = match agent.restart.as_mut() {
             Some(tracker) => tracker.on_exit(now_ms(), failed),
@@ -113,13 +152,17 @@ impl Reactor {
         };
         self.close_conn(id);
         self.abandon_execs_of(id);
+        if exit.oom_killed {
+            self.publish(id, EventKind::Oom);
+            self.record(id, "resource", "OOM_KILLED", false, serde_json::json!({}));
+        }
         self.publish(id, EventKind::Exited(exit));
         self.record(
             id,
             "lifecycle",
             "EXITED",
             !failed,
-            serde_json::json!({ "code": exit.code, "signal": exit.signal }),
+            serde_json::json!({ "code": exit.code, "signal": exit.signal, "oom_killed": exit.oom_killed }),
         );
         match decision {
             RestartDecision::Restart { delay_ms, attempt } => {
@@ -140,10 +183,18 @@ impl Reactor {
             }
             RestartDecision::Stop => self.retire(id),
         }
+        for waiter in waiters {
+            let _ = waiter.send(Ok(exit));
+        }
     }
 
-    /// An ended agent stays listed for a while; the oldest beyond the retention are forgotten.
+    /// An ended agent stays listed for a while; the oldest beyond the retention are forgotten. Its
+    /// cgroup goes now: nothing will run in it again.
     pub(super) fn retire(&mut self, id: AgentId) {
+        if let Some(mut cgroup) = self.agents.get_mut(id).and_then(|a| a.cgroup.take()) {
+            let _ = cgroup.kill_all();
+            let _ = cgroup.remove();
+        }
         for old in self.agents.note_ended(id, self.config.exited_retention) {
             self.agents.remove(old);
         }
@@ -160,8 +211,11 @@ impl Reactor {
             (Some(pid), _) => {
                 clove_sys::process::signal_group(pid, clove_sys::process::SIGKILL)
                     .map_err(|e| RuntimeError::io(format!("killing agent {id}"), e))?;
-                // Resume a paused group so the kill is delivered promptly.
+                // Resume a paused agent so the kill is delivered promptly.
                 let _ = clove_sys::process::signal_group(pid, clove_sys::process::SIGCONT);
+                if let Some(cgroup) = self.agents.get(id).and_then(|a| a.cgroup.as_ref()) {
+                    let _ = cgroup.thaw();
+                }
             }
             (None, Origin::Connected) => self.close_conn(id),
             (None, Origin::Spawned) => {}
@@ -182,7 +236,15 @@ impl Reactor {
         if agent.state == state {
             return Ok(());
         }
-        process.signal_group(signal).map_err(|e| RuntimeError::io(format!("signalling agent {id}"), e))?;
+        // The freezer stops every process of the cgroup and cannot be undone by the agent; SIGSTOP,
+        // for agents without a cgroup, reaches its process group.
+        match (&agent.cgroup, paused) {
+            (Some(cgroup), true) => cgroup.freeze()?,
+            (Some(cgroup), false) => cgroup.thaw()?,
+            (None, _) => {
+                process.signal_group(signal).map_err(|e| RuntimeError::io(format!("signalling agent {id}"), e))?
+            }
+        }
         agent.state = state;
         self.publish(id, kind);
         self.record(id, "lifecycle", event, true, serde_json::json!({}));

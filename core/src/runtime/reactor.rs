@@ -12,6 +12,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use mio::{Events, Interest, Poll, Token, Waker};
 
 use super::agents::{Agent, AgentTable, Origin};
+use super::cgroup::CgroupRoot;
 use super::conn::{Conn, Fill};
 use super::events::{Event, EventHub, EventKind};
 use super::exec::ExecJob;
@@ -67,6 +68,9 @@ pub(super) fn slot_of(id: AgentId) -> usize {
     SlotMap::<()>::slot(id.0)
 }
 
+/// Numbers the runtimes started in this process.
+static NEXT_INSTANCE: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(1);
+
 /// Milliseconds since the Unix epoch, for audit entries and events.
 pub(super) fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
@@ -99,6 +103,10 @@ pub(super) struct Reactor {
     pub listener: Option<Listener>,
     pub timers: BTreeSet<(Instant, Timer)>,
     pub audit: AuditLog,
+    /// Which runtime of this process this is, for names that must be unique on the machine.
+    pub instance: u32,
+    /// Detected on first use: hosts that never ask for limits never read the cgroup mounts.
+    cgroups: Option<CgroupRoot>,
     audit_file: Option<std::fs::File>,
     /// Reused for the replies of one read burst.
     scratch: Vec<u8>,
@@ -128,6 +136,8 @@ impl Reactor {
             listener: None,
             timers: BTreeSet::new(),
             scratch: Vec::new(),
+            cgroups: None,
+            instance: NEXT_INSTANCE.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             read_buf: vec![0; super::conn::READ_CHUNK],
             running: true,
         })
@@ -497,6 +507,14 @@ impl Reactor {
         Ok(())
     }
 
+    /// This machine's cgroups, detected once.
+    pub fn cgroup_root(&mut self) -> Result<&CgroupRoot> {
+        if self.cgroups.is_none() {
+            self.cgroups = Some(CgroupRoot::detect()?);
+        }
+        self.cgroups.as_ref().ok_or_else(|| RuntimeError::Conflict("cgroups not detected".into()))
+    }
+
     pub fn publish(&mut self, id: AgentId, kind: EventKind) {
         let agent_name = self.agents.get(id).map(|a| a.name.clone()).unwrap_or_default();
         self.events.publish(Event { agent_id: id, agent_name, kind, timestamp_ms: now_ms() });
@@ -533,8 +551,13 @@ impl Reactor {
             }
         }
         for id in self.agents.ids() {
-            if let Some(process) = self.agents.remove(id).and_then(|mut a| a.process.take()) {
+            let Some(mut agent) = self.agents.remove(id) else { continue };
+            if let Some(process) = agent.process.take() {
                 process.kill_and_reap();
+            }
+            if let Some(mut cgroup) = agent.cgroup.take() {
+                let _ = cgroup.kill_all();
+                let _ = cgroup.remove();
             }
         }
         if let Some(listener) = self.listener.take() {

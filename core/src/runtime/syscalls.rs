@@ -149,6 +149,17 @@ impl Reactor {
                 let agents = visible.into_iter().filter_map(|a| self.agent_metrics(a).ok()).collect();
                 now(&AllAgentMetrics { agents })
             }
+            Opcode::METRICS_CGROUP => {
+                let req: MetricsRequest = request(payload, op)?;
+                let target = self.observed(id, req.agent_id)?;
+                let agent = self.caller(target)?;
+                let cgroup = agent.cgroup.as_ref().ok_or_else(|| {
+                    RuntimeError::Conflict(format!(
+                        "agent {target} has no cgroup: it was started without limits or sandbox"
+                    ))
+                })?;
+                now(&cgroup_metrics(cgroup.stats()?))
+            }
             other => Err(RuntimeError::Unsupported(other)),
         }
     }
@@ -215,6 +226,7 @@ impl Reactor {
                 stdin: &req.stdin,
                 timeout: Duration::from_millis(timeout_ms),
                 max_output: req.max_output.map_or(DEFAULT_MAX_OUTPUT, |m| m as usize),
+                cgroup_procs: super::agents::cgroup_procs(agent.cgroup.as_ref()),
             },
         )?;
         self.add_exec(job)?;
@@ -334,7 +346,7 @@ impl Reactor {
             threads: proc.threads,
             fds: proc.fds,
             syscalls: metrics::syscall_counts(&agent.syscalls),
-            cgroup: None,
+            cgroup: agent.cgroup.as_ref().and_then(|c| c.stats().ok()).map(cgroup_metrics),
         })
     }
 
@@ -403,6 +415,19 @@ fn inherited_env(parent: Option<&SpawnSpec>, own: Vec<KeyValue>) -> Vec<(String,
         env.push((kv.key, kv.value));
     }
     env
+}
+
+/// Cgroup counters as the protocol carries them; a counter this machine lacks reads as 0.
+fn cgroup_metrics(s: super::cgroup::CgroupStats) -> CgroupMetrics {
+    CgroupMetrics {
+        cpu_usage_us: s.cpu_usage_us.unwrap_or(0),
+        cpu_throttled_us: s.cpu_throttled_us.unwrap_or(0),
+        nr_throttled: s.nr_throttled.unwrap_or(0),
+        memory_current: s.memory_current.unwrap_or(0),
+        memory_peak: s.memory_peak.unwrap_or(0),
+        pids_current: s.pids_current.unwrap_or(0),
+        oom_kills: s.oom_kills.unwrap_or(0),
+    }
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
