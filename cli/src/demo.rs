@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use clove_core::policy::Level;
-use clove_core::protocol::{AuditQuery, RestartPolicy, RestartSpec};
+use clove_core::protocol::{AuditQuery, Limits, RestartPolicy, RestartSpec};
 use clove_core::runtime::{AgentId, AgentStdio, EventKind, Runtime, RuntimeConfig, SpawnSpec};
 
 /// The agent SDK and the demo agents, carried inside the binary so the demo runs from anywhere.
@@ -25,6 +25,8 @@ const FILES: &[(&str, &str)] = &[
     ("agents/scribe_agent.py", include_str!("../demo/scribe_agent.py")),
     ("agents/operator_agent.py", include_str!("../demo/operator_agent.py")),
     ("agents/crasher_agent.py", include_str!("../demo/crasher_agent.py")),
+    ("agents/hog_agent.py", include_str!("../demo/hog_agent.py")),
+    ("agents/spinner_agent.py", include_str!("../demo/spinner_agent.py")),
 ];
 
 struct DemoAgent {
@@ -32,8 +34,11 @@ struct DemoAgent {
     script: &'static str,
     level: Level,
     restart: RestartSpec,
+    limits: Limits,
     /// (action prefix, the decision it must get)
     expect: &'static [(&'static str, &'static str)],
+    /// What the host must see happen to it, in its lifecycle events.
+    expect_lifecycle: Option<&'static str>,
 }
 
 fn agents() -> Vec<DemoAgent> {
@@ -44,13 +49,17 @@ fn agents() -> Vec<DemoAgent> {
             script: "echo_agent.py",
             level: Level::Standard,
             restart: never.clone(),
-            expect: &[("200 x NOOP", "allowed")],
+            limits: Limits::default(),
+            expect: &[("NOOP x", "allowed")],
+            expect_lifecycle: None,
         },
         DemoAgent {
             name: "snoop",
             script: "snoop_agent.py",
             level: Level::Standard,
             restart: never.clone(),
+            limits: Limits::default(),
+            expect_lifecycle: None,
             expect: &[
                 ("READ /etc/shadow", "denied"),
                 ("READ /tmp/../etc/shadow", "denied"),
@@ -64,21 +73,45 @@ fn agents() -> Vec<DemoAgent> {
             script: "scribe_agent.py",
             level: Level::Sandboxed,
             restart: never.clone(),
+            limits: Limits::default(),
             expect: &[("WRITE 1024", "allowed"), ("READ it back", "allowed"), ("WRITE /etc", "denied")],
+            expect_lifecycle: None,
         },
         DemoAgent {
             name: "operator",
             script: "operator_agent.py",
             level: Level::Unrestricted,
             restart: never,
+            limits: Limits::default(),
             expect: &[("EXEC", "allowed"), ("SPAWN", "allowed"), ("KILL", "allowed")],
+            expect_lifecycle: None,
         },
         DemoAgent {
             name: "crasher",
             script: "crasher_agent.py",
             level: Level::Standard,
             restart: RestartSpec { policy: RestartPolicy::OnFailure, max_restarts: 2, window_s: 60 },
+            limits: Limits::default(),
             expect: &[("divide by zero", "crash")],
+            expect_lifecycle: Some("escalated"),
+        },
+        DemoAgent {
+            name: "hog",
+            script: "hog_agent.py",
+            level: Level::Standard,
+            restart: RestartSpec::default(),
+            limits: Limits { memory: Some(50 << 20), max_pids: Some(16), ..Limits::default() },
+            expect: &[("allocate", "started")],
+            expect_lifecycle: Some("OOM-killed"),
+        },
+        DemoAgent {
+            name: "spinner",
+            script: "spinner_agent.py",
+            level: Level::Standard,
+            restart: RestartSpec::default(),
+            limits: Limits { cpu_quota: Some(10_000), cpu_period: Some(100_000), ..Limits::default() },
+            expect: &[("busy loop", "throttled")],
+            expect_lifecycle: None,
         },
     ]
 }
@@ -110,29 +143,39 @@ fn run_in(dir: &Path) -> Result<ExitCode> {
     std::fs::create_dir_all(&work)?;
     std::fs::create_dir_all(dir.join("logs"))?;
 
-    println!("Clove demo: one runtime inside this process, five Python agents at different levels.\n");
+    println!("Clove demo: one runtime inside this process, seven Python agents at different levels and limits.\n");
     let runtime = Runtime::start(RuntimeConfig::default())?;
     let plan = agents();
     let mut ids: BTreeMap<AgentId, &DemoAgent> = BTreeMap::new();
+    let mut skipped = Vec::new();
     for agent in &plan {
         let script = dir.join("agents").join(agent.script).display().to_string();
         let mut spec = SpawnSpec::new(agent.name, vec!["python3".into(), script]);
         spec.level = agent.level;
         spec.restart = agent.restart.clone();
+        spec.limits = agent.limits.clone();
         spec.cwd = Some(work.clone());
         spec.stdio = AgentStdio::File(dir.join("logs").join(format!("{}.log", agent.name)));
         spec.env = vec![
             ("PYTHONPATH".into(), dir.join("sdk").display().to_string()),
             ("CLOVE_DEMO_WORK".into(), work.display().to_string()),
         ];
-        let id =
-            runtime.spawn(spec).with_context(|| format!("starting agent {} (is python3 installed?)", agent.name))?;
-        ids.insert(id, agent);
+        match runtime.spawn(spec) {
+            Ok(id) => {
+                ids.insert(id, agent);
+            }
+            // Limits that this machine cannot enforce are refused, never silently dropped.
+            Err(e) if agent.limits != Limits::default() => {
+                println!("SKIPPED: agent {} needs cgroups to enforce its limits here: {e}", agent.name);
+                skipped.push(agent.name);
+            }
+            Err(e) => return Err(e).with_context(|| format!("starting agent {} (is python3 installed?)", agent.name)),
+        }
     }
 
     let lifecycle = follow_until_settled(&runtime, &ids)?;
     let mut rows = Vec::new();
-    for agent in &plan {
+    for agent in plan.iter().filter(|a| !skipped.contains(&a.name)) {
         rows.extend(read_reports(&dir.join("logs").join(format!("{}.log", agent.name)), agent));
     }
     print_table(&rows);
@@ -148,7 +191,9 @@ fn run_in(dir: &Path) -> Result<ExitCode> {
         println!("  #{:<3} {:<9} {:<9} {}", entry.id, entry.agent_name, entry.event, entry.details_json);
     }
 
-    let failures = check(&plan, &rows);
+    let stories: BTreeMap<&str, &str> =
+        ids.iter().map(|(id, agent)| (agent.name, lifecycle.get(id).map(String::as_str).unwrap_or(""))).collect();
+    let failures = check(plan.iter().filter(|a| !skipped.contains(&a.name)), &rows, &stories);
     if failures.is_empty() {
         println!("\nEvery decision was the expected one.");
         Ok(ExitCode::SUCCESS)
@@ -248,10 +293,16 @@ fn print_table(rows: &[Row]) {
     }
 }
 
-/// Every expectation that the rows do not meet.
-fn check(plan: &[DemoAgent], rows: &[Row]) -> Vec<String> {
+/// Every expectation that the reports and the lifecycle events do not meet.
+fn check<'a>(plan: impl Iterator<Item = &'a DemoAgent>, rows: &[Row], stories: &BTreeMap<&str, &str>) -> Vec<String> {
     let mut failures = Vec::new();
     for agent in plan {
+        if let Some(expected) = agent.expect_lifecycle {
+            let story = stories.get(agent.name).copied().unwrap_or_default();
+            if !story.contains(expected) {
+                failures.push(format!("{}: lifecycle '{story}' lacks '{expected}'", agent.name));
+            }
+        }
         for (prefix, decision) in agent.expect {
             let found = rows.iter().find(|r| r.agent == agent.name && r.action.starts_with(prefix));
             match found {

@@ -10,6 +10,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use clove_core::policy::Level;
+use clove_core::protocol::{Limits, RestartPolicy, RestartSpec};
 use clove_core::runtime::{ListenConfig, Runtime, RuntimeConfig, SpawnSpec};
 
 #[derive(Parser)]
@@ -38,6 +39,8 @@ enum Command {
         /// Its working directory.
         #[arg(long)]
         cwd: Option<PathBuf>,
+        #[command(flatten)]
+        limits: LimitArgs,
         /// The program and its arguments.
         #[arg(required = true, last = true)]
         command: Vec<String>,
@@ -60,6 +63,72 @@ enum Command {
     Demo,
 }
 
+/// Resource limits, enforced by the agent's own cgroup.
+#[derive(clap::Args)]
+struct LimitArgs {
+    /// Memory limit, swap included: bytes, or with K, M or G (e.g. 256M). Exceeding it OOM-kills the agent.
+    #[arg(long, value_parser = parse_size)]
+    memory: Option<u64>,
+    /// CPU limit in CPUs (e.g. 0.5 for half of one).
+    #[arg(long)]
+    cpus: Option<f64>,
+    /// Limit on processes and threads.
+    #[arg(long)]
+    pids: Option<u32>,
+    /// Restart policy: never, on-failure or always, optionally with a budget: on-failure:3.
+    #[arg(long, default_value = "never", value_parser = parse_restart)]
+    restart: RestartSpec,
+}
+
+impl LimitArgs {
+    fn limits(&self) -> Result<Limits> {
+        const PERIOD_US: u64 = 100_000;
+        let cpu_quota = match self.cpus {
+            Some(cpus) if cpus.is_finite() && cpus > 0.0 => Some((cpus * PERIOD_US as f64).round().max(1000.0) as u64),
+            Some(cpus) => bail!("--cpus {cpus}: must be a positive number of CPUs"),
+            None => None,
+        };
+        Ok(Limits {
+            memory: self.memory,
+            max_pids: self.pids,
+            cpu_quota,
+            cpu_period: cpu_quota.map(|_| PERIOD_US),
+            cpu_shares: None,
+        })
+    }
+}
+
+fn parse_size(text: &str) -> Result<u64, String> {
+    let (digits, unit) = match text.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
+        Some((i, _)) => text.split_at(i),
+        None => (text, ""),
+    };
+    let shift = match unit.to_ascii_uppercase().trim_end_matches('B').trim_end_matches('I') {
+        "" => 0,
+        "K" => 10,
+        "M" => 20,
+        "G" => 30,
+        _ => return Err(format!("'{text}': use bytes or a K, M or G suffix")),
+    };
+    let n: u64 = digits.parse().map_err(|_| format!("'{text}' is not a size"))?;
+    n.checked_mul(1 << shift).ok_or_else(|| format!("'{text}' is too large"))
+}
+
+fn parse_restart(text: &str) -> Result<RestartSpec, String> {
+    let (policy, budget) = text.split_once(':').unwrap_or((text, ""));
+    let policy = match policy {
+        "never" => RestartPolicy::Never,
+        "on-failure" | "on_failure" => RestartPolicy::OnFailure,
+        "always" => RestartPolicy::Always,
+        _ => return Err(format!("'{policy}': use never, on-failure or always")),
+    };
+    let mut spec = RestartSpec { policy, ..RestartSpec::default() };
+    if !budget.is_empty() {
+        spec.max_restarts = budget.parse().map_err(|_| format!("'{budget}' is not a number of restarts"))?;
+    }
+    Ok(spec)
+}
+
 fn parse_level(name: &str) -> Result<Level, String> {
     Level::from_name(name)
         .ok_or_else(|| format!("unknown level '{name}' (unrestricted, standard, sandboxed, readonly, minimal)"))
@@ -67,8 +136,8 @@ fn parse_level(name: &str) -> Result<Level, String> {
 
 fn main() -> ExitCode {
     match Cli::parse().command {
-        Command::Run { name, level, timeout, env, cwd, command } => {
-            report(run(name, level, timeout, &env, cwd, command))
+        Command::Run { name, level, timeout, env, cwd, limits, command } => {
+            report(run(RunArgs { name, level, timeout, env, cwd, limits, command }))
         }
         Command::Kernel { socket, max_level, token, audit_log } => {
             report(kernel(socket, max_level, token, audit_log).map(|()| ExitCode::SUCCESS))
@@ -96,19 +165,25 @@ fn env_pairs(items: &[String]) -> Result<Vec<(String, String)>> {
         .collect()
 }
 
-fn run(
+struct RunArgs {
     name: String,
     level: Level,
     timeout: Option<f64>,
-    env: &[String],
+    env: Vec<String>,
     cwd: Option<PathBuf>,
+    limits: LimitArgs,
     command: Vec<String>,
-) -> Result<ExitCode> {
+}
+
+fn run(args: RunArgs) -> Result<ExitCode> {
+    let RunArgs { name, level, timeout, env, cwd, limits, command } = args;
     let runtime = Runtime::start(RuntimeConfig::default())?;
     let mut spec = SpawnSpec::new(name, command);
     spec.level = level;
-    spec.env = env_pairs(env)?;
+    spec.env = env_pairs(&env)?;
     spec.cwd = cwd;
+    spec.limits = limits.limits()?;
+    spec.restart = limits.restart.clone();
     let id = runtime.spawn(spec)?;
     let limit = match timeout {
         Some(secs) if secs.is_finite() && secs > 0.0 => Some(Duration::from_secs_f64(secs)),

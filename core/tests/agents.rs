@@ -389,3 +389,34 @@ fn an_unrestricted_agent_sees_other_agents_metrics() {
     let all: AllAgentMetrics = c.call(Opcode::METRICS_ALL_AGENTS, &()).unwrap();
     assert_eq!(all.agents.len(), 2);
 }
+
+#[test]
+fn wait_waits_through_restarts_until_the_agent_is_done() {
+    let rt = Runtime::start(RuntimeConfig::default()).unwrap();
+    let mut spec = quiet("flaky", &["sh", "-c", "exit 3"]);
+    spec.restart = RestartSpec { policy: RestartPolicy::OnFailure, max_restarts: 1, window_s: 60 };
+    let started = Instant::now();
+    let id = rt.spawn(spec).unwrap();
+    let exit = rt.wait(id, Some(Duration::from_secs(10))).unwrap();
+    assert_eq!(exit.code, Some(3));
+    // One restart after the 1 s backoff, then the escalation ends it.
+    assert!(started.elapsed() >= Duration::from_secs(1), "returned before the restart");
+    let kinds: Vec<&str> =
+        std::iter::from_fn(|| rt.next_event(Some(Duration::from_millis(50)))).map(|e| e.kind.name()).collect();
+    assert_eq!(
+        kinds,
+        ["AGENT_SPAWNED", "AGENT_EXITED", "AGENT_RESTARTING", "AGENT_SPAWNED", "AGENT_EXITED", "AGENT_ESCALATED"]
+    );
+
+    // Killing an agent that waits for its restart ends it, and its waiters hear so.
+    let mut spec = quiet("flaky2", &["sh", "-c", "exit 4"]);
+    spec.restart = RestartSpec { policy: RestartPolicy::Always, max_restarts: 5, window_s: 60 };
+    let id = rt.spawn(spec).unwrap();
+    assert!(eventually(Duration::from_secs(5), || rt
+        .list()
+        .unwrap()
+        .iter()
+        .any(|a| a.id == id.0 && a.state == AgentState::Exited)));
+    rt.kill(id).unwrap();
+    assert_eq!(rt.wait(id, Some(Duration::from_secs(5))).unwrap().code, Some(4));
+}

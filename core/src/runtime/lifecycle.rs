@@ -143,12 +143,16 @@ impl Reactor {
         agent.state = AgentState::Exited;
         agent.exit = Some(exit);
         agent.ended = Some(Instant::now());
-        // Waiters hear of the end once everything above and below is done.
-        let waiters = std::mem::take(&mut agent.waiters);
         let failed = exit.code != Some(0);
         let decision = match agent.restart.as_mut() {
             Some(tracker) => tracker.on_exit(now_ms(), failed),
             None => RestartDecision::Stop,
+        };
+        // Waiters wait for the agent to be done: not through a restart, and not before the cleanup
+        // below.
+        let waiters = match decision {
+            RestartDecision::Restart { .. } => Vec::new(),
+            RestartDecision::Stop | RestartDecision::Escalate => std::mem::take(&mut agent.waiters),
         };
         self.close_conn(id);
         self.abandon_execs_of(id);
@@ -188,6 +192,15 @@ impl Reactor {
         }
     }
 
+    /// Tells everyone waiting on an agent that it is done, with its last exit.
+    fn release_waiters(&mut self, id: AgentId) {
+        let Some(agent) = self.agents.get_mut(id) else { return };
+        let Some(exit) = agent.exit else { return };
+        for waiter in agent.waiters.drain(..) {
+            let _ = waiter.send(Ok(exit));
+        }
+    }
+
     /// An ended agent stays listed for a while; the oldest beyond the retention are forgotten. Its
     /// cgroup goes now: nothing will run in it again.
     pub(super) fn retire(&mut self, id: AgentId) {
@@ -202,9 +215,14 @@ impl Reactor {
 
     pub(super) fn kill_agent(&mut self, id: AgentId) -> Result<()> {
         let agent = self.agents.get_mut(id).ok_or_else(|| RuntimeError::NotFound(id.to_string()))?;
-        // A killed agent is not restarted.
+        // A killed agent is not restarted; one that was waiting for its restart is done now.
         agent.restart = None;
-        self.timers.retain(|(_, t)| *t != Timer::Restart(id));
+        if self.restart_pending(id) {
+            self.timers.retain(|(_, t)| *t != Timer::Restart(id));
+            self.release_waiters(id);
+            self.retire(id);
+        }
+        let Some(agent) = self.agents.get_mut(id) else { return Ok(()) };
         let (pid, origin) = (agent.process.as_ref().map(|p| p.pid), agent.origin);
         self.record(id, "lifecycle", "KILLED", true, serde_json::json!({}));
         match (pid, origin) {
@@ -265,6 +283,7 @@ impl Reactor {
         let restartable = self.agents.get(id).is_some_and(|a| a.state == AgentState::Exited && a.restart.is_some());
         if restartable && self.start_process(id).is_err() {
             // Starting again failed (the program vanished): the agent stays ended.
+            self.release_waiters(id);
             self.retire(id);
         }
     }

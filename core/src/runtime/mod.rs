@@ -32,7 +32,7 @@ pub use ids::AgentId;
 
 use crate::audit::AuditEntry;
 use crate::policy::{Level, Permissions};
-use crate::protocol::{AgentInfo, AuditQuery, ExitInfo, Limits, RestartSpec, DEFAULT_MAX_PAYLOAD};
+use crate::protocol::{AgentInfo, AgentMetrics, AuditQuery, ExitInfo, Limits, RestartSpec, DEFAULT_MAX_PAYLOAD};
 use events::EventHub;
 
 /// Options of a runtime. Every field has a default; see [`RuntimeConfig::default`].
@@ -156,6 +156,7 @@ enum Command {
     List(Reply<Vec<AgentInfo>>),
     Listen(ListenConfig, Reply<()>),
     Audit(AuditQuery, Reply<Vec<AuditEntry>>),
+    Metrics(AgentId, Reply<AgentMetrics>),
     Shutdown,
 }
 
@@ -231,6 +232,11 @@ impl Runtime {
     /// Every agent the runtime knows, running or recently ended.
     pub fn list(&self) -> Result<Vec<AgentInfo>> {
         self.call(Command::List)
+    }
+
+    /// An agent's process figures, requests by opcode and cgroup counters.
+    pub fn agent_metrics(&self, id: AgentId) -> Result<AgentMetrics> {
+        self.call(|r| Command::Metrics(id, r))
     }
 
     pub fn audit_log(&self, query: AuditQuery) -> Result<Vec<AuditEntry>> {

@@ -243,9 +243,11 @@ impl Reactor {
                 let _ = reply.send(self.set_paused(id, false));
             }
             Command::Wait(id, done, reply) => {
+                let restart_pending = self.restart_pending(id);
                 let answer = match self.agents.get_mut(id) {
                     None => Err(RuntimeError::NotFound(id.to_string())),
-                    Some(agent) if agent.state == AgentState::Exited => Ok(agent.exit),
+                    // An ended agent waiting for its restart is not done yet.
+                    Some(agent) if agent.state == AgentState::Exited && !restart_pending => Ok(agent.exit),
                     Some(agent) => {
                         agent.waiters.push(done);
                         Ok(None)
@@ -261,6 +263,9 @@ impl Reactor {
             }
             Command::Audit(query, reply) => {
                 let _ = reply.send(Ok(self.audit.query(&query)));
+            }
+            Command::Metrics(id, reply) => {
+                let _ = reply.send(self.agent_metrics(id));
             }
             Command::Shutdown => self.running = false,
         }
@@ -505,6 +510,11 @@ impl Reactor {
         }
         self.timers.insert((deadline, Timer::ExecDeadline(key)));
         Ok(())
+    }
+
+    /// Whether an ended agent is waiting to be started again.
+    pub fn restart_pending(&self, id: AgentId) -> bool {
+        self.timers.iter().any(|(_, t)| *t == Timer::Restart(id))
     }
 
     /// This machine's cgroups, detected once.
