@@ -3,6 +3,7 @@
 
 pub mod fs;
 pub mod process;
+pub mod sandbox;
 pub mod statfs;
 
 use std::io;

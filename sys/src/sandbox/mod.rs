@@ -1,0 +1,360 @@
+//! The process sandbox: starts a program in fresh namespaces, in a minimal root, with every
+//! privilege gone before its first instruction.
+//!
+//! [`spawn`] prepares everything in the parent (strings, pointer arrays, the mount plan, the seccomp
+//! program, the landlock ruleset), then `clone3`s. From there on the child makes only
+//! async-signal-safe system calls (no allocation, no lock) until `execve`:
+//!
+//! 1. **init** (PID 1 of the new pid namespace, host pid returned as [`Sandboxed::pid`]) arms
+//!    `PR_SET_PDEATHSIG` and waits for the parent, which writes `uid_map`/`gid_map` and runs the
+//!    caller's hook (put the pid in cgroups). Released, init enters a cgroup namespace rooted at
+//!    that cgroup, clones the trees to bind while it still has the caller's permissions, takes the
+//!    sandbox ids, sets the hostname and brings up loopback, builds the root on a tmpfs,
+//!    `pivot_root`s into it and detaches the host's tree, adds the landlock rules, then forks.
+//! 2. The **program** process (a low pid, not PID 1) starts a session, sets rlimits, drops every
+//!    capability, sets no_new_privs, enters landlock and seccomp, moves its descriptors into place
+//!    (closing the rest at exec), changes directory and execs.
+//! 3. init closes every descriptor, drops its capabilities and reaps: it forwards SIGTERM, SIGINT,
+//!    SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2 to the program and exits with its status (a signal `s` as
+//!    code `128 + s`); the kernel then kills whatever is left in the namespace.
+//!
+//! A failure in any step is reported to the parent as (stage, errno) and [`spawn`] fails naming it
+//! ("pivot_root: EPERM"): no layer that was asked for is ever silently left out.
+
+mod caps;
+mod child;
+mod landlock;
+mod mounts;
+mod seccomp;
+
+use std::ffi::{c_char, CString};
+use std::io;
+use std::mem::MaybeUninit;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::path::PathBuf;
+
+use crate::cvt;
+
+pub use landlock::abi as landlock_abi;
+
+/// The namespaces to create besides the user and mount namespaces, which every sandbox has (the
+/// unprivileged setup and `pivot_root` need them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Namespaces {
+    /// A pid namespace: the program sees only its own processes; `/proc` is mounted for it.
+    pub pid: bool,
+    /// A network namespace with only loopback, up.
+    pub net: bool,
+    /// Its own hostname ([`SandboxSpec::hostname`]).
+    pub uts: bool,
+    /// Its own System V IPC objects and POSIX message queues.
+    pub ipc: bool,
+    /// A cgroup namespace rooted at the cgroup the hook put the sandbox in.
+    pub cgroup: bool,
+}
+
+impl Namespaces {
+    /// Every namespace.
+    pub const ALL: Namespaces = Namespaces { pid: true, net: true, uts: true, ipc: true, cgroup: true };
+}
+
+/// A host path made visible inside the sandbox.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bind {
+    /// Host path (absolute). Binds are cloned with the spawning process's permissions.
+    pub source: PathBuf,
+    /// Path inside the sandbox (absolute, no `..`).
+    pub target: PathBuf,
+    /// Read-write; otherwise read-only. Both are nosuid and nodev, recursively.
+    pub writable: bool,
+}
+
+impl Bind {
+    /// `path` read-only at the same path inside.
+    pub fn read_only(path: impl Into<PathBuf>) -> Bind {
+        let path = path.into();
+        Bind { source: path.clone(), target: path, writable: false }
+    }
+
+    /// `source` read-write at `target` inside. Writable inside only where the host ids the
+    /// sandbox ids map to may write.
+    pub fn writable(source: impl Into<PathBuf>, target: impl Into<PathBuf>) -> Bind {
+        Bind { source: source.into(), target: target.into(), writable: true }
+    }
+}
+
+/// The sandbox's root file system, built on a read-only tmpfs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RootFs {
+    /// Mounted in order; a later target may lie inside an earlier one.
+    pub binds: Vec<Bind>,
+    /// Size cap of the private `/tmp` tmpfs, in bytes.
+    pub tmp_size: u64,
+    /// Size cap of the `/dev/shm` tmpfs, in bytes.
+    pub shm_size: u64,
+    /// A private `/dev/pts` (and `/dev/ptmx`), for programs that open terminals.
+    pub dev_pts: bool,
+}
+
+/// A resource limit set with `setrlimit` (lowering only: raising needs the host's privilege).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rlimit {
+    pub resource: Resource,
+    /// The limit in force; `u64::MAX` is unlimited.
+    pub soft: u64,
+    /// The ceiling the program may raise `soft` to.
+    pub hard: u64,
+}
+
+/// The limits a sandbox may set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resource {
+    AddressSpace,
+    Core,
+    Cpu,
+    FileSize,
+    Memlock,
+    OpenFiles,
+    Processes,
+    Stack,
+}
+
+impl Resource {
+    fn raw(self) -> libc::__rlimit_resource_t {
+        match self {
+            Resource::AddressSpace => libc::RLIMIT_AS,
+            Resource::Core => libc::RLIMIT_CORE,
+            Resource::Cpu => libc::RLIMIT_CPU,
+            Resource::FileSize => libc::RLIMIT_FSIZE,
+            Resource::Memlock => libc::RLIMIT_MEMLOCK,
+            Resource::OpenFiles => libc::RLIMIT_NOFILE,
+            Resource::Processes => libc::RLIMIT_NPROC,
+            Resource::Stack => libc::RLIMIT_STACK,
+        }
+    }
+}
+
+/// Landlock rules, naming paths inside the sandbox (after `pivot_root`). The sandbox's own mounts
+/// are always allowed: `/proc` and `/dev` read, the device nodes, `/dev/shm`, `/dev/pts` and
+/// `/tmp` read-write. Everything else is denied.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LandlockRules {
+    /// Readable and executable trees.
+    pub read_exec: Vec<PathBuf>,
+    /// Trees where everything is allowed (read, write, create, remove, rename, execute).
+    pub read_write: Vec<PathBuf>,
+}
+
+/// What to run and how to confine it. Descriptors are borrowed: they must stay open until
+/// [`spawn`] returns.
+#[derive(Debug, Clone)]
+pub struct SandboxSpec {
+    /// `argv[0]` is the program's absolute path inside the sandbox (no `PATH` search).
+    pub argv: Vec<CString>,
+    /// `NAME=value` strings: the whole environment.
+    pub env: Vec<CString>,
+    pub namespaces: Namespaces,
+    /// The ids the program runs as inside.
+    pub uid: u32,
+    pub gid: u32,
+    /// The host ids they map to: an unprivileged id when the caller is root, else the caller's own.
+    pub host_uid: u32,
+    pub host_gid: u32,
+    /// Set when `namespaces.uts`.
+    pub hostname: CString,
+    pub root: RootFs,
+    /// The working directory inside.
+    pub cwd: CString,
+    pub rlimits: Vec<Rlimit>,
+    /// Install the deny-list seccomp filter.
+    pub seccomp: bool,
+    /// Restrict the file system with landlock; spawn fails when the kernel has no landlock.
+    pub landlock: Option<LandlockRules>,
+    pub stdin: RawFd,
+    pub stdout: RawFd,
+    pub stderr: RawFd,
+    /// Placed at [`crate::process::CHANNEL_FD`]; every other descriptor is closed at exec.
+    pub channel: Option<RawFd>,
+}
+
+/// Which layers a running sandbox has, for the agent's record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Layers {
+    pub namespaces: Namespaces,
+    pub seccomp: bool,
+    /// The landlock ABI in force, `None` when the layer is off.
+    pub landlock_abi: Option<u32>,
+}
+
+/// A started sandbox.
+#[derive(Debug)]
+pub struct Sandboxed {
+    /// Host pid of the sandbox's init; its exit status is the program's.
+    pub pid: u32,
+    /// A pidfd of init: signal it with [`crate::process::pidfd_signal`] (SIGKILL ends the whole
+    /// sandbox; SIGTERM and the like are forwarded to the program), wait with [`wait_nohang`].
+    pub pidfd: OwnedFd,
+    pub layers: Layers,
+}
+
+/// How a sandbox ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    /// The program exited with this code, or was killed by signal `s` (code `128 + s`).
+    Code(i32),
+    /// Init itself was killed by this signal (for example a SIGKILL from the host).
+    Signal(i32),
+}
+
+/// Starts `spec` in a new sandbox. `before_start` runs in the parent with init's host pid once the
+/// user namespace is mapped and before anything runs inside: put the pid in the sandbox's cgroups
+/// there (the program inherits them). Its error fails the spawn.
+///
+/// Like [`crate::process::prepare_child`], the sandbox is killed when the thread that called
+/// `spawn` exits (`PR_SET_PDEATHSIG`), so call it from a thread that outlives its sandboxes.
+pub fn spawn(spec: &SandboxSpec, before_start: impl FnOnce(u32) -> io::Result<()>) -> io::Result<Sandboxed> {
+    let mut plan = child::Plan::new(spec)?;
+    let (sync_read, sync_write) = pipe()?;
+    let (error_read, error_write) = pipe()?;
+    let pipes = child::Pipes {
+        sync_read: sync_read.as_raw_fd(),
+        sync_write: sync_write.as_raw_fd(),
+        error_read: error_read.as_raw_fd(),
+        error_write: error_write.as_raw_fd(),
+    };
+
+    let mut pidfd: RawFd = -1;
+    let args = CloneArgs {
+        flags: plan.clone_flags() | libc::CLONE_PIDFD as u64,
+        pidfd: &mut pidfd as *mut RawFd as u64,
+        exit_signal: libc::SIGCHLD as u64,
+        ..CloneArgs::default()
+    };
+    // SAFETY: clone3 without CLONE_VM creates a copy of this process that continues on a copy of
+    // this stack; `args` is valid for reads of its size and `pidfd` for a write of an int. The
+    // child runs only `child::init`, which never returns, allocates nothing and takes no lock.
+    let pid = unsafe { libc::syscall(libc::SYS_clone3, &args as *const CloneArgs, std::mem::size_of::<CloneArgs>()) };
+    if pid == 0 {
+        child::init(&mut plan, &pipes);
+    }
+    if pid < 0 {
+        return Err(stage_error("clone3", io::Error::last_os_error()));
+    }
+    // SAFETY: clone3 succeeded with CLONE_PIDFD, so the kernel stored a new pidfd we alone own.
+    let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd) };
+    let pid = pid as u32;
+    drop(sync_read);
+    drop(error_write);
+
+    let started = map_ids(spec, pid)
+        .and_then(|()| before_start(pid).map_err(|e| stage_error("before_start", e)))
+        .and_then(|()| {
+            // Releases init; keeping `sync_write` open until the end lets init see our death.
+            write_all(sync_write.as_raw_fd(), &[1]).map_err(|e| stage_error("release", e))
+        })
+        .and_then(|()| plan.read_failure(error_read.as_raw_fd()));
+    drop(sync_write);
+    match started {
+        Ok(()) => Ok(Sandboxed { pid, pidfd, layers: plan.layers() }),
+        Err(e) => {
+            // Ignoring a failed kill: init may already be gone, and the wait below reaps it either way.
+            let _ = crate::process::pidfd_signal(&pidfd, libc::SIGKILL);
+            wait(&pidfd)?;
+            Err(e)
+        }
+    }
+}
+
+/// The sandbox's exit, if it has ended (reaping it), or `None` while it runs.
+pub fn wait_nohang(pidfd: &OwnedFd) -> io::Result<Option<Exit>> {
+    waitid(pidfd, libc::WEXITED | libc::WNOHANG)
+}
+
+/// Waits for the sandbox to end and reaps it.
+pub fn wait(pidfd: &OwnedFd) -> io::Result<Exit> {
+    loop {
+        match waitid(pidfd, libc::WEXITED) {
+            Ok(Some(exit)) => return Ok(exit),
+            Ok(None) => continue,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+fn waitid(pidfd: &OwnedFd, options: libc::c_int) -> io::Result<Option<Exit>> {
+    let mut info = MaybeUninit::<libc::siginfo_t>::zeroed();
+    // SAFETY: waitid with P_PIDFD on a pidfd we own; `info` is valid for writes of a siginfo_t.
+    cvt(unsafe { libc::waitid(libc::P_PIDFD, pidfd.as_raw_fd() as libc::id_t, info.as_mut_ptr(), options) })?;
+    // SAFETY: zero-initialised and possibly filled in by the kernel: a valid siginfo_t either way.
+    let info = unsafe { info.assume_init() };
+    // SAFETY: after waitid with WEXITED, si_pid and si_status are the fields the kernel filled in
+    // (si_pid stays 0 when WNOHANG found no exited child).
+    let (child, status) = unsafe { (info.si_pid(), info.si_status()) };
+    if child == 0 {
+        return Ok(None);
+    }
+    Ok(Some(if info.si_code == libc::CLD_EXITED { Exit::Code(status) } else { Exit::Signal(status) }))
+}
+
+/// Writes the user namespace's id maps for `pid` (one id each way).
+fn map_ids(spec: &SandboxSpec, pid: u32) -> io::Result<()> {
+    let proc = PathBuf::from(format!("/proc/{pid}"));
+    if !child::privileged() {
+        // Without CAP_SETGID outside, the kernel requires setgroups off before a gid map.
+        std::fs::write(proc.join("setgroups"), "deny").map_err(|e| stage_error("setgroups deny", e))?;
+    }
+    std::fs::write(proc.join("uid_map"), format!("{} {} 1\n", spec.uid, spec.host_uid))
+        .map_err(|e| stage_error("uid_map", e))?;
+    std::fs::write(proc.join("gid_map"), format!("{} {} 1\n", spec.gid, spec.host_gid))
+        .map_err(|e| stage_error("gid_map", e))
+}
+
+/// `err` with the stage that failed in front ("pivot_root: EPERM (...)"), keeping its kind.
+fn stage_error(stage: &str, err: io::Error) -> io::Error {
+    io::Error::new(err.kind(), format!("{stage}: {err}"))
+}
+
+fn invalid(message: String) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidInput, message)
+}
+
+fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0 as RawFd; 2];
+    // SAFETY: `fds` is valid for writes of two ints.
+    cvt(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) })?;
+    // SAFETY: pipe2 just returned these two fds; nothing else owns them.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+fn write_all(fd: RawFd, bytes: &[u8]) -> io::Result<()> {
+    // SAFETY: `bytes` is valid for reads of its length; fd is open for the call.
+    let n = unsafe { libc::write(fd, bytes.as_ptr().cast(), bytes.len()) };
+    match n {
+        n if n as usize == bytes.len() => Ok(()),
+        -1 => Err(io::Error::last_os_error()),
+        _ => Err(io::Error::from(io::ErrorKind::WriteZero)),
+    }
+}
+
+/// `struct clone_args` of clone3(2), up to `cgroup` (version 2, 88 bytes).
+#[repr(C)]
+#[derive(Default)]
+struct CloneArgs {
+    flags: u64,
+    pidfd: u64,
+    child_tid: u64,
+    parent_tid: u64,
+    exit_signal: u64,
+    stack: u64,
+    stack_size: u64,
+    tls: u64,
+    set_tid: u64,
+    set_tid_size: u64,
+    cgroup: u64,
+}
+
+/// The argv or envp array of execve: pointers into `strings`, then NULL.
+fn pointer_array(strings: &[CString]) -> Vec<*const c_char> {
+    strings.iter().map(|s| s.as_ptr()).chain(std::iter::once(std::ptr::null())).collect()
+}
