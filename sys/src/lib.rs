@@ -44,6 +44,12 @@ pub fn peer_credentials(socket: &impl AsFd) -> io::Result<PeerCredentials> {
     Ok(PeerCredentials { pid: cred.pid as u32, uid: cred.uid, gid: cred.gid })
 }
 
+/// The real gid of this process.
+pub fn current_gid() -> u32 {
+    // SAFETY: getgid has no preconditions and cannot fail.
+    unsafe { libc::getgid() }
+}
+
 /// The real uid of this process.
 pub fn current_uid() -> u32 {
     // SAFETY: getuid has no preconditions and cannot fail.

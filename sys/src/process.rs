@@ -77,16 +77,20 @@ pub fn pidfd_open(pid: u32) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
 }
 
-/// Sends `signal` to a child through its pidfd, which cannot reach a recycled pid.
+/// Sends `signal` to a child through its pidfd, which cannot reach a recycled pid. ESRCH (it has
+/// ended, not yet reaped) is not an error: the goal, that it stops, holds.
 pub fn pidfd_signal(pidfd: &OwnedFd, signal: i32) -> io::Result<()> {
     // SAFETY: pidfd_send_signal with a valid pidfd, a signal number, no siginfo and no flags.
     let ret = unsafe {
         libc::syscall(libc::SYS_pidfd_send_signal, pidfd.as_raw_fd(), signal, std::ptr::null::<libc::siginfo_t>(), 0)
     };
-    if ret < 0 {
-        return Err(io::Error::last_os_error());
+    match ret {
+        0.. => Ok(()),
+        _ => match io::Error::last_os_error() {
+            e if e.raw_os_error() == Some(libc::ESRCH) => Ok(()),
+            e => Err(e),
+        },
     }
-    Ok(())
 }
 
 /// Sends `signal` to every process in process group `pgid`. ESRCH (the group is gone) is not an

@@ -142,7 +142,7 @@ def test_parent_spawns_grants_and_kills_a_child(kernel, tmp_path):
             time.sleep(60)
     """)
     with CloveClient(str(kernel)) as parent:
-        spawned = parent.spawn("worker", child, level="standard", env={"PYTHONPATH": str(SDK)})
+        spawned = parent.spawn("worker", child, level="standard", sandboxed=False, env={"PYTHONPATH": str(SDK)})
         assert spawned["success"], spawned
         granted = parent.set_permissions(agent_id=spawned["id"],
                                          permissions={"exec": ["python3"], "filesystem": {"write": ["/tmp/*"]}})

@@ -22,11 +22,21 @@ pub(super) enum Origin {
     Connected,
 }
 
-/// A running process (an agent's, or an EXEC's), watched through its pidfd. It leads its own
-/// process group, so signals to the group reach everything it started.
+/// A running process (an agent's, or an EXEC's), watched through its pidfd.
 pub(super) struct AgentProcess {
     pub pid: u32,
     pub pidfd: OwnedFd,
+    pub leader: Leader,
+}
+
+/// What the process leads, and so how a signal reaches everything it started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Leader {
+    /// Its own process group: signals go to the group.
+    ProcessGroup,
+    /// A sandbox's pid namespace, as its init: SIGKILL to init ends the namespace, and init
+    /// forwards the polite signals to the program.
+    PidNamespace,
 }
 
 impl AgentProcess {
@@ -40,9 +50,12 @@ impl AgentProcess {
         clove_sys::process::pidfd_wait(&self.pidfd, true).ok().flatten().map(exit_info)
     }
 
-    /// Signals its whole process group.
+    /// Signals everything it started: its process group, or its sandbox through init.
     pub fn signal_group(&self, signal: i32) -> std::io::Result<()> {
-        clove_sys::process::signal_group(self.pid, signal)
+        match self.leader {
+            Leader::ProcessGroup => clove_sys::process::signal_group(self.pid, signal),
+            Leader::PidNamespace => clove_sys::process::pidfd_signal(&self.pidfd, signal),
+        }
     }
 
     /// Kills its whole process group and reaps it.
@@ -82,6 +95,8 @@ pub(super) struct Agent {
     pub cgroup: Option<AgentCgroup>,
     /// OOM kills already reported, so each is reported once.
     pub oom_kills_seen: u64,
+    /// A sandboxed agent's private work directory on the host, removed when it is done.
+    pub work_dir: Option<PathBuf>,
 }
 
 /// The `cgroup.procs` files a new process of this cgroup writes itself into before it runs.
@@ -124,6 +139,7 @@ impl Agent {
             syscalls: Default::default(),
             cgroup: None,
             oom_kills_seen: 0,
+            work_dir: None,
         }
     }
 

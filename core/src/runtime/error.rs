@@ -30,6 +30,8 @@ pub enum RuntimeError {
         #[source]
         source: io::Error,
     },
+    #[error("sandbox: {0}")]
+    Sandbox(String),
     #[error("cgroup: {0}")]
     Cgroup(#[from] super::cgroup::CgroupError),
     #[error("opcode {} (0x{:02x}) is not served by this runtime yet", .0.name(), *.0 as u8)]
@@ -56,6 +58,7 @@ impl RuntimeError {
             RuntimeError::Io { source, .. } if source.kind() == io::ErrorKind::NotFound => ErrorCode::NotFound,
             RuntimeError::Io { .. } => ErrorCode::Io,
             RuntimeError::Unsupported(_) => ErrorCode::Unsupported,
+            RuntimeError::Sandbox(_) => ErrorCode::Io,
             RuntimeError::Cgroup(e) => match e {
                 CgroupError::Busy { .. } => ErrorCode::Conflict,
                 CgroupError::Timeout { .. } => ErrorCode::Timeout,

@@ -86,8 +86,15 @@ impl Reactor {
         let agent = self.agents.get_mut(id).ok_or_else(|| RuntimeError::NotFound(id.to_string()))?;
         let spec =
             agent.spec.as_ref().ok_or_else(|| RuntimeError::InvalidArgument("agent has no spawn spec".into()))?;
-        let procs = super::agents::cgroup_procs(agent.cgroup.as_ref());
-        let (process, stream) = process::start_agent(id, &spec.argv, &agent.cwd, &home, &spec.env, &spec.stdio, procs)?;
+        let (process, stream) = if spec.sandboxed {
+            let work = self.state_dir.join(id.to_string());
+            let started = super::sandbox::start(id, spec, &work, agent.cgroup.as_ref());
+            agent.work_dir = Some(work);
+            started?
+        } else {
+            let procs = super::agents::cgroup_procs(agent.cgroup.as_ref());
+            process::start_agent(id, &spec.argv, &agent.cwd, &home, &spec.env, &spec.stdio, procs)?
+        };
         let pid = process.pid;
         agent.pid = pid;
         agent.state = AgentState::Running;
@@ -207,6 +214,9 @@ impl Reactor {
         if let Some(mut cgroup) = self.agents.get_mut(id).and_then(|a| a.cgroup.take()) {
             let _ = cgroup.kill_all();
             let _ = cgroup.remove();
+        }
+        if let Some(work) = self.agents.get_mut(id).and_then(|a| a.work_dir.take()) {
+            let _ = std::fs::remove_dir_all(work);
         }
         for old in self.agents.note_ended(id, self.config.exited_retention) {
             self.agents.remove(old);

@@ -18,6 +18,7 @@ mod listener;
 mod metrics;
 mod process;
 mod reactor;
+mod sandbox;
 mod syscalls;
 
 use std::path::PathBuf;

@@ -7,7 +7,7 @@ use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
-use super::agents::AgentProcess;
+use super::agents::{AgentProcess, Leader};
 use super::{AgentId, AgentStdio, Result, RuntimeError};
 
 const DEFAULT_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
@@ -77,7 +77,7 @@ pub(super) fn spawn(cmd: &mut Command, program: &str) -> Result<Child> {
 /// Pairs a child with a pidfd that becomes readable when it exits; from here on the pidfd reaps it.
 pub(super) fn watch(mut child: Child) -> Result<AgentProcess> {
     match clove_sys::process::pidfd_open(child.id()) {
-        Ok(pidfd) => Ok(AgentProcess { pid: child.id(), pidfd }),
+        Ok(pidfd) => Ok(AgentProcess { pid: child.id(), pidfd, leader: Leader::ProcessGroup }),
         Err(e) => {
             // Without a pidfd nobody would notice its exit: do not leave it running unseen.
             let _ = child.kill();

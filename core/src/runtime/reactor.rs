@@ -105,6 +105,8 @@ pub(super) struct Reactor {
     pub audit: AuditLog,
     /// Which runtime of this process this is, for names that must be unique on the machine.
     pub instance: u32,
+    /// Holds sandboxed agents' work directories; removed at shutdown.
+    pub state_dir: PathBuf,
     /// Detected on first use: hosts that never ask for limits never read the cgroup mounts.
     cgroups: Option<CgroupRoot>,
     audit_file: Option<std::fs::File>,
@@ -118,6 +120,7 @@ pub(super) struct Reactor {
 impl Reactor {
     pub fn new(config: RuntimeConfig, inbox: Receiver<Command>, events: Arc<EventHub>) -> Result<Reactor> {
         let poll = Poll::new().map_err(|e| RuntimeError::io("creating the poll instance", e))?;
+        let instance = NEXT_INSTANCE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let waker =
             Waker::new(poll.registry(), token(Source::Waker)).map_err(|e| RuntimeError::io("creating the waker", e))?;
         Ok(Reactor {
@@ -137,7 +140,8 @@ impl Reactor {
             timers: BTreeSet::new(),
             scratch: Vec::new(),
             cgroups: None,
-            instance: NEXT_INSTANCE.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            instance,
+            state_dir: std::env::temp_dir().join(format!("clove-{}-{instance}", std::process::id())),
             read_buf: vec![0; super::conn::READ_CHUNK],
             running: true,
         })
@@ -570,6 +574,7 @@ impl Reactor {
                 let _ = cgroup.remove();
             }
         }
+        let _ = std::fs::remove_dir_all(&self.state_dir);
         if let Some(listener) = self.listener.take() {
             listener.remove_socket_file();
         }

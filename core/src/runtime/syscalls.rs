@@ -199,6 +199,12 @@ impl Reactor {
     fn exec(&mut self, id: AgentId, request_id: u32, req: ExecRequest) -> Result<Answer> {
         let agent = self.caller(id)?;
         let plan = agent.policy.plan_exec(&req.argv, req.command.as_deref())?;
+        if agent.spec.as_ref().is_some_and(|s| s.sandboxed) {
+            // Running it on the host would be weaker isolation than the agent was given.
+            return Err(RuntimeError::Sandbox(
+                "exec from a sandboxed agent must run inside its sandbox, which this runtime cannot do yet".into(),
+            ));
+        }
         if req.run_async {
             let running = self.execs.iter().filter(|(_, j)| j.caller.agent == id && j.caller.run_async).count();
             if running + agent.async_results.len() >= MAX_ASYNC_PENDING {

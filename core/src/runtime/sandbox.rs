@@ -1,0 +1,182 @@
+//! Starting a sandboxed agent: its spawn spec becomes a `clove_sys::sandbox::SandboxSpec` — fresh
+//! namespaces, a minimal read-only root with the program's own files, a private work directory at
+//! `/work`, an unprivileged id, landlock and seccomp — and its cgroup is joined before it starts.
+
+use std::ffi::CString;
+use std::fs::{File, OpenOptions};
+use std::os::fd::{AsFd, AsRawFd};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+
+use clove_sys::sandbox::{Bind, LandlockRules, Namespaces, Resource, Rlimit, RootFs, SandboxSpec};
+
+use super::agents::{AgentProcess, Leader};
+use super::cgroup::AgentCgroup;
+use super::{AgentId, AgentStdio, Result, RuntimeError, SpawnSpec};
+
+/// Host trees every sandbox sees read-only (those that exist): programs and their libraries.
+const SYSTEM_TREES: &[&str] =
+    &["/usr", "/bin", "/sbin", "/lib", "/lib64", "/lib32", "/etc/ld.so.cache", "/etc/localtime"];
+/// The PATH inside a sandbox.
+const SANDBOX_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
+/// Where the agent's private work directory appears, and its working directory.
+const WORK: &str = "/work";
+/// The ids the agent has inside; outside it is `nobody` when the runtime is root.
+const INSIDE_ID: u32 = 1000;
+const NOBODY: u32 = 65534;
+
+/// Starts the agent in its sandbox; it finds its end of the channel at `CLOVE_FD`.
+pub(super) fn start(
+    id: AgentId,
+    spec: &SpawnSpec,
+    work: &Path,
+    cgroup: Option<&AgentCgroup>,
+) -> Result<(AgentProcess, UnixStream)> {
+    let (ours, theirs) = UnixStream::pair().map_err(|e| RuntimeError::io("creating the agent channel", e))?;
+    ours.set_nonblocking(true).map_err(|e| RuntimeError::io("configuring the agent channel", e))?;
+    let (host_uid, host_gid) = match clove_sys::current_uid() {
+        0 => (NOBODY, NOBODY),
+        uid => (uid, clove_sys::current_gid()),
+    };
+    prepare_work_dir(work, host_uid, host_gid)?;
+    let (stdin, out, err) = stdio(&spec.stdio)?;
+    let argv = program_argv(&spec.argv)?;
+    let binds = binds(&argv, &spec.env, work);
+    let sandbox = SandboxSpec {
+        env: environment(id, spec),
+        argv: argv.iter().map(|a| cstring(a.as_bytes())).collect::<Result<_>>()?,
+        namespaces: Namespaces { pid: true, net: !spec.network, uts: true, ipc: true, cgroup: true },
+        uid: INSIDE_ID,
+        gid: INSIDE_ID,
+        host_uid,
+        host_gid,
+        hostname: cstring(format!("clove-{}", sanitize(&spec.name)).as_bytes())?,
+        landlock: Some(LandlockRules {
+            read_exec: binds.iter().filter(|b| !b.writable).map(|b| b.target.clone()).collect(),
+            read_write: vec![PathBuf::from(WORK)],
+        }),
+        root: RootFs { binds, tmp_size: 64 << 20, shm_size: 16 << 20, dev_pts: false },
+        cwd: cstring(WORK.as_bytes())?,
+        rlimits: vec![
+            Rlimit { resource: Resource::Core, soft: 0, hard: 0 },
+            Rlimit { resource: Resource::OpenFiles, soft: 1024, hard: 4096 },
+        ],
+        seccomp: true,
+        stdin: stdin.as_raw_fd(),
+        stdout: out.as_raw_fd(),
+        stderr: err.as_raw_fd(),
+        channel: Some(theirs.as_raw_fd()),
+    };
+    let started = clove_sys::sandbox::spawn(&sandbox, |pid| match cgroup {
+        Some(cgroup) => cgroup.add_process(pid).map_err(std::io::Error::other),
+        None => Ok(()),
+    });
+    let sandboxed = started.map_err(|e| RuntimeError::Sandbox(format!("starting {}: {e}", spec.argv[0])))?;
+    Ok((AgentProcess { pid: sandboxed.pid, pidfd: sandboxed.pidfd, leader: Leader::PidNamespace }, ours))
+}
+
+/// The work directory, owned by the id the agent has outside so it can write there.
+fn prepare_work_dir(work: &Path, uid: u32, gid: u32) -> Result<()> {
+    std::fs::create_dir_all(work).map_err(|e| RuntimeError::io(format!("creating {}", work.display()), e))?;
+    std::os::unix::fs::chown(work, Some(uid), Some(gid))
+        .map_err(|e| RuntimeError::io(format!("handing {} to the agent", work.display()), e))
+}
+
+/// argv with the program as an absolute path, found on the sandbox's PATH (the system trees it
+/// sees), not the host's: a program from elsewhere may depend on files the sandbox does not have.
+fn program_argv(argv: &[String]) -> Result<Vec<String>> {
+    let program = argv.first().ok_or_else(|| RuntimeError::InvalidArgument("empty argv".into()))?;
+    let found = if program.contains('/') {
+        Some(PathBuf::from(program))
+    } else {
+        SANDBOX_PATH.split(':').map(|dir| Path::new(dir).join(program)).find(|p| p.is_file())
+    };
+    let found = found.filter(|p| p.is_absolute() && p.is_file()).ok_or_else(|| {
+        RuntimeError::io(format!("starting {program}"), std::io::Error::from(std::io::ErrorKind::NotFound))
+    })?;
+    let mut out = vec![found.display().to_string()];
+    out.extend(argv[1..].iter().cloned());
+    Ok(out)
+}
+
+/// The trees the agent sees: the system's, read-only; the directories of the files its command
+/// line names and of its PYTHONPATH, read-only; its work directory, writable.
+fn binds(argv: &[String], env: &[(String, String)], work: &Path) -> Vec<Bind> {
+    let mut read_only: Vec<PathBuf> = SYSTEM_TREES.iter().map(PathBuf::from).filter(|p| p.exists()).collect();
+    let named = argv
+        .iter()
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute() && p.is_file())
+        .filter_map(|p| p.parent().map(Path::to_path_buf));
+    let python_path = env
+        .iter()
+        .filter(|(k, _)| k == "PYTHONPATH")
+        .flat_map(|(_, v)| v.split(':').map(PathBuf::from).collect::<Vec<_>>());
+    // Bound as the kernel resolves them, so no `..` or symlink is needed inside.
+    let dirs = named.chain(python_path).filter(|d| d.is_absolute()).filter_map(|d| std::fs::canonicalize(d).ok());
+    for dir in dirs.filter(|d| d.is_dir()) {
+        if !read_only.iter().any(|seen| dir.starts_with(seen)) {
+            read_only.push(dir);
+        }
+    }
+    let mut binds: Vec<Bind> = read_only.into_iter().map(Bind::read_only).collect();
+    binds.push(Bind::writable(work, WORK));
+    binds
+}
+
+/// The minimal environment, inside the sandbox's own view, plus the spec's variables.
+fn environment(id: AgentId, spec: &SpawnSpec) -> Vec<CString> {
+    let base = [
+        ("PATH", SANDBOX_PATH.to_string()),
+        ("HOME", WORK.to_string()),
+        ("LANG", "C.UTF-8".to_string()),
+        ("CLOVE_FD", clove_sys::process::CHANNEL_FD.to_string()),
+        ("CLOVE_AGENT_ID", id.to_string()),
+    ];
+    let extra = spec.env.iter().map(|(k, v)| match k.as_str() {
+        "PYTHONPATH" => (k.as_str(), canonical_path_list(v)),
+        _ => (k.as_str(), v.clone()),
+    });
+    base.into_iter().chain(extra).filter_map(|(k, v)| CString::new(format!("{k}={v}")).ok()).collect()
+}
+
+/// A `:`-separated list of directories, each as the kernel resolves it (as they are bound).
+fn canonical_path_list(list: &str) -> String {
+    let dirs =
+        list.split(':').map(|d| std::fs::canonicalize(d).map_or_else(|_| d.to_string(), |p| p.display().to_string()));
+    dirs.collect::<Vec<_>>().join(":")
+}
+
+fn stdio(stdio: &AgentStdio) -> Result<(File, File, File)> {
+    let null = || File::open("/dev/null").map_err(|e| RuntimeError::io("opening /dev/null", e));
+    let dup = |fd: std::os::fd::BorrowedFd<'_>| {
+        fd.try_clone_to_owned().map(File::from).map_err(|e| RuntimeError::io("duplicating stdio", e))
+    };
+    Ok(match stdio {
+        AgentStdio::Inherit => (null()?, dup(std::io::stdout().as_fd())?, dup(std::io::stderr().as_fd())?),
+        AgentStdio::Null => (null()?, null()?, null()?),
+        AgentStdio::File(path) => {
+            let file = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .map_err(|e| RuntimeError::io(format!("opening agent log {}", path.display()), e))?;
+            let second = file.try_clone().map_err(|e| RuntimeError::io("duplicating the agent log", e))?;
+            (null()?, file, second)
+        }
+    })
+}
+
+fn cstring(bytes: &[u8]) -> Result<CString> {
+    CString::new(bytes).map_err(|_| RuntimeError::InvalidArgument("an argument contains a NUL byte".into()))
+}
+
+/// A hostname from an agent name: letters, digits and dashes, at most 50 of them.
+fn sanitize(name: &str) -> String {
+    let clean: String = name.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '-' }).take(50).collect();
+    if clean.is_empty() {
+        "agent".into()
+    } else {
+        clean
+    }
+}

@@ -1,0 +1,91 @@
+//! Sandboxed agents (root only): an agent started with `sandboxed` runs in its own namespaces and
+//! root, as an unprivileged id, and still talks to the runtime over its channel.
+
+mod common;
+
+use std::time::Duration;
+
+use clove_core::runtime::{AgentStdio, Runtime, RuntimeConfig, SpawnSpec};
+
+fn root_or_skip(test: &str) -> bool {
+    let root = std::fs::read_to_string("/proc/self/status")
+        .is_ok_and(|s| s.lines().any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0")));
+    if !root {
+        eprintln!("SKIPPED: {test}: needs root for namespaces and cgroups");
+    }
+    root
+}
+
+const PROBE: &str = r#"
+import json, os, socket, sys
+from clove_sdk import CloveClient
+seen = {}
+seen["uid"] = os.getuid()
+seen["hostname"] = socket.gethostname()
+seen["pid"] = os.getpid()
+seen["shadow"] = os.path.exists("/etc/shadow")
+seen["home_listing"] = os.path.exists("/root") or os.path.exists("/home")
+seen["net"] = sorted(l.split(":")[0].strip() for l in open("/proc/net/dev").readlines()[2:])
+seen["cwd"] = os.getcwd()
+open("note.txt", "w").write("kept in /work")
+seen["wrote_work"] = open("/work/note.txt").read()
+try:
+    open("/usr/clove-probe", "w")
+    seen["wrote_usr"] = True
+except OSError:
+    seen["wrote_usr"] = False
+try:
+    socket.create_connection(("1.1.1.1", 53), timeout=1)
+    seen["egress"] = True
+except OSError:
+    seen["egress"] = False
+with CloveClient() as client:
+    seen["noop"] = client.echo("through the channel")
+    seen["exec"] = client.exec(["true"]).get("error", "")
+print(json.dumps(seen))
+"#;
+
+#[test]
+fn a_sandboxed_agent_is_confined_and_still_served() {
+    if !root_or_skip("a_sandboxed_agent_is_confined_and_still_served") {
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("clove-it-sandbox-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let script = dir.join("probe.py");
+    std::fs::write(&script, PROBE).unwrap();
+    let out = dir.join("out.json");
+    let sdk = concat!(env!("CARGO_MANIFEST_DIR"), "/../bindings/python");
+    let rt = Runtime::start(RuntimeConfig::default()).unwrap();
+    let mut spec = SpawnSpec::new("probe", vec!["python3".into(), script.display().to_string()]);
+    spec.sandboxed = true;
+    spec.level = clove_core::policy::Level::Unrestricted;
+    spec.env = vec![("PYTHONPATH".into(), sdk.into())];
+    spec.stdio = AgentStdio::File(out.clone());
+    let id = rt.spawn(spec).unwrap();
+    let exit = rt.wait(id, Some(Duration::from_secs(30))).unwrap();
+    let text = std::fs::read_to_string(&out).unwrap_or_default();
+    assert_eq!(exit.code, Some(0), "{text}");
+    let seen: serde_json::Value = serde_json::from_str(text.lines().last().unwrap_or("{}")).unwrap();
+    assert_eq!(seen["uid"], 1000, "{seen}");
+    assert_eq!(seen["hostname"], "clove-probe");
+    assert!(seen["pid"].as_u64().unwrap() < 10, "its own pid namespace: {seen}");
+    assert_eq!(seen["shadow"], false);
+    assert_eq!(seen["home_listing"], false);
+    assert_eq!(seen["net"], serde_json::json!(["lo"]));
+    assert_eq!(seen["cwd"], "/work");
+    assert_eq!(seen["wrote_work"], "kept in /work");
+    assert_eq!(seen["wrote_usr"], false);
+    assert_eq!(seen["egress"], false);
+    assert_eq!(seen["noop"], "through the channel");
+    assert!(seen["exec"].as_str().unwrap().contains("inside its sandbox"), "{seen}");
+    drop(rt);
+    // Its work directory goes with it.
+    let leftovers: Vec<_> = std::fs::read_dir(std::env::temp_dir())
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| n.starts_with(&format!("clove-{}-", std::process::id())))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
