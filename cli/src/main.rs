@@ -11,7 +11,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use clove_core::policy::Level;
 use clove_core::protocol::{Limits, RestartPolicy, RestartSpec};
-use clove_core::runtime::{ListenConfig, Runtime, RuntimeConfig, SpawnSpec};
+use clove_core::runtime::{ListenConfig, Mount, Profile, Runtime, RuntimeConfig, SpawnSpec};
 
 #[derive(Parser)]
 #[command(name = "clove-run", version, about = "Run AI agents and untrusted code with operating-system guarantees")]
@@ -41,6 +41,8 @@ enum Command {
         cwd: Option<PathBuf>,
         #[command(flatten)]
         limits: LimitArgs,
+        #[command(flatten)]
+        isolation: IsolationArgs,
         /// The program and its arguments.
         #[arg(required = true, last = true)]
         command: Vec<String>,
@@ -61,6 +63,44 @@ enum Command {
     },
     /// Run the main job: several agents at different levels, and what the policy decided.
     Demo,
+}
+
+/// The process sandbox.
+#[derive(clap::Args)]
+struct IsolationArgs {
+    /// Run it in the process sandbox (the moderate profile unless --profile says otherwise).
+    #[arg(long)]
+    sandbox: bool,
+    /// permissive, moderate or restrictive (implies --sandbox).
+    #[arg(long, value_parser = parse_profile)]
+    profile: Option<Profile>,
+    /// Give the sandbox the host's network (otherwise loopback only).
+    #[arg(long)]
+    net: bool,
+    /// HOST:GUEST[:ro|:rw] to show inside the sandbox. Repeatable.
+    #[arg(long = "mount", value_name = "HOST:GUEST[:ro]", value_parser = parse_mount)]
+    mounts: Vec<Mount>,
+}
+
+impl IsolationArgs {
+    fn apply(&self, spec: &mut SpawnSpec) -> Result<()> {
+        spec.network = self.net;
+        spec.mounts = self.mounts.clone();
+        match (self.profile, self.sandbox || !self.mounts.is_empty() || self.net) {
+            (Some(profile), _) => profile.apply(spec)?,
+            (None, true) => Profile::Moderate.apply(spec)?,
+            (None, false) => {}
+        }
+        Ok(())
+    }
+}
+
+fn parse_profile(name: &str) -> Result<Profile, String> {
+    Profile::from_name(name).ok_or_else(|| format!("unknown profile '{name}' (permissive, moderate, restrictive)"))
+}
+
+fn parse_mount(text: &str) -> Result<Mount, String> {
+    Mount::parse(text).map_err(|e| e.to_string())
 }
 
 /// Resource limits, enforced by the agent's own cgroup.
@@ -136,8 +176,8 @@ fn parse_level(name: &str) -> Result<Level, String> {
 
 fn main() -> ExitCode {
     match Cli::parse().command {
-        Command::Run { name, level, timeout, env, cwd, limits, command } => {
-            report(run(RunArgs { name, level, timeout, env, cwd, limits, command }))
+        Command::Run { name, level, timeout, env, cwd, limits, isolation, command } => {
+            report(run(RunArgs { name, level, timeout, env, cwd, limits, isolation, command }))
         }
         Command::Kernel { socket, max_level, token, audit_log } => {
             report(kernel(socket, max_level, token, audit_log).map(|()| ExitCode::SUCCESS))
@@ -172,11 +212,12 @@ struct RunArgs {
     env: Vec<String>,
     cwd: Option<PathBuf>,
     limits: LimitArgs,
+    isolation: IsolationArgs,
     command: Vec<String>,
 }
 
 fn run(args: RunArgs) -> Result<ExitCode> {
-    let RunArgs { name, level, timeout, env, cwd, limits, command } = args;
+    let RunArgs { name, level, timeout, env, cwd, limits, isolation, command } = args;
     let runtime = Runtime::start(RuntimeConfig::default())?;
     let mut spec = SpawnSpec::new(name, command);
     spec.level = level;
@@ -184,6 +225,7 @@ fn run(args: RunArgs) -> Result<ExitCode> {
     spec.cwd = cwd;
     spec.limits = limits.limits()?;
     spec.restart = limits.restart.clone();
+    isolation.apply(&mut spec)?;
     let id = runtime.spawn(spec)?;
     let limit = match timeout {
         Some(secs) if secs.is_finite() && secs > 0.0 => Some(Duration::from_secs_f64(secs)),

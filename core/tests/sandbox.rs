@@ -42,6 +42,7 @@ except OSError:
 with CloveClient() as client:
     seen["noop"] = client.echo("through the channel")
     seen["exec"] = client.exec(["true"]).get("error", "")
+    seen["kid"] = client.spawn("kid", None, argv=["sleep", "30"], sandboxed=False, network=True).get("pid")
 print(json.dumps(seen))
 "#;
 
@@ -64,6 +65,11 @@ fn a_sandboxed_agent_is_confined_and_still_served() {
     spec.stdio = AgentStdio::File(out.clone());
     let id = rt.spawn(spec).unwrap();
     let exit = rt.wait(id, Some(Duration::from_secs(30))).unwrap();
+    // Its child asked for no sandbox, and got one all the same: it runs as nobody on the host.
+    let kid = rt.list().unwrap().into_iter().find(|a| a.name == "kid").expect("the child agent");
+    let status = std::fs::read_to_string(format!("/proc/{}/status", kid.pid)).unwrap_or_default();
+    let uid = status.lines().find(|l| l.starts_with("Uid:")).and_then(|l| l.split_whitespace().nth(1)).unwrap_or("");
+    assert_eq!(uid, "65534", "a sandboxed agent's child must be sandboxed too");
     let text = std::fs::read_to_string(&out).unwrap_or_default();
     assert_eq!(exit.code, Some(0), "{text}");
     let seen: serde_json::Value = serde_json::from_str(text.lines().last().unwrap_or("{}")).unwrap();

@@ -19,6 +19,7 @@ mod metrics;
 mod process;
 mod reactor;
 mod sandbox;
+mod spec;
 mod syscalls;
 
 use std::path::PathBuf;
@@ -30,10 +31,11 @@ use std::time::Duration;
 pub use error::{Result, RuntimeError};
 pub use events::{Event, EventCallback, EventKind};
 pub use ids::AgentId;
+pub use spec::{AgentStdio, Mount, Profile, SpawnSpec};
 
 use crate::audit::AuditEntry;
-use crate::policy::{Level, Permissions};
-use crate::protocol::{AgentInfo, AgentMetrics, AuditQuery, ExitInfo, Limits, RestartSpec, DEFAULT_MAX_PAYLOAD};
+use crate::policy::Level;
+use crate::protocol::{AgentInfo, AgentMetrics, AuditQuery, ExitInfo, DEFAULT_MAX_PAYLOAD};
 use events::EventHub;
 
 /// Options of a runtime. Every field has a default; see [`RuntimeConfig::default`].
@@ -90,56 +92,6 @@ impl ListenConfig {
             max_level: Level::Standard,
             allowed_uids: vec![clove_sys::current_uid()],
             token: None,
-        }
-    }
-}
-
-/// Where an agent's stdout and stderr go.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub enum AgentStdio {
-    /// The host's own stdout and stderr.
-    #[default]
-    Inherit,
-    Null,
-    /// Appended to this file, both streams.
-    File(PathBuf),
-}
-
-/// What to start as an agent, and with which rights.
-#[derive(Debug, Clone)]
-pub struct SpawnSpec {
-    pub name: String,
-    /// The program and its arguments.
-    pub argv: Vec<String>,
-    /// Added to the agent's minimal environment (PATH, HOME, LANG, CLOVE_FD, CLOVE_AGENT_ID).
-    pub env: Vec<(String, String)>,
-    /// Default: the host's working directory.
-    pub cwd: Option<PathBuf>,
-    pub level: Level,
-    /// Custom permissions instead of the level's; they become the agent's ceiling.
-    pub permissions: Option<Permissions>,
-    pub stdio: AgentStdio,
-    /// Stored for the sandbox tier, which enforces them.
-    pub limits: Limits,
-    pub restart: RestartSpec,
-    pub sandboxed: bool,
-    pub network: bool,
-}
-
-impl SpawnSpec {
-    pub fn new(name: impl Into<String>, argv: Vec<String>) -> Self {
-        SpawnSpec {
-            name: name.into(),
-            argv,
-            env: Vec::new(),
-            cwd: None,
-            level: Level::Standard,
-            permissions: None,
-            stdio: AgentStdio::Inherit,
-            limits: Limits::default(),
-            restart: RestartSpec::default(),
-            sandboxed: false,
-            network: false,
         }
     }
 }

@@ -12,7 +12,7 @@ use clove_sys::sandbox::{Bind, LandlockRules, Namespaces, Resource, Rlimit, Root
 
 use super::agents::{AgentProcess, Leader};
 use super::cgroup::AgentCgroup;
-use super::{AgentId, AgentStdio, Result, RuntimeError, SpawnSpec};
+use super::{AgentId, AgentStdio, Mount, Result, RuntimeError, SpawnSpec};
 
 /// Host trees every sandbox sees read-only (those that exist): programs and their libraries.
 const SYSTEM_TREES: &[&str] =
@@ -40,8 +40,14 @@ pub(super) fn start(
     };
     prepare_work_dir(work, host_uid, host_gid)?;
     let (stdin, out, err) = stdio(&spec.stdio)?;
-    let argv = program_argv(&spec.argv)?;
-    let binds = binds(&argv, &spec.env, work);
+    let host_cwd = match &spec.cwd {
+        Some(dir) => dir.clone(),
+        None => std::env::current_dir().map_err(|e| RuntimeError::io("reading the working directory", e))?,
+    };
+    let argv = program_argv(&spec.argv, &host_cwd)?;
+    // Inside, the agent works in /work, or in its host working directory when a mount shows it.
+    let cwd = spec.mounts.iter().find(|m| m.guest == host_cwd).map_or_else(|| PathBuf::from(WORK), |m| m.guest.clone());
+    let binds = binds(&argv, &spec.env, work, &spec.mounts);
     let sandbox = SandboxSpec {
         env: environment(id, spec),
         argv: argv.iter().map(|a| cstring(a.as_bytes())).collect::<Result<_>>()?,
@@ -53,10 +59,10 @@ pub(super) fn start(
         hostname: cstring(format!("clove-{}", sanitize(&spec.name)).as_bytes())?,
         landlock: Some(LandlockRules {
             read_exec: binds.iter().filter(|b| !b.writable).map(|b| b.target.clone()).collect(),
-            read_write: vec![PathBuf::from(WORK)],
+            read_write: binds.iter().filter(|b| b.writable).map(|b| b.target.clone()).collect(),
         }),
         root: RootFs { binds, tmp_size: 64 << 20, shm_size: 16 << 20, dev_pts: false },
-        cwd: cstring(WORK.as_bytes())?,
+        cwd: cstring(cwd.as_os_str().as_encoded_bytes())?,
         rlimits: vec![
             Rlimit { resource: Resource::Core, soft: 0, hard: 0 },
             Rlimit { resource: Resource::OpenFiles, soft: 1024, hard: 4096 },
@@ -84,7 +90,9 @@ fn prepare_work_dir(work: &Path, uid: u32, gid: u32) -> Result<()> {
 
 /// argv with the program as an absolute path, found on the sandbox's PATH (the system trees it
 /// sees), not the host's: a program from elsewhere may depend on files the sandbox does not have.
-fn program_argv(argv: &[String]) -> Result<Vec<String>> {
+/// Arguments naming existing files relative to the host working directory (`agent.py`) become
+/// absolute, so the files can be shown inside where the command line says.
+fn program_argv(argv: &[String], host_cwd: &Path) -> Result<Vec<String>> {
     let program = argv.first().ok_or_else(|| RuntimeError::InvalidArgument("empty argv".into()))?;
     let found = if program.contains('/') {
         Some(PathBuf::from(program))
@@ -95,13 +103,20 @@ fn program_argv(argv: &[String]) -> Result<Vec<String>> {
         RuntimeError::io(format!("starting {program}"), std::io::Error::from(std::io::ErrorKind::NotFound))
     })?;
     let mut out = vec![found.display().to_string()];
-    out.extend(argv[1..].iter().cloned());
+    out.extend(argv[1..].iter().map(|arg| {
+        let relative = !arg.starts_with('/') && !arg.starts_with('-') && host_cwd.join(arg).is_file();
+        if relative {
+            host_cwd.join(arg).display().to_string()
+        } else {
+            arg.clone()
+        }
+    }));
     Ok(out)
 }
 
 /// The trees the agent sees: the system's, read-only; the directories of the files its command
 /// line names and of its PYTHONPATH, read-only; its work directory, writable.
-fn binds(argv: &[String], env: &[(String, String)], work: &Path) -> Vec<Bind> {
+fn binds(argv: &[String], env: &[(String, String)], work: &Path, mounts: &[Mount]) -> Vec<Bind> {
     let mut read_only: Vec<PathBuf> = SYSTEM_TREES.iter().map(PathBuf::from).filter(|p| p.exists()).collect();
     let named = argv
         .iter()
@@ -121,6 +136,10 @@ fn binds(argv: &[String], env: &[(String, String)], work: &Path) -> Vec<Bind> {
     }
     let mut binds: Vec<Bind> = read_only.into_iter().map(Bind::read_only).collect();
     binds.push(Bind::writable(work, WORK));
+    for mount in mounts {
+        let bind = Bind { source: mount.host.clone(), target: mount.guest.clone(), writable: !mount.read_only };
+        binds.push(bind);
+    }
     binds
 }
 

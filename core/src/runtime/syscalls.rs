@@ -294,10 +294,16 @@ impl Reactor {
             level,
             permissions: None,
             stdio: AgentStdio::Inherit,
-            limits: req.limits,
             restart: req.restart,
-            sandboxed: req.sandboxed,
-            network: req.network,
+            // A child is confined at least as much as its parent: a sandboxed agent cannot start
+            // an unsandboxed one, nor give it network or limits it lacks itself.
+            sandboxed: req.sandboxed || parent.spec.as_ref().is_some_and(|p| p.sandboxed),
+            network: req.network && parent.spec.as_ref().is_none_or(|p| !p.sandboxed || p.network),
+            limits: match parent.spec.as_ref() {
+                Some(p) => tighter(&req.limits, &p.limits),
+                None => req.limits,
+            },
+            mounts: Vec::new(),
         };
         let child = self.spawn_agent(Box::new(spec), Some(id), child_policy)?;
         let pid = self.agents.get(child).map_or(0, |a| a.pid);
@@ -410,6 +416,29 @@ impl Reactor {
             }
         }
         now(&AuditLogReply { entries: self.audit.query(&query) })
+    }
+}
+
+/// Each limit the tighter of the two; a limit either one sets applies.
+fn tighter(asked: &Limits, parent: &Limits) -> Limits {
+    let min = |a: Option<u64>, b: Option<u64>| match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
+    // A CPU share is quota per period; compare them as such and keep the smaller.
+    let share = |l: &Limits| l.cpu_quota.map(|q| (q, l.cpu_period.unwrap_or(100_000)));
+    let cpu = match (share(asked), share(parent)) {
+        (Some((qa, pa)), Some((qb, pb))) => {
+            Some(if u128::from(qa) * u128::from(pb) <= u128::from(qb) * u128::from(pa) { (qa, pa) } else { (qb, pb) })
+        }
+        (a, b) => a.or(b),
+    };
+    Limits {
+        memory: min(asked.memory, parent.memory),
+        max_pids: min(asked.max_pids.map(u64::from), parent.max_pids.map(u64::from)).map(|p| p as u32),
+        cpu_quota: cpu.map(|(q, _)| q),
+        cpu_period: cpu.map(|(_, p)| p),
+        cpu_shares: min(asked.cpu_shares, parent.cpu_shares),
     }
 }
 
