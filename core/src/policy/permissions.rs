@@ -23,8 +23,13 @@ pub enum Level {
     Minimal,
 }
 
-/// The seed's default blocked paths, with `**` where the seed meant "at any depth".
+/// The seed's default blocked paths, with `**` where the seed meant "at any depth", and the kernel's
+/// views: READ and WRITE run in the runtime, where `/proc/self` is the runtime (its environment holds
+/// the host's secrets).
 const DEFAULT_BLOCKED_PATHS: &[&str] = &[
+    "/proc/**",
+    "/sys/**",
+    "/dev/**",
     "/etc/shadow",
     "/etc/gshadow",
     "/etc/passwd",

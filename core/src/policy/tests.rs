@@ -16,6 +16,8 @@ fn standard_reads_and_writes_but_not_secrets() {
     assert_eq!(p.check_read("/etc/shadow"), Err(Denial::PathBlocked("/etc/shadow".to_string())));
     assert!(matches!(p.check_read("/home/u/.ssh/id_ed25519"), Err(Denial::PathBlocked(_))));
     assert!(matches!(p.check_read("/srv/app/.env"), Err(Denial::PathBlocked(_))));
+    assert!(matches!(p.check_read("/proc/self/environ"), Err(Denial::PathBlocked(_))));
+    assert!(matches!(p.check_write("/sys/kernel/uevent_helper"), Err(Denial::PathBlocked(_))));
     assert!(matches!(p.check_read("/tmp/../etc/shadow"), Err(Denial::PathNotNormal(_))));
     assert!(matches!(p.check_read("relative/path"), Err(Denial::PathNotNormal(_))));
     assert_eq!(p.plan_exec(&[], Some("echo hi")), Err(Denial::Capability("exec")));
