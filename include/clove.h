@@ -556,6 +556,32 @@ enum clove_status clove_spawn_options_set_sandboxed(struct clove_spawn_options *
 enum clove_status clove_spawn_options_set_network(struct clove_spawn_options *opts, bool network);
 
 /**
+ * Applies a profile to sandboxed options: "permissive", "moderate" or "restrictive" (unknown →
+ * `CLOVE_STATUS_INVALID_ARGUMENT`). It turns the sandbox on and fills the limits and network that
+ * are not set yet, so set explicit limits first. See docs/security.md.
+ *
+ * Thread-safety: not while another call uses the same options.
+ *
+ * # Safety
+ * `opts` is NULL or live spawn options; `profile` is NULL or NUL-terminated.
+ */
+enum clove_status clove_spawn_options_set_profile(struct clove_spawn_options *opts,
+                                                  const char *profile);
+
+/**
+ * Shows host path `host` inside a sandboxed agent at `guest` (both absolute), read-only or not.
+ *
+ * Thread-safety: not while another call uses the same options.
+ *
+ * # Safety
+ * `opts` is NULL or live spawn options; `host` and `guest` are NULL or NUL-terminated.
+ */
+enum clove_status clove_spawn_options_add_mount(struct clove_spawn_options *opts,
+                                                const char *host,
+                                                const char *guest,
+                                                bool read_only);
+
+/**
  * Starts an agent and writes its id (never 0) to `out_id`. The options are copied and may be
  * freed or reused at once.
  *

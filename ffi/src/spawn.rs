@@ -3,7 +3,7 @@
 use std::ffi::c_char;
 
 use clove_core::protocol::{RestartPolicy, RestartSpec};
-use clove_core::runtime::{AgentStdio, SpawnSpec};
+use clove_core::runtime::{AgentStdio, Mount, Profile, SpawnSpec};
 
 use crate::boundary::{clove_status, guard, out_arg, str_arg, Error};
 use crate::handle::BoxHandle;
@@ -272,6 +272,55 @@ pub unsafe extern "C" fn clove_spawn_options_set_network(
         // SAFETY: the caller's contract on `opts`.
         let s = unsafe { clove_spawn_options::borrow_mut(opts, "opts") }?;
         s.network = network;
+        Ok(())
+    })
+}
+
+/// Applies a profile to sandboxed options: "permissive", "moderate" or "restrictive" (unknown →
+/// `CLOVE_STATUS_INVALID_ARGUMENT`). It turns the sandbox on and fills the limits and network that
+/// are not set yet, so set explicit limits first. See docs/security.md.
+///
+/// Thread-safety: not while another call uses the same options.
+///
+/// # Safety
+/// `opts` is NULL or live spawn options; `profile` is NULL or NUL-terminated.
+#[no_mangle]
+pub unsafe extern "C" fn clove_spawn_options_set_profile(
+    opts: *mut clove_spawn_options,
+    profile: *const c_char,
+) -> clove_status {
+    guard("clove_spawn_options_set_profile", || {
+        // SAFETY: the caller's contract on `opts` and `profile`.
+        let (s, name) = unsafe { (clove_spawn_options::borrow_mut(opts, "opts")?, str_arg(profile, "profile")?) };
+        let profile = Profile::from_name(name)
+            .ok_or_else(|| Error::invalid(format!("unknown profile '{name}' (permissive, moderate, restrictive)")))?;
+        profile.apply(s)?;
+        Ok(())
+    })
+}
+
+/// Shows host path `host` inside a sandboxed agent at `guest` (both absolute), read-only or not.
+///
+/// Thread-safety: not while another call uses the same options.
+///
+/// # Safety
+/// `opts` is NULL or live spawn options; `host` and `guest` are NULL or NUL-terminated.
+#[no_mangle]
+pub unsafe extern "C" fn clove_spawn_options_add_mount(
+    opts: *mut clove_spawn_options,
+    host: *const c_char,
+    guest: *const c_char,
+    read_only: bool,
+) -> clove_status {
+    guard("clove_spawn_options_add_mount", || {
+        // SAFETY: the caller's contract on `opts`, `host` and `guest`.
+        let (s, host, guest) = unsafe {
+            (clove_spawn_options::borrow_mut(opts, "opts")?, str_arg(host, "host")?, str_arg(guest, "guest")?)
+        };
+        if !host.starts_with('/') || !guest.starts_with('/') {
+            return Err(Error::invalid(format!("mount {host} -> {guest}: both paths must be absolute")));
+        }
+        s.mounts.push(Mount { host: host.into(), guest: guest.into(), read_only });
         Ok(())
     })
 }

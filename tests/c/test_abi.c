@@ -297,6 +297,13 @@ static void test_nulls(clove_runtime *rt) {
   CHECK_NULL(clove_spawn_options_set_limits(NULL, 0, 0, 0, 0), "opts");
   CHECK_NULL(clove_spawn_options_set_sandboxed(NULL, true), "opts");
   CHECK_NULL(clove_spawn_options_set_network(NULL, true), "opts");
+  CHECK_NULL(clove_spawn_options_set_profile(NULL, "moderate"), "opts");
+  CHECK_NULL(clove_spawn_options_set_profile(sopts, NULL), "profile");
+  CHECK_NULL(clove_spawn_options_add_mount(NULL, "/a", "/b", true), "opts");
+  CHECK_NULL(clove_spawn_options_add_mount(sopts, NULL, "/b", true), "host");
+  CHECK_NULL(clove_spawn_options_add_mount(sopts, "/a", NULL, true), "guest");
+  CHECK(clove_spawn_options_set_profile(sopts, "reckless") == CLOVE_STATUS_INVALID_ARGUMENT);
+  CHECK(clove_spawn_options_add_mount(sopts, "relative", "/b", true) == CLOVE_STATUS_INVALID_ARGUMENT);
   CHECK(clove_spawn_options_add_arg(sopts, "true") == CLOVE_STATUS_OK);
   CHECK_NULL(clove_runtime_spawn(NULL, sopts, &id), "rt");
   CHECK_NULL(clove_runtime_spawn(rt, NULL, &id), "opts");
