@@ -170,3 +170,35 @@ def test_parent_spawns_grants_and_kills_a_child(kernel, tmp_path):
     events = [(e["category"], e["event"]) for e in lines]
     assert ("lifecycle", "SET_PERMS") in events and ("lifecycle", "KILLED") in events, events
     assert sum(1 for c, e in events if c == "security" and e == "EXEC") == 2, events
+
+
+def _pids_running(argv):
+    wanted = "\0".join(argv) + "\0"
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/cmdline") as f:
+                    if f.read() == wanted:
+                        found.append(int(entry))
+            except OSError:
+                pass
+    return found
+
+
+@pytest.mark.parametrize("flags", [[], ["--sandbox"]], ids=["plain", "sandboxed"])
+def test_killing_the_host_kills_its_agents(clove_run, flags):
+    if flags and os.geteuid() != 0:
+        pytest.skip("SKIPPED: a sandboxed agent needs root for its cgroup")
+    marker = ["sleep", "77.123"] if not flags else ["/usr/bin/sleep", "77.456"]
+    host = subprocess.Popen([clove_run, "run", *flags, "--", *marker])
+    deadline = time.monotonic() + 10
+    while not _pids_running(marker):
+        assert time.monotonic() < deadline, "the agent did not start"
+        time.sleep(0.02)
+    host.kill()
+    host.wait(timeout=10)
+    deadline = time.monotonic() + 5
+    while _pids_running(marker):
+        assert time.monotonic() < deadline, "the agent outlived its host"
+        time.sleep(0.02)

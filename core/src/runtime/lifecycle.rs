@@ -232,16 +232,16 @@ impl Reactor {
             self.release_waiters(id);
             self.retire(id);
         }
-        let Some(agent) = self.agents.get_mut(id) else { return Ok(()) };
-        let (pid, origin) = (agent.process.as_ref().map(|p| p.pid), agent.origin);
         self.record(id, "lifecycle", "KILLED", true, serde_json::json!({}));
-        match (pid, origin) {
-            (Some(pid), _) => {
-                clove_sys::process::signal_group(pid, clove_sys::process::SIGKILL)
+        let Some(agent) = self.agents.get(id) else { return Ok(()) };
+        match (&agent.process, agent.origin) {
+            (Some(process), _) => {
+                process
+                    .signal_group(clove_sys::process::SIGKILL)
                     .map_err(|e| RuntimeError::io(format!("killing agent {id}"), e))?;
                 // Resume a paused agent so the kill is delivered promptly.
-                let _ = clove_sys::process::signal_group(pid, clove_sys::process::SIGCONT);
-                if let Some(cgroup) = self.agents.get(id).and_then(|a| a.cgroup.as_ref()) {
+                let _ = process.signal_group(clove_sys::process::SIGCONT);
+                if let Some(cgroup) = &agent.cgroup {
                     let _ = cgroup.thaw();
                 }
             }
