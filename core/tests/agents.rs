@@ -420,3 +420,23 @@ fn wait_waits_through_restarts_until_the_agent_is_done() {
     rt.kill(id).unwrap();
     assert_eq!(rt.wait(id, Some(Duration::from_secs(5))).unwrap().code, Some(4));
 }
+
+#[test]
+fn on_failure_restarts_back_off_then_escalate_once() {
+    let rt = Runtime::start(RuntimeConfig::default()).unwrap();
+    let mut spec = quiet("flaky", &["sh", "-c", "exit 1"]);
+    spec.restart = RestartSpec { policy: RestartPolicy::OnFailure, max_restarts: 3, window_s: 300 };
+    let id = rt.spawn(spec).unwrap();
+    assert_eq!(rt.wait(id, Some(Duration::from_secs(20))).unwrap().code, Some(1));
+    let events: Vec<_> = std::iter::from_fn(|| rt.next_event(Some(Duration::from_millis(50)))).collect();
+    let starts: Vec<u64> =
+        events.iter().filter(|e| matches!(e.kind, EventKind::Spawned { .. })).map(|e| e.timestamp_ms).collect();
+    let gaps: Vec<u64> = starts.windows(2).map(|w| w[1] - w[0]).collect();
+    assert_eq!(gaps.len(), 3, "{events:?}");
+    for (gap, at_least) in gaps.iter().zip([1_000, 2_000, 4_000]) {
+        assert!(*gap >= at_least, "restart after {gap} ms, expected at least {at_least}: {gaps:?}");
+    }
+    let escalations = events.iter().filter(|e| e.kind == EventKind::Escalated).count();
+    assert_eq!(escalations, 1);
+    assert!(matches!(events.last().map(|e| &e.kind), Some(EventKind::Escalated)));
+}

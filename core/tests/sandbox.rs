@@ -35,6 +35,11 @@ try:
 except OSError:
     seen["wrote_usr"] = False
 try:
+    socket.getaddrinfo("example.com", 80)
+    seen["dns"] = True
+except OSError:
+    seen["dns"] = False
+try:
     socket.create_connection(("1.1.1.1", 53), timeout=1)
     seen["egress"] = True
 except OSError:
@@ -83,6 +88,7 @@ fn a_sandboxed_agent_is_confined_and_still_served() {
     assert_eq!(seen["wrote_work"], "kept in /work");
     assert_eq!(seen["wrote_usr"], false);
     assert_eq!(seen["egress"], false);
+    assert_eq!(seen["dns"], false);
     assert_eq!(seen["noop"], "through the channel");
     assert!(seen["exec"].as_str().unwrap().contains("inside its sandbox"), "{seen}");
     drop(rt);

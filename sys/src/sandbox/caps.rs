@@ -1,7 +1,7 @@
 //! Dropping every capability: the bounding set (so no exec can regain one), the ambient set, and
 //! the permitted, effective and inheritable sets.
 
-use super::child::{check, Failure, Stage};
+use super::failure::{check, Failure, Stage};
 
 const CAPABILITY_VERSION_3: u32 = 0x2008_0522;
 

@@ -1,17 +1,17 @@
 //! Landlock: the ruleset is created in the parent (so a kernel without landlock fails the spawn
 //! before any clone) and handles every file-system right of the running ABI; the rules are added
-//! by init after `pivot_root`, by opening the paths inside. Inside paths are what the policy names,
-//! they cover the mounts that exist only inside (the tmpfs `/tmp`, `/dev`, `/proc`), and the inode
-//! a rule lands on is the one the program will see. The program restricts itself just before
-//! seccomp.
+//! by init after `pivot_root` (or by [`super::enter`]'s helper after `setns`), by opening the paths
+//! inside. Inside paths are what the policy names, they cover the mounts that exist only inside
+//! (the tmpfs `/tmp`, `/dev`, `/proc`), and the inode a rule lands on is the one the program will
+//! see. The program restricts itself just before seccomp.
 
 use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::Path;
 
-use super::child::{check, Failure, Stage};
-use super::{invalid, stage_error, LandlockRules, RootFs};
+use super::failure::{check, Failure, Stage};
+use super::{invalid, stage_error, LandlockRules};
 
 const SYS_CREATE_RULESET: libc::c_long = 444;
 const SYS_ADD_RULE: libc::c_long = 445;
@@ -70,38 +70,41 @@ fn handled_fs(abi: u32) -> u64 {
 pub(super) struct Prepared {
     ruleset: OwnedFd,
     abi: u32,
-    rules: Vec<(CString, u64)>,
+    /// Path, rights, and whether a missing path is skipped rather than a failure.
+    rules: Vec<(CString, u64, bool)>,
 }
 
 impl Prepared {
-    pub fn new(rules: &LandlockRules, root: &RootFs) -> io::Result<Prepared> {
+    /// `dev_pts` says whether the root has `/dev/pts`; `None` (entering a running sandbox, whose
+    /// root the caller does not describe) adds its rule only if it exists inside.
+    pub fn new(rules: &LandlockRules, dev_pts: Option<bool>) -> io::Result<Prepared> {
         let abi = abi()
             .ok_or_else(|| io::Error::new(io::ErrorKind::Unsupported, "landlock: not available in this kernel"))?;
         let all = handled_fs(abi);
         let read_exec = EXECUTE | READ_FILE | READ_DIR;
-        let mut planned: Vec<(&Path, u64)> =
-            vec![(Path::new("/proc"), READ_FILE | READ_DIR), (Path::new("/dev"), READ_FILE | READ_DIR)];
+        let mut planned: Vec<(&Path, u64, bool)> =
+            vec![(Path::new("/proc"), READ_FILE | READ_DIR, false), (Path::new("/dev"), READ_FILE | READ_DIR, false)];
         for device in ["/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom", "/dev/tty"] {
             if Path::new(device).exists() {
-                planned.push((Path::new(device), READ_FILE | WRITE_FILE | (all & (TRUNCATE | IOCTL_DEV))));
+                planned.push((Path::new(device), READ_FILE | WRITE_FILE | (all & (TRUNCATE | IOCTL_DEV)), false));
             }
         }
-        planned.push((Path::new("/dev/shm"), all));
-        planned.push((Path::new("/tmp"), all));
-        if root.dev_pts {
-            planned.push((Path::new("/dev/pts"), all));
+        planned.push((Path::new("/dev/shm"), all, false));
+        planned.push((Path::new("/tmp"), all, false));
+        if dev_pts != Some(false) {
+            planned.push((Path::new("/dev/pts"), all, dev_pts.is_none()));
         }
-        planned.extend(rules.read_exec.iter().map(|p| (p.as_path(), read_exec)));
-        planned.extend(rules.read_write.iter().map(|p| (p.as_path(), all)));
+        planned.extend(rules.read_exec.iter().map(|p| (p.as_path(), read_exec, false)));
+        planned.extend(rules.read_write.iter().map(|p| (p.as_path(), all, false)));
         let rules = planned
             .into_iter()
-            .map(|(path, access)| {
+            .map(|(path, access, optional)| {
                 if !path.is_absolute() {
                     return Err(invalid(format!("landlock path {} is not absolute", path.display())));
                 }
                 let c = CString::new(path.as_os_str().as_encoded_bytes())
                     .map_err(|_| invalid(format!("landlock path {} contains a NUL byte", path.display())))?;
-                Ok((c, access))
+                Ok((c, access, optional))
             })
             .collect::<io::Result<Vec<_>>>()?;
 
@@ -124,19 +127,21 @@ impl Prepared {
     }
 
     pub fn rule_path(&self, index: usize) -> Option<String> {
-        self.rules.get(index).map(|(path, _)| path.to_string_lossy().into_owned())
+        self.rules.get(index).map(|(path, _, _)| path.to_string_lossy().into_owned())
     }
 
-    /// In init, after `pivot_root`: adds a rule for each inside path (file rules keep only the
-    /// rights a file can have).
+    /// In the child, once its root is the sandbox's (after `pivot_root`, or after `setns` into
+    /// a running sandbox): adds a rule for each inside path (file rules keep only the rights a
+    /// file can have).
     pub fn add_rules(&self) -> Result<(), Failure> {
-        for (i, (path, access)) in self.rules.iter().enumerate() {
+        for (i, (path, access, optional)) in self.rules.iter().enumerate() {
             // SAFETY: open reads the NUL-terminated path and returns a new fd or -1.
-            let fd = check(
-                unsafe { libc::open(path.as_ptr(), libc::O_PATH | libc::O_CLOEXEC) }.into(),
-                Stage::LandlockRule,
-                i,
-            )? as i32;
+            let fd = unsafe { libc::open(path.as_ptr(), libc::O_PATH | libc::O_CLOEXEC) };
+            // SAFETY: __errno_location returns this thread's errno slot.
+            if fd < 0 && *optional && unsafe { *libc::__errno_location() } == libc::ENOENT {
+                continue;
+            }
+            let fd = check(fd.into(), Stage::LandlockRule, i)? as i32;
             // SAFETY: an all-zero stat is a valid value; fstat writes it for the fd just opened;
             // the rule is read from this stack for the size of the packed struct; close takes the fd.
             let ret = unsafe {

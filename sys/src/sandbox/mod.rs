@@ -20,11 +20,18 @@
 //!
 //! A failure in any step is reported to the parent as (stage, errno) and [`spawn`] fails naming it
 //! ("pivot_root: EPERM"): no layer that was asked for is ever silently left out.
+//!
+//! [`enter`] runs another program inside a running sandbox (its namespaces, root, cgroups, ids,
+//! landlock rules and seccomp filter) through a helper that `setns`es into init's namespaces and
+//! forks the program, then reaps it like init does; see its module for the steps.
 
 mod caps;
 mod child;
+mod enter;
+mod failure;
 mod landlock;
 mod mounts;
+mod program;
 mod seccomp;
 
 use std::ffi::{c_char, CString};
@@ -35,6 +42,7 @@ use std::path::PathBuf;
 
 use crate::cvt;
 
+pub use enter::{enter, EnterSpec, Entered};
 pub use landlock::abi as landlock_abi;
 
 /// The namespaces to create besides the user and mount namespaces, which every sandbox has (the
@@ -252,7 +260,7 @@ pub fn spawn(spec: &SandboxSpec, before_start: impl FnOnce(u32) -> io::Result<()
             // Releases init; keeping `sync_write` open until the end lets init see our death.
             write_all(sync_write.as_raw_fd(), &[1]).map_err(|e| stage_error("release", e))
         })
-        .and_then(|()| plan.read_failure(error_read.as_raw_fd()));
+        .and_then(|()| failure::read_failure(error_read.as_raw_fd(), |stage, index| plan.detail(stage, index)));
     drop(sync_write);
     match started {
         Ok(()) => Ok(Sandboxed { pid, pidfd, layers: plan.layers() }),
@@ -300,7 +308,7 @@ fn waitid(pidfd: &OwnedFd, options: libc::c_int) -> io::Result<Option<Exit>> {
 /// Writes the user namespace's id maps for `pid` (one id each way).
 fn map_ids(spec: &SandboxSpec, pid: u32) -> io::Result<()> {
     let proc = PathBuf::from(format!("/proc/{pid}"));
-    if !child::privileged() {
+    if !program::privileged() {
         // Without CAP_SETGID outside, the kernel requires setgroups off before a gid map.
         std::fs::write(proc.join("setgroups"), "deny").map_err(|e| stage_error("setgroups deny", e))?;
     }

@@ -13,7 +13,7 @@ use std::os::fd::RawFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 
-use super::child::{check, Failure, Stage};
+use super::failure::{check, Failure, Stage};
 use super::{invalid, RootFs};
 
 const OPEN_TREE_CLONE: u32 = 1;

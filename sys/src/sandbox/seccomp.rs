@@ -6,7 +6,7 @@
 //! the C library falls back to clone, whose flags the filter can see); a few calls are denied
 //! only for some argument values; everything else is allowed.
 
-use super::child::{check, Failure, Stage};
+use super::failure::{check, Failure, Stage};
 
 const AUDIT_ARCH_X86_64: u32 = 0xc000_003e;
 const X32_SYSCALL_BIT: u32 = 0x4000_0000;

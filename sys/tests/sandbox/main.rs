@@ -1,5 +1,6 @@
-//! The process sandbox, end to end: programs run inside it and report what they can see and do.
-//! Needs root and user namespaces; without them every test says SKIPPED and passes nothing.
+//! The process sandbox, end to end: programs run inside it (and, in [`enter`], inside a running
+//! one) and report what they can see and do. Needs root and user namespaces; without them every
+//! test says SKIPPED and passes nothing.
 
 use std::ffi::CString;
 use std::fs::File;
@@ -13,6 +14,9 @@ use clove_sys::process::pidfd_signal;
 use clove_sys::sandbox::{
     spawn, wait, wait_nohang, Bind, Exit, LandlockRules, Namespaces, Resource, Rlimit, RootFs, SandboxSpec,
 };
+
+/// `enter`: programs started inside a running sandbox.
+mod enter;
 
 const UID: u32 = 1000;
 const HOST_ID: u32 = 65534;
