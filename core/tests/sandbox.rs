@@ -46,7 +46,10 @@ except OSError:
     seen["egress"] = False
 with CloveClient() as client:
     seen["noop"] = client.echo("through the channel")
-    seen["exec"] = client.exec(["true"]).get("error", "")
+    ran = client.exec(["sh", "-c", "id -u; hostname; cat /work/note.txt; test -e /etc/shadow || echo no-shadow"])
+    seen["exec"] = [ran.get("exit_code"), ran.get("stdout", ran.get("error"))]
+    slow = client.exec("sleep 5", timeout=1)
+    seen["exec_timeout"] = slow.get("code")
     seen["kid"] = client.spawn("kid", None, argv=["sleep", "30"], sandboxed=False, network=True).get("pid")
 print(json.dumps(seen))
 "#;
@@ -90,7 +93,9 @@ fn a_sandboxed_agent_is_confined_and_still_served() {
     assert_eq!(seen["egress"], false);
     assert_eq!(seen["dns"], false);
     assert_eq!(seen["noop"], "through the channel");
-    assert!(seen["exec"].as_str().unwrap().contains("inside its sandbox"), "{seen}");
+    // EXEC runs inside the agent's sandbox: its ids, hostname, /work, and no host files.
+    assert_eq!(seen["exec"], serde_json::json!([0, "1000\nclove-probe\nkept in /workno-shadow\n"]), "{seen}");
+    assert_eq!(seen["exec_timeout"], "timeout");
     drop(rt);
     // Its work directory goes with it.
     let leftovers: Vec<_> = std::fs::read_dir(std::env::temp_dir())

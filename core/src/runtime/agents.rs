@@ -97,6 +97,8 @@ pub(super) struct Agent {
     pub oom_kills_seen: u64,
     /// A sandboxed agent's private work directory on the host, removed when it is done.
     pub work_dir: Option<PathBuf>,
+    /// What its EXECs share with it, when it is sandboxed.
+    pub confinement: Option<super::sandbox::Confinement>,
 }
 
 /// The `cgroup.procs` files a new process of this cgroup writes itself into before it runs.
@@ -140,6 +142,7 @@ impl Agent {
             cgroup: None,
             oom_kills_seen: 0,
             work_dir: None,
+            confinement: None,
         }
     }
 

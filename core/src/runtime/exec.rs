@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use mio::unix::pipe;
 
 use super::agents::AgentProcess;
+use super::sandbox::{self, Confinement};
 use super::{process, AgentId, Result, RuntimeError};
 use crate::protocol::{ExecReply, ExitInfo};
 
@@ -82,6 +83,8 @@ pub(super) struct ExecSpec<'a> {
     pub argv: &'a [String],
     pub display: String,
     pub cwd: &'a Path,
+    /// For a sandboxed caller: the directory the request named, relative to its working directory.
+    pub cwd_inside: Option<String>,
     pub home: &'a str,
     pub env: &'a [(String, String)],
     pub stdin: &'a [u8],
@@ -89,6 +92,41 @@ pub(super) struct ExecSpec<'a> {
     pub max_output: usize,
     /// The caller's cgroup, which the program joins before it runs.
     pub cgroup_procs: Vec<std::ffi::CString>,
+    /// A sandboxed caller's sandbox (its init and what it is confined by): the program runs inside.
+    pub inside: Option<(&'a std::os::fd::OwnedFd, &'a Confinement)>,
+}
+
+/// A started program and the runtime's ends of its stdio.
+type Launched = (AgentProcess, Option<pipe::Sender>, Option<pipe::Receiver>, Option<pipe::Receiver>);
+
+/// Starts the program on the host, in its own process group.
+fn launch_on_host(spec: &ExecSpec<'_>) -> Result<Launched> {
+    let mut cmd = process::base_command(spec.argv, spec.cwd, spec.home, spec.env)?;
+    let stdin = if spec.stdin.is_empty() { Stdio::null() } else { Stdio::piped() };
+    cmd.stdin(stdin).stdout(Stdio::piped()).stderr(Stdio::piped());
+    clove_sys::process::prepare_child(&mut cmd, None, spec.cgroup_procs.clone());
+    let mut child = process::spawn(&mut cmd, &spec.argv[0])?;
+    let stdin = child.stdin.take().map(pipe::Sender::from);
+    let stdout = child.stdout.take().map(pipe::Receiver::from);
+    let stderr = child.stderr.take().map(pipe::Receiver::from);
+    Ok((process::watch(child)?, stdin, stdout, stderr))
+}
+
+/// Starts the program inside a sandboxed caller's sandbox.
+fn launch_inside(spec: &ExecSpec<'_>, init: &std::os::fd::OwnedFd, confinement: &Confinement) -> Result<Launched> {
+    let pipe_pair = |what: &str| pipe::new().map_err(|e| RuntimeError::io(format!("creating the exec {what} pipe"), e));
+    let (out_tx, out_rx) = pipe_pair("stdout")?;
+    let (err_tx, err_rx) = pipe_pair("stderr")?;
+    let (in_tx, in_rx) = pipe_pair("stdin")?;
+    // The program's ends block, as a program expects of its stdio.
+    let blocking = out_tx.set_nonblocking(false).and_then(|()| err_tx.set_nonblocking(false));
+    blocking.and_then(|()| in_rx.set_nonblocking(false)).map_err(|e| RuntimeError::io("configuring exec stdio", e))?;
+    let cwd = spec.cwd_inside.as_deref();
+    let stdio = [in_rx.as_raw_fd(), out_tx.as_raw_fd(), err_tx.as_raw_fd()];
+    let process = sandbox::enter(init, confinement, spec.argv, cwd, spec.env, stdio, spec.cgroup_procs.clone())?;
+    // Without stdin the program reads end of file at once.
+    let stdin = (!spec.stdin.is_empty()).then_some(in_tx);
+    Ok((process, stdin, Some(out_rx), Some(err_rx)))
 }
 
 impl ExecJob {
@@ -99,15 +137,10 @@ impl ExecJob {
                 spec.stdin.len()
             )));
         }
-        let mut cmd = process::base_command(spec.argv, spec.cwd, spec.home, spec.env)?;
-        let stdin = if spec.stdin.is_empty() { Stdio::null() } else { Stdio::piped() };
-        cmd.stdin(stdin).stdout(Stdio::piped()).stderr(Stdio::piped());
-        clove_sys::process::prepare_child(&mut cmd, None, spec.cgroup_procs);
-        let mut child = process::spawn(&mut cmd, &spec.argv[0])?;
-        let stdin = child.stdin.take();
-        let stdout = child.stdout.take().map(pipe::Receiver::from);
-        let stderr = child.stderr.take().map(pipe::Receiver::from);
-        let process = process::watch(child)?;
+        let (process, stdin, stdout, stderr) = match spec.inside {
+            Some((init, confinement)) => launch_inside(&spec, init, confinement)?,
+            None => launch_on_host(&spec)?,
+        };
         let job = ExecJob {
             caller,
             process,
@@ -120,9 +153,8 @@ impl ExecJob {
             status: None,
             display: spec.display,
         };
-        if let Some(stdin) = stdin {
+        if let Some(mut stdin) = stdin {
             // A fresh pipe holds MAX_STDIN bytes, so this write completes without waiting.
-            let mut stdin = pipe::Sender::from(stdin);
             stdin
                 .set_nonblocking(true)
                 .and_then(|()| stdin.write_all(spec.stdin))

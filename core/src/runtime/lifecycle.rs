@@ -90,7 +90,9 @@ impl Reactor {
             let work = self.state_dir.join(id.to_string());
             let started = super::sandbox::start(id, spec, &work, agent.cgroup.as_ref());
             agent.work_dir = Some(work);
-            started?
+            let (process, stream, confinement) = started?;
+            agent.confinement = Some(confinement);
+            (process, stream)
         } else {
             let procs = super::agents::cgroup_procs(agent.cgroup.as_ref());
             process::start_agent(id, &spec.argv, &agent.cwd, &home, &spec.env, &spec.stdio, procs)?

@@ -25,13 +25,24 @@ const WORK: &str = "/work";
 const INSIDE_ID: u32 = 1000;
 const NOBODY: u32 = 65534;
 
+/// What an EXEC on behalf of a sandboxed agent must share with it.
+#[derive(Debug, Clone)]
+pub(super) struct Confinement {
+    pub landlock: LandlockRules,
+    pub rlimits: Vec<Rlimit>,
+    /// The agent's working directory inside.
+    pub cwd: PathBuf,
+    /// The agent's environment inside, which an EXEC starts from.
+    pub env: Vec<CString>,
+}
+
 /// Starts the agent in its sandbox; it finds its end of the channel at `CLOVE_FD`.
 pub(super) fn start(
     id: AgentId,
     spec: &SpawnSpec,
     work: &Path,
     cgroup: Option<&AgentCgroup>,
-) -> Result<(AgentProcess, UnixStream)> {
+) -> Result<(AgentProcess, UnixStream, Confinement)> {
     let (ours, theirs) = UnixStream::pair().map_err(|e| RuntimeError::io("creating the agent channel", e))?;
     ours.set_nonblocking(true).map_err(|e| RuntimeError::io("configuring the agent channel", e))?;
     let (host_uid, host_gid) = match clove_sys::current_uid() {
@@ -48,8 +59,17 @@ pub(super) fn start(
     // Inside, the agent works in /work, or in its host working directory when a mount shows it.
     let cwd = spec.mounts.iter().find(|m| m.guest == host_cwd).map_or_else(|| PathBuf::from(WORK), |m| m.guest.clone());
     let binds = binds(&argv, &spec.env, work, &spec.mounts);
+    let env = environment(id, spec);
+    let landlock = LandlockRules {
+        read_exec: binds.iter().filter(|b| !b.writable).map(|b| b.target.clone()).collect(),
+        read_write: binds.iter().filter(|b| b.writable).map(|b| b.target.clone()).collect(),
+    };
+    let rlimits = vec![
+        Rlimit { resource: Resource::Core, soft: 0, hard: 0 },
+        Rlimit { resource: Resource::OpenFiles, soft: 1024, hard: 4096 },
+    ];
     let sandbox = SandboxSpec {
-        env: environment(id, spec),
+        env: env.clone(),
         argv: argv.iter().map(|a| cstring(a.as_bytes())).collect::<Result<_>>()?,
         namespaces: Namespaces { pid: true, net: !spec.network, uts: true, ipc: true, cgroup: true },
         uid: INSIDE_ID,
@@ -57,16 +77,10 @@ pub(super) fn start(
         host_uid,
         host_gid,
         hostname: cstring(format!("clove-{}", sanitize(&spec.name)).as_bytes())?,
-        landlock: Some(LandlockRules {
-            read_exec: binds.iter().filter(|b| !b.writable).map(|b| b.target.clone()).collect(),
-            read_write: binds.iter().filter(|b| b.writable).map(|b| b.target.clone()).collect(),
-        }),
+        landlock: Some(landlock.clone()),
         root: RootFs { binds, tmp_size: 64 << 20, shm_size: 16 << 20, dev_pts: false },
         cwd: cstring(cwd.as_os_str().as_encoded_bytes())?,
-        rlimits: vec![
-            Rlimit { resource: Resource::Core, soft: 0, hard: 0 },
-            Rlimit { resource: Resource::OpenFiles, soft: 1024, hard: 4096 },
-        ],
+        rlimits: rlimits.clone(),
         seccomp: true,
         stdin: stdin.as_raw_fd(),
         stdout: out.as_raw_fd(),
@@ -78,7 +92,8 @@ pub(super) fn start(
         None => Ok(()),
     });
     let sandboxed = started.map_err(|e| RuntimeError::Sandbox(format!("starting {}: {e}", spec.argv[0])))?;
-    Ok((AgentProcess { pid: sandboxed.pid, pidfd: sandboxed.pidfd, leader: Leader::PidNamespace }, ours))
+    let process = AgentProcess { pid: sandboxed.pid, pidfd: sandboxed.pidfd, leader: Leader::PidNamespace };
+    Ok((process, ours, Confinement { landlock, rlimits, cwd, env }))
 }
 
 /// The work directory, owned by the id the agent has outside so it can write there.
@@ -86,6 +101,40 @@ fn prepare_work_dir(work: &Path, uid: u32, gid: u32) -> Result<()> {
     std::fs::create_dir_all(work).map_err(|e| RuntimeError::io(format!("creating {}", work.display()), e))?;
     std::os::unix::fs::chown(work, Some(uid), Some(gid))
         .map_err(|e| RuntimeError::io(format!("handing {} to the agent", work.display()), e))
+}
+
+/// Starts an EXEC inside a sandboxed agent: its namespaces, root, ids, landlock, seccomp, rlimits
+/// and cgroup, in its working directory (`cwd`, relative to it, when given).
+pub(super) fn enter(
+    init: &std::os::fd::OwnedFd,
+    confinement: &Confinement,
+    argv: &[String],
+    cwd: Option<&str>,
+    env: &[(String, String)],
+    stdio: [std::os::fd::RawFd; 3],
+    cgroup_procs: Vec<CString>,
+) -> Result<AgentProcess> {
+    let argv = program_argv(argv, Path::new("/nonexistent"))?;
+    let cwd = cwd.map_or_else(|| confinement.cwd.clone(), |c| confinement.cwd.join(c));
+    let mut full_env = confinement.env.clone();
+    full_env.extend(env.iter().filter_map(|(k, v)| CString::new(format!("{k}={v}")).ok()));
+    let spec = clove_sys::sandbox::EnterSpec {
+        argv: argv.iter().map(|a| cstring(a.as_bytes())).collect::<Result<_>>()?,
+        env: full_env,
+        uid: INSIDE_ID,
+        gid: INSIDE_ID,
+        cwd: cstring(cwd.as_os_str().as_encoded_bytes())?,
+        rlimits: confinement.rlimits.clone(),
+        seccomp: true,
+        landlock: Some(confinement.landlock.clone()),
+        stdin: stdio[0],
+        stdout: stdio[1],
+        stderr: stdio[2],
+        cgroup_procs,
+    };
+    let entered = clove_sys::sandbox::enter(init, &spec)
+        .map_err(|e| RuntimeError::Sandbox(format!("starting {} inside the agent's sandbox: {e}", argv[0])))?;
+    Ok(AgentProcess { pid: entered.pid, pidfd: entered.pidfd, leader: Leader::PidNamespace })
 }
 
 /// argv with the program as an absolute path, found on the sandbox's PATH (the system trees it

@@ -199,12 +199,6 @@ impl Reactor {
     fn exec(&mut self, id: AgentId, request_id: u32, req: ExecRequest) -> Result<Answer> {
         let agent = self.caller(id)?;
         let plan = agent.policy.plan_exec(&req.argv, req.command.as_deref())?;
-        if agent.spec.as_ref().is_some_and(|s| s.sandboxed) {
-            // Running it on the host would be weaker isolation than the agent was given.
-            return Err(RuntimeError::Sandbox(
-                "exec from a sandboxed agent must run inside its sandbox, which this runtime cannot do yet".into(),
-            ));
-        }
         if req.run_async {
             let running = self.execs.iter().filter(|(_, j)| j.caller.agent == id && j.caller.run_async).count();
             if running + agent.async_results.len() >= MAX_ASYNC_PENDING {
@@ -219,7 +213,13 @@ impl Reactor {
             Some(dir) => agent.cwd.join(dir),
             None => agent.cwd.clone(),
         };
-        let env: Vec<(String, String)> = req.env.into_iter().map(|kv| (kv.key, kv.value)).collect();
+        let env: Vec<(String, String)> = req.env.iter().map(|kv| (kv.key.clone(), kv.value.clone())).collect();
+        // A sandboxed agent's EXEC runs inside its sandbox, never on the host on its behalf.
+        let inside = match (&agent.confinement, &agent.process) {
+            (Some(confinement), Some(process)) => Some((&process.pidfd, confinement)),
+            (Some(_), None) => return Err(RuntimeError::Conflict(format!("agent {id} has no running sandbox"))),
+            (None, _) => None,
+        };
         let caller = ExecCaller { agent: id, request_id, run_async: req.run_async };
         let job = ExecJob::start(
             caller,
@@ -233,6 +233,8 @@ impl Reactor {
                 timeout: Duration::from_millis(timeout_ms),
                 max_output: req.max_output.map_or(DEFAULT_MAX_OUTPUT, |m| m as usize),
                 cgroup_procs: super::agents::cgroup_procs(agent.cgroup.as_ref()),
+                cwd_inside: req.cwd.clone(),
+                inside,
             },
         )?;
         self.add_exec(job)?;
