@@ -32,15 +32,21 @@ fn stdio_pair(stdio: &AgentStdio) -> Result<(Stdio, Stdio)> {
         AgentStdio::Inherit => (Stdio::inherit(), Stdio::inherit()),
         AgentStdio::Null => (Stdio::null(), Stdio::null()),
         AgentStdio::File(path) => {
-            let file = OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(path)
-                .map_err(|e| RuntimeError::io(format!("opening agent log {}", path.display()), e))?;
-            let second = file.try_clone().map_err(|e| RuntimeError::io("duplicating the agent log", e))?;
-            (file.into(), second.into())
+            let (out, err) = open_log(path)?;
+            (out.into(), err.into())
         }
     })
+}
+
+/// An agent's log file, opened for appending, once for stdout and once for stderr.
+pub(super) fn open_log(path: &Path) -> Result<(std::fs::File, std::fs::File)> {
+    let file = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(|e| RuntimeError::io(format!("opening agent log {}", path.display()), e))?;
+    let second = file.try_clone().map_err(|e| RuntimeError::io("duplicating the agent log", e))?;
+    Ok((file, second))
 }
 
 /// Starts an agent's process. It finds its end of a fresh socketpair at `CLOVE_FD`; the runtime's

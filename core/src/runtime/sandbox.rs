@@ -3,7 +3,7 @@
 //! `/work`, an unprivileged id, landlock and seccomp — and its cgroup is joined before it starts.
 
 use std::ffi::CString;
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
@@ -224,13 +224,8 @@ fn stdio(stdio: &AgentStdio) -> Result<(File, File, File)> {
         AgentStdio::Inherit => (null()?, dup(std::io::stdout().as_fd())?, dup(std::io::stderr().as_fd())?),
         AgentStdio::Null => (null()?, null()?, null()?),
         AgentStdio::File(path) => {
-            let file = OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(path)
-                .map_err(|e| RuntimeError::io(format!("opening agent log {}", path.display()), e))?;
-            let second = file.try_clone().map_err(|e| RuntimeError::io("duplicating the agent log", e))?;
-            (null()?, file, second)
+            let (out, err) = super::process::open_log(path)?;
+            (null()?, out, err)
         }
     })
 }
