@@ -35,6 +35,10 @@ pub enum Denial {
     CommandSyntax(#[from] SplitError),
     #[error("permission denied: these permissions exceed the ceiling ({0})")]
     AboveCeiling(&'static str),
+    #[error("permission denied: {0} is outside what the agent's sandbox shows it")]
+    NotVisible(String),
+    #[error("permission denied: {0} is read-only in the agent's sandbox")]
+    ReadOnlyInSandbox(String),
     #[error("permission denied: agent {0} is not a descendant of the caller")]
     NotDescendant(u64),
     #[error("invalid permissions: {0}")]

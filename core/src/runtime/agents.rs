@@ -160,6 +160,14 @@ impl Agent {
         }
     }
 
+    /// The filesystem its READ and WRITE requests name: its sandbox's, or the host's.
+    pub fn view(&self) -> super::fs::View<'_> {
+        match &self.confinement {
+            Some(confinement) => super::fs::View::Sandbox(&confinement.view),
+            None => super::fs::View::Host { cwd: &self.cwd },
+        }
+    }
+
     pub fn is_running(&self) -> bool {
         self.state != AgentState::Exited
     }

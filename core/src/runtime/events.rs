@@ -63,6 +63,10 @@ pub(crate) struct EventHub {
     ready: Condvar,
     capacity: usize,
     callback: Mutex<Option<EventCallback>>,
+    /// Held while a callback runs, so replacing it from another thread waits for that call to end.
+    delivering: Mutex<()>,
+    /// The thread that delivers: a callback replacing itself from there must not wait for itself.
+    reactor: std::sync::OnceLock<std::thread::ThreadId>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -77,16 +81,22 @@ impl EventHub {
             ready: Condvar::new(),
             capacity: capacity.max(1),
             callback: Mutex::new(None),
+            delivering: Mutex::new(()),
+            reactor: std::sync::OnceLock::new(),
         }
     }
 
     /// Delivers an event: to the callback if one is set, and to the queue, dropping the oldest
     /// event when the host has not kept up.
     pub fn publish(&self, event: Event) {
-        // Called outside the lock, so the callback may set another one.
-        let callback = lock(&self.callback).clone();
-        if let Some(callback) = callback {
-            callback(&event);
+        let _ = self.reactor.set(std::thread::current().id());
+        {
+            let _delivering = lock(&self.delivering);
+            // Called outside the callback lock, so the callback may set another one.
+            let callback = lock(&self.callback).clone();
+            if let Some(callback) = callback {
+                callback(&event);
+            }
         }
         let mut queue = lock(&self.queue);
         if queue.len() == self.capacity {
@@ -96,8 +106,13 @@ impl EventHub {
         self.ready.notify_one();
     }
 
+    /// Replaces the callback. Once this returns, the previous one is not running (unless this is
+    /// called from inside it) and will not run again.
     pub fn set_callback(&self, callback: Option<EventCallback>) {
         *lock(&self.callback) = callback;
+        if self.reactor.get() != Some(&std::thread::current().id()) {
+            drop(lock(&self.delivering));
+        }
     }
 
     /// The oldest queued event, waiting up to `timeout` (forever with `None`) for one.

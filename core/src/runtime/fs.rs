@@ -6,12 +6,12 @@
 use std::collections::VecDeque;
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::fd::{AsFd, OwnedFd};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use clove_sys::fs::{open_component, open_file, open_root, read_link, FileKind, OpenMode};
 
 use super::{Result, RuntimeError};
-use crate::policy::AgentPolicy;
+use crate::policy::{AgentPolicy, Denial};
 use crate::protocol::{ReadReply, ReadRequest, WriteReply, WriteRequest};
 
 /// Symlinks followed in one resolution before giving up, as the kernel's own limit.
@@ -99,25 +99,78 @@ fn resolve(path: &str) -> io::Result<Resolved> {
     }
 }
 
-/// Checks `path` as written and as resolved, and opens it.
+/// The filesystem an agent's paths name.
+pub(super) enum View<'a> {
+    /// The host's, for an agent that runs on the host: relative paths start at `cwd`.
+    Host { cwd: &'a Path },
+    /// What a sandboxed agent sees: only its binds, under their inside names.
+    Sandbox(&'a SandboxView),
+}
+
+/// A sandboxed agent's filesystem: each visible tree, where it is inside and on the host.
+#[derive(Debug, Clone)]
+pub(super) struct SandboxView {
+    pub binds: Vec<ViewBind>,
+    /// Its working directory inside.
+    pub cwd: PathBuf,
+}
+
+#[derive(Debug, Clone)]
+pub(super) struct ViewBind {
+    pub inside: PathBuf,
+    pub host: PathBuf,
+    pub writable: bool,
+}
+
+/// Checks `path` as written and as resolved, and opens it. In a sandbox's view the path is
+/// translated to the host through the bind that shows it, and what it resolves to must stay
+/// within that bind: the runtime never reaches, on a sandboxed agent's behalf, anything the agent
+/// could not reach itself.
 fn open_checked(
     path: &str,
-    cwd: &Path,
+    view: &View<'_>,
     mode: OpenMode,
     check: impl Fn(&str) -> Result<(), crate::policy::Denial>,
 ) -> Result<std::fs::File> {
-    let path = absolute(path, cwd)?;
+    let (path, host, bind) = match view {
+        View::Host { cwd } => (absolute(path, cwd)?, None, None),
+        View::Sandbox(sandbox) => {
+            let inside = absolute(path, &sandbox.cwd)?;
+            check(&inside)?;
+            let bind = sandbox
+                .binds
+                .iter()
+                .filter(|b| Path::new(&inside).starts_with(&b.inside))
+                .max_by_key(|b| b.inside.components().count())
+                .ok_or_else(|| Denial::NotVisible(inside.clone()))?;
+            if mode != OpenMode::Read && !bind.writable {
+                return Err(Denial::ReadOnlyInSandbox(inside).into());
+            }
+            let rest = Path::new(&inside).strip_prefix(&bind.inside).unwrap_or(Path::new(""));
+            let host = bind.host.join(rest).display().to_string();
+            (inside, Some(host), Some(bind))
+        }
+    };
     check(&path)?;
-    let resolved = resolve(&path).map_err(|e| RuntimeError::io(path.clone(), e))?;
-    if resolved.canonical != path {
-        check(&resolved.canonical)?;
+    let on_host = host.as_deref().unwrap_or(&path);
+    let resolved = resolve(on_host).map_err(|e| RuntimeError::io(path.clone(), e))?;
+    match bind {
+        None if resolved.canonical != path => check(&resolved.canonical)?,
+        None => {}
+        Some(bind) => {
+            // Symlinks are resolved on the host; where they lead must still be inside the bind.
+            let root = std::fs::canonicalize(&bind.host).map_err(|e| RuntimeError::io(path.clone(), e))?;
+            let rest =
+                Path::new(&resolved.canonical).strip_prefix(&root).map_err(|_| Denial::NotVisible(path.clone()))?;
+            check(&bind.inside.join(rest).display().to_string())?;
+        }
     }
     open_file(resolved.dir.as_fd(), &resolved.name, mode).map_err(|e| RuntimeError::io(path, e))
 }
 
 /// READ, at most `cap` bytes per reply.
-pub(super) fn read(policy: &AgentPolicy, cwd: &Path, req: &ReadRequest, cap: u64) -> Result<ReadReply> {
-    let mut file = open_checked(&req.path, cwd, OpenMode::Read, |p| policy.check_read(p))?;
+pub(super) fn read(policy: &AgentPolicy, view: &View<'_>, req: &ReadRequest, cap: u64) -> Result<ReadReply> {
+    let mut file = open_checked(&req.path, view, OpenMode::Read, |p| policy.check_read(p))?;
     let size = file.metadata().map_err(|e| RuntimeError::io(req.path.clone(), e))?.len();
     let wanted = req.max_bytes.unwrap_or(size.saturating_sub(req.offset));
     if wanted > cap {
@@ -133,9 +186,9 @@ pub(super) fn read(policy: &AgentPolicy, cwd: &Path, req: &ReadRequest, cap: u64
 }
 
 /// WRITE (truncate or append), creating the file if missing.
-pub(super) fn write(policy: &AgentPolicy, cwd: &Path, req: &WriteRequest) -> Result<WriteReply> {
+pub(super) fn write(policy: &AgentPolicy, view: &View<'_>, req: &WriteRequest) -> Result<WriteReply> {
     let mode = OpenMode::Write { append: req.append };
-    let mut file = open_checked(&req.path, cwd, mode, |p| policy.check_write(p))?;
+    let mut file = open_checked(&req.path, view, mode, |p| policy.check_write(p))?;
     file.write_all(&req.content).map_err(|e| RuntimeError::io(req.path.clone(), e))?;
     Ok(WriteReply { bytes_written: req.content.len() as u64 })
 }
@@ -168,13 +221,25 @@ mod tests {
         let p = policy_for(&root);
         let bytes: Vec<u8> = (0..=255).collect();
         let path = root.join("b.bin").display().to_string();
-        write(&p, &root, &WriteRequest { path: path.clone(), content: bytes.clone(), append: false }).unwrap();
-        write(&p, &root, &WriteRequest { path: "b.bin".into(), content: vec![7], append: true }).unwrap();
-        let got = read(&p, &root, &ReadRequest { path, offset: 0, max_bytes: None }, 1 << 20).unwrap();
+        write(
+            &p,
+            &View::Host { cwd: &root },
+            &WriteRequest { path: path.clone(), content: bytes.clone(), append: false },
+        )
+        .unwrap();
+        write(&p, &View::Host { cwd: &root }, &WriteRequest { path: "b.bin".into(), content: vec![7], append: true })
+            .unwrap();
+        let got =
+            read(&p, &View::Host { cwd: &root }, &ReadRequest { path, offset: 0, max_bytes: None }, 1 << 20).unwrap();
         assert_eq!(&got.content[..256], &bytes[..]);
         assert_eq!(got.content[256], 7);
-        let window =
-            read(&p, &root, &ReadRequest { path: "b.bin".into(), offset: 10, max_bytes: Some(3) }, 1 << 20).unwrap();
+        let window = read(
+            &p,
+            &View::Host { cwd: &root },
+            &ReadRequest { path: "b.bin".into(), offset: 10, max_bytes: Some(3) },
+            1 << 20,
+        )
+        .unwrap();
         assert_eq!((window.content, window.size), (vec![10, 11, 12], 257));
     }
 
@@ -185,24 +250,64 @@ mod tests {
         std::fs::write(outside.join("secret"), "s").unwrap();
         let p = policy_for(&root);
         let dotdot = format!("{}/../{}/secret", root.display(), outside.file_name().unwrap().to_str().unwrap());
-        let err = read(&p, &root, &ReadRequest { path: dotdot, ..Default::default() }, 1 << 20).unwrap_err();
+        let err = read(&p, &View::Host { cwd: &root }, &ReadRequest { path: dotdot, ..Default::default() }, 1 << 20)
+            .unwrap_err();
         assert_eq!(err.code(), crate::protocol::ErrorCode::PermissionDenied, "{err}");
 
         std::os::unix::fs::symlink(outside.join("secret"), root.join("link")).unwrap();
-        let err = read(&p, &root, &ReadRequest { path: "link".into(), ..Default::default() }, 1 << 20).unwrap_err();
+        let err =
+            read(&p, &View::Host { cwd: &root }, &ReadRequest { path: "link".into(), ..Default::default() }, 1 << 20)
+                .unwrap_err();
         assert_eq!(err.code(), crate::protocol::ErrorCode::PermissionDenied, "{err}");
 
         std::os::unix::fs::symlink(&outside, root.join("dirlink")).unwrap();
-        let err = write(&p, &root, &WriteRequest { path: "dirlink/new".into(), content: b"x".to_vec(), append: false })
-            .unwrap_err();
+        let err = write(
+            &p,
+            &View::Host { cwd: &root },
+            &WriteRequest { path: "dirlink/new".into(), content: b"x".to_vec(), append: false },
+        )
+        .unwrap_err();
         assert_eq!(err.code(), crate::protocol::ErrorCode::PermissionDenied, "{err}");
         assert!(!outside.join("new").exists());
 
         // A symlink that stays inside the tree is followed.
         std::fs::write(root.join("real"), "r").unwrap();
         std::os::unix::fs::symlink("real", root.join("inner")).unwrap();
-        let ok = read(&p, &root, &ReadRequest { path: "inner".into(), ..Default::default() }, 1 << 20).unwrap();
+        let ok =
+            read(&p, &View::Host { cwd: &root }, &ReadRequest { path: "inner".into(), ..Default::default() }, 1 << 20)
+                .unwrap();
         assert_eq!(ok.content, b"r");
+    }
+
+    #[test]
+    fn a_sandbox_view_reaches_only_its_binds() {
+        let work = scratch("view-work");
+        let data = scratch("view-data");
+        std::fs::write(data.join("in"), "ro").unwrap();
+        let view = SandboxView {
+            binds: vec![
+                ViewBind { inside: "/work".into(), host: work.clone(), writable: true },
+                ViewBind { inside: "/data".into(), host: data.clone(), writable: false },
+            ],
+            cwd: "/work".into(),
+        };
+        let view = View::Sandbox(&view);
+        let p = AgentPolicy::at_level(Level::Unrestricted, "/nonexistent-home");
+        let write =
+            |path: &str| write(&p, &view, &WriteRequest { path: path.into(), content: b"x".to_vec(), append: false });
+        let read = |path: &str| read(&p, &view, &ReadRequest { path: path.into(), ..Default::default() }, 1 << 20);
+        write("note").unwrap();
+        assert_eq!(std::fs::read(work.join("note")).unwrap(), b"x", "relative to /work, on the host's work dir");
+        assert_eq!(read("/data/in").unwrap().content, b"ro");
+        let denied = |e: RuntimeError| e.code() == crate::protocol::ErrorCode::PermissionDenied;
+        assert!(denied(write("/data/new").unwrap_err()), "read-only bind");
+        assert!(denied(read("/etc/hostname").unwrap_err()), "not visible");
+        assert!(denied(write("/tmp/escape").unwrap_err()), "not visible");
+        // Even an unrestricted agent's symlink cannot lead the runtime out of the bind.
+        std::os::unix::fs::symlink("/etc/hostname", work.join("out")).unwrap();
+        assert!(denied(read("/work/out").unwrap_err()), "symlink out of the bind");
+        std::os::unix::fs::symlink(&data, work.join("to-data")).unwrap();
+        assert!(denied(read("to-data/in").unwrap_err()), "symlink into another bind's host path");
     }
 
     #[test]
@@ -210,10 +315,13 @@ mod tests {
         let root = scratch("fifo");
         let p = policy_for(&root);
         assert!(std::process::Command::new("mkfifo").arg(root.join("f")).status().unwrap().success());
-        let err = read(&p, &root, &ReadRequest { path: "f".into(), ..Default::default() }, 1 << 20).unwrap_err();
+        let err =
+            read(&p, &View::Host { cwd: &root }, &ReadRequest { path: "f".into(), ..Default::default() }, 1 << 20)
+                .unwrap_err();
         assert_eq!(err.code(), crate::protocol::ErrorCode::Io, "{err}");
         std::fs::write(root.join("big"), vec![0u8; 100]).unwrap();
-        let err = read(&p, &root, &ReadRequest { path: "big".into(), ..Default::default() }, 50).unwrap_err();
+        let err = read(&p, &View::Host { cwd: &root }, &ReadRequest { path: "big".into(), ..Default::default() }, 50)
+            .unwrap_err();
         assert_eq!(err.code(), crate::protocol::ErrorCode::LimitExceeded, "{err}");
     }
 }

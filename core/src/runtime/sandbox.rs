@@ -12,6 +12,7 @@ use clove_sys::sandbox::{Bind, LandlockRules, Namespaces, Resource, Rlimit, Root
 
 use super::agents::{AgentProcess, Leader};
 use super::cgroup::AgentCgroup;
+use super::fs::{SandboxView, ViewBind};
 use super::{AgentId, AgentStdio, Mount, Result, RuntimeError, SpawnSpec};
 
 /// Host trees every sandbox sees read-only (those that exist): programs and their libraries.
@@ -34,6 +35,8 @@ pub(super) struct Confinement {
     pub cwd: PathBuf,
     /// The agent's environment inside, which an EXEC starts from.
     pub env: Vec<CString>,
+    /// Its filesystem, through which its READ and WRITE requests are served.
+    pub view: SandboxView,
 }
 
 /// Starts the agent in its sandbox; it finds its end of the channel at `CLOVE_FD`.
@@ -93,7 +96,16 @@ pub(super) fn start(
     });
     let sandboxed = started.map_err(|e| RuntimeError::Sandbox(format!("starting {}: {e}", spec.argv[0])))?;
     let process = AgentProcess { pid: sandboxed.pid, pidfd: sandboxed.pidfd, leader: Leader::PidNamespace };
-    Ok((process, ours, Confinement { landlock, rlimits, cwd, env }))
+    let view = SandboxView {
+        binds: sandbox
+            .root
+            .binds
+            .iter()
+            .map(|b| ViewBind { inside: b.target.clone(), host: b.source.clone(), writable: b.writable })
+            .collect(),
+        cwd: cwd.clone(),
+    };
+    Ok((process, ours, Confinement { landlock, rlimits, cwd, env, view }))
 }
 
 /// The work directory, owned by the id the agent has outside so it can write there.
@@ -189,6 +201,9 @@ fn binds(argv: &[String], env: &[(String, String)], work: &Path, mounts: &[Mount
         let bind = Bind { source: mount.host.clone(), target: mount.guest.clone(), writable: !mount.read_only };
         binds.push(bind);
     }
+    // Parents before children, so a tree under /work (the host may keep files there) stays visible
+    // on top of the agent's own /work rather than hidden beneath it.
+    binds.sort_by_key(|b| b.target.components().count());
     binds
 }
 

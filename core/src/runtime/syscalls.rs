@@ -105,11 +105,11 @@ impl Reactor {
             Opcode::READ => {
                 let cap = u64::from(self.config.max_payload).saturating_sub(REPLY_OVERHEAD);
                 let agent = self.caller(id)?;
-                now(&fs::read(&agent.policy, &agent.cwd, &request(payload, op)?, cap)?)
+                now(&fs::read(&agent.policy, &agent.view(), &request(payload, op)?, cap)?)
             }
             Opcode::WRITE => {
                 let agent = self.caller(id)?;
-                now(&fs::write(&agent.policy, &agent.cwd, &request(payload, op)?)?)
+                now(&fs::write(&agent.policy, &agent.view(), &request(payload, op)?)?)
             }
             Opcode::SPAWN => self.spawn_child(id, request(payload, op)?),
             Opcode::KILL | Opcode::PAUSE | Opcode::RESUME => {
