@@ -23,7 +23,9 @@ suite() {
 suite "cargo fmt" cargo fmt --all -- --check
 suite "cargo clippy" cargo clippy -q --workspace --exclude clove-nostd-probe --all-targets -- -D warnings
 suite "no_std probe" cargo build -q -p clove-nostd-probe
-suite "rust tests" cargo test -q --workspace --exclude clove-nostd-probe
+suite "rust tests" cargo test -q --workspace --exclude clove-nostd-probe -- --skip hostile_agents_do_not_escape
+# The escape suite prints its table of attempts and the layer that stopped each.
+suite "escape suite" cargo test -q -p clove-core --test escape -- --nocapture
 # The end-to-end suites use the static binary, as users get it.
 static_bin=$(bash scripts/build-static.sh) && export CLOVE_RUN="$PWD/$static_bin"
 suite "static clove-run" test -x "${CLOVE_RUN:-/nonexistent}"
