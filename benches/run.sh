@@ -1,11 +1,25 @@
 #!/usr/bin/env bash
-# Builds clove-bench in release and runs it twice, pinned to one CPU and unpinned, printing both
-# tables. Extra arguments go to both runs (e.g. --requests 50000). Nothing here fails on a slow
-# figure: a missed target is reported in the table, not enforced.
+# Builds clove-bench in release and runs it: the protocol benchmark twice, pinned to one CPU and
+# unpinned, then the spawn-latency benchmark once, printing every table.
+#
+#   benches/run.sh                      # everything
+#   benches/run.sh --requests 50000     # extra arguments go to both protocol runs
+#   benches/run.sh protocol [ARGS..]    # only the protocol benchmark
+#   benches/run.sh spawn [ARGS..]       # only the spawn benchmark (e.g. --runs 200)
+#
+# Nothing here fails on a slow figure: a missed target is reported in the table, not enforced.
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
+
+which="all"
+case "${1:-}" in
+    protocol | spawn)
+        which="$1"
+        shift
+        ;;
+esac
 
 model="$(grep -m1 'model name' /proc/cpuinfo 2>/dev/null | cut -d: -f2- | sed 's/^ *//' || true)"
 echo "machine: $(nproc) CPUs${model:+ ($model)}, kernel $(uname -r), $(date -u +%Y-%m-%dT%H:%MZ)"
@@ -13,12 +27,32 @@ echo "machine: $(nproc) CPUs${model:+ ($model)}, kernel $(uname -r), $(date -u +
 cargo build --release --quiet -p clove-bench
 bin="${CARGO_TARGET_DIR:-$root/target}/release/clove-bench"
 
-echo
-if command -v taskset >/dev/null 2>&1; then
-    # Client, reactor and echo threads all share CPU 0: every wake-up is a context switch.
-    taskset -c 0 "$bin" --mode pinned "$@"
-else
-    echo "taskset not found (it comes with util-linux): the pinned run is SKIPPED"
+if [ "$which" != spawn ]; then
     echo
+    if command -v taskset >/dev/null 2>&1; then
+        # Client, reactor and echo threads all share CPU 0: every wake-up is a context switch.
+        taskset -c 0 "$bin" --mode pinned "$@"
+    else
+        echo "taskset not found (it comes with util-linux): the pinned run is SKIPPED"
+        echo
+    fi
+    "$bin" --mode unpinned "$@"
 fi
-"$bin" --mode unpinned "$@"
+
+if [ "$which" != protocol ]; then
+    # The anchor of the spawn benchmark is Debian's bubblewrap; installed quietly when missing.
+    if ! command -v bwrap >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        echo "installing bubblewrap (apt-get install -y bubblewrap)"
+        if ! DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap >/dev/null 2>&1; then
+            apt-get update -qq >/dev/null 2>&1 || true
+            DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap >/dev/null 2>&1 || true
+        fi
+    fi
+    command -v bwrap >/dev/null 2>&1 || echo "bwrap not found: its row, and every ratio to it, is SKIPPED"
+    echo
+    if [ "$which" = spawn ]; then
+        "$bin" --spawn "$@"
+    else
+        "$bin" --spawn
+    fi
+fi

@@ -4,6 +4,10 @@
 //!
 //! Order of a run: the memory footprint first (before anything else has grown the process), then a
 //! fresh runtime and the raw echo side by side for round trips and pipelined throughput.
+//!
+//! `clove-bench --spawn` is a second mode: spawn latency of Clove's plain and sandboxed agents next
+//! to fork+exec, bwrap and unshare(1), and of a Python agent next to the interpreter's own start
+//! (`src/spawn.rs`).
 
 mod client;
 mod echo;
@@ -11,6 +15,7 @@ mod frames;
 mod memory;
 mod pipeline;
 mod roundtrip;
+mod spawn;
 mod table;
 
 use std::path::PathBuf;
@@ -23,7 +28,8 @@ use pipeline::Writes;
 
 pub type Result<T> = std::result::Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
-const USAGE: &str = "usage: clove-bench [--mode LABEL] [--requests N] [--warmup N] [--rounds N] \
+const USAGE: &str = "usage: clove-bench --spawn [--runs N] [--warmup N]   (spawn latency; --spawn --help)
+       clove-bench [--mode LABEL] [--requests N] [--warmup N] [--rounds N] \
 [--batch N] [--agents N] [--blocks N]
 
   --mode LABEL   names the run in the table heading, e.g. pinned or unpinned (default: run)
@@ -123,7 +129,21 @@ fn run(options: &Options) -> Result<table::Results> {
     Ok(table::Results { latency, pipelined_one, pipelined_four, per_frame_four, memory })
 }
 
+fn spawn_main() {
+    let result = spawn::parse_args(std::env::args().skip(1)).and_then(|options| spawn::run(&options));
+    match result {
+        Ok(results) => println!("{}", spawn::render(&results)),
+        Err(e) => {
+            eprintln!("clove-bench --spawn: {e}");
+            std::process::exit(1);
+        }
+    }
+}
+
 fn main() {
+    if std::env::args().skip(1).any(|a| a == "--spawn") {
+        return spawn_main();
+    }
     let options = match parse_args() {
         Ok(options) => options,
         Err(e) => {

@@ -6,7 +6,6 @@ payload; the runtime answers ``unsupported``, returned as ``{"success": False, "
 """
 
 import functools
-import inspect
 from typing import Any, Callable, Dict, List, Optional
 
 from .codec import Opcode
@@ -21,8 +20,6 @@ def _unserved(opcode: Opcode) -> Callable[[Callable[..., None]], Callable[..., R
         def method(self: Any, *args: Any, **kwargs: Any) -> Result:
             signature(self, *args, **kwargs)  # a TypeError if the arguments do not fit
             return self._unserved(opcode)
-        method.__signature__ = inspect.signature(signature).replace(  # type: ignore[attr-defined]
-            return_annotation=Result)
         return method
     return wrap
 

@@ -113,6 +113,8 @@ pub(super) struct SandboxView {
     pub binds: Vec<ViewBind>,
     /// Its working directory inside.
     pub cwd: PathBuf,
+    /// Who it is on the host: files the runtime writes for it are handed to it.
+    pub owner: (u32, u32),
 }
 
 #[derive(Debug, Clone)]
@@ -189,6 +191,11 @@ pub(super) fn read(policy: &AgentPolicy, view: &View<'_>, req: &ReadRequest, cap
 pub(super) fn write(policy: &AgentPolicy, view: &View<'_>, req: &WriteRequest) -> Result<WriteReply> {
     let mode = OpenMode::Write { append: req.append };
     let mut file = open_checked(&req.path, view, mode, |p| policy.check_write(p))?;
+    if let View::Sandbox(sandbox) = view {
+        // Written by the runtime, the file is still the agent's to change.
+        let (uid, gid) = sandbox.owner;
+        std::os::unix::fs::fchown(&file, Some(uid), Some(gid)).map_err(|e| RuntimeError::io(req.path.clone(), e))?;
+    }
     file.write_all(&req.content).map_err(|e| RuntimeError::io(req.path.clone(), e))?;
     Ok(WriteReply { bytes_written: req.content.len() as u64 })
 }
@@ -281,6 +288,11 @@ mod tests {
 
     #[test]
     fn a_sandbox_view_reaches_only_its_binds() {
+        // Only root may hand a file to another user; others hand it to themselves.
+        let owner = match clove_sys::current_uid() {
+            0 => (4242, 4243),
+            uid => (uid, clove_sys::current_gid()),
+        };
         let work = scratch("view-work");
         let data = scratch("view-data");
         std::fs::write(data.join("in"), "ro").unwrap();
@@ -290,6 +302,7 @@ mod tests {
                 ViewBind { inside: "/data".into(), host: data.clone(), writable: false },
             ],
             cwd: "/work".into(),
+            owner,
         };
         let view = View::Sandbox(&view);
         let p = AgentPolicy::at_level(Level::Unrestricted, "/nonexistent-home");
@@ -298,6 +311,9 @@ mod tests {
         let read = |path: &str| read(&p, &view, &ReadRequest { path: path.into(), ..Default::default() }, 1 << 20);
         write("note").unwrap();
         assert_eq!(std::fs::read(work.join("note")).unwrap(), b"x", "relative to /work, on the host's work dir");
+        use std::os::unix::fs::MetadataExt;
+        let meta = std::fs::metadata(work.join("note")).unwrap();
+        assert_eq!((meta.uid(), meta.gid()), owner, "handed to the agent");
         assert_eq!(read("/data/in").unwrap().content, b"ro");
         let denied = |e: RuntimeError| e.code() == crate::protocol::ErrorCode::PermissionDenied;
         assert!(denied(write("/data/new").unwrap_err()), "read-only bind");

@@ -104,6 +104,7 @@ pub(super) fn start(
             .map(|b| ViewBind { inside: b.target.clone(), host: b.source.clone(), writable: b.writable })
             .collect(),
         cwd: cwd.clone(),
+        owner: (host_uid, host_gid),
     };
     Ok((process, ours, Confinement { landlock, rlimits, cwd, env, view }))
 }
