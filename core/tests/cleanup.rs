@@ -55,16 +55,11 @@ fn footprint() -> Footprint {
     }
 }
 
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .is_ok_and(|s| s.lines().any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0")))
-}
-
 #[test]
 fn a_thousand_spawn_kill_cycles_leave_nothing() {
     let before = footprint();
     let rt = Runtime::start(RuntimeConfig::default()).unwrap();
-    let sandboxed = is_root();
+    let sandboxed = common::is_root();
     if !sandboxed {
         eprintln!("SKIPPED: the sandboxed half of a_thousand_spawn_kill_cycles_leave_nothing needs root");
     }

@@ -5,6 +5,8 @@
 //! nothing appeared on the host), prints the table `attempt | result | layer | detail` and fails if
 //! any attempt escaped, if fewer than 30 were made, or if the runtime is hurt or leaves anything behind.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -19,15 +21,6 @@ const MARK: &str = "clove-escape-canary";
 /// System calls the sandbox's seccomp filter answers with EPERM (`sys/src/sandbox/seccomp.rs`).
 const SECCOMP: &str = "mount umount2 pivot_root chroot ptrace process_vm_readv kexec_load init_module bpf \
     perf_event_open userfaultfd keyctl unshare setns clone open_by_handle_at io_uring_setup reboot iopl ioctl";
-
-fn root_or_skip(test: &str) -> bool {
-    let root = std::fs::read_to_string("/proc/self/status")
-        .is_ok_and(|s| s.lines().any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0")));
-    if !root {
-        eprintln!("SKIPPED: {test}: needs root for namespaces and cgroups");
-    }
-    root
-}
 
 struct Row {
     attempt: String,
@@ -259,7 +252,7 @@ fn memory_bomb_row(exit: &ExitInfo, out: &Path) -> Row {
 
 #[test]
 fn hostile_agents_do_not_escape() {
-    if !root_or_skip("hostile_agents_do_not_escape") {
+    if !common::root_or_skip("hostile_agents_do_not_escape") {
         return;
     }
     let started = Instant::now();

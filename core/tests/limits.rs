@@ -13,15 +13,6 @@ use common::{eventually, Fixture};
 /// The tests count this process's cgroups, so they run one at a time.
 static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
-fn root_or_skip(test: &str) -> bool {
-    let root = std::fs::read_to_string("/proc/self/status")
-        .is_ok_and(|s| s.lines().any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0")));
-    if !root {
-        eprintln!("SKIPPED: {test}: needs root to create cgroups");
-    }
-    root
-}
-
 fn limited(name: &str, argv: &[&str], limits: Limits) -> SpawnSpec {
     let mut spec = SpawnSpec::new(name, argv.iter().map(|s| s.to_string()).collect());
     spec.stdio = AgentStdio::Null;
@@ -56,7 +47,7 @@ const HOG: &str = "import time\nchunks = []\nwhile True:\n    b = bytearray(10 <
 #[test]
 fn a_memory_hog_is_oom_killed_alone() {
     let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    if !root_or_skip("a_memory_hog_is_oom_killed_alone") {
+    if !common::root_or_skip("a_memory_hog_is_oom_killed_alone") {
         return;
     }
     let fx = Fixture::new("oom", Level::Unrestricted);
@@ -81,7 +72,7 @@ fn a_memory_hog_is_oom_killed_alone() {
 #[test]
 fn a_busy_loop_is_throttled_and_pause_freezes_it() {
     let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    if !root_or_skip("a_busy_loop_is_throttled_and_pause_freezes_it") {
+    if !common::root_or_skip("a_busy_loop_is_throttled_and_pause_freezes_it") {
         return;
     }
     let fx = Fixture::new("cpu", Level::Unrestricted);
@@ -112,7 +103,7 @@ fn a_busy_loop_is_throttled_and_pause_freezes_it() {
 #[test]
 fn a_fork_bomb_stops_at_its_pids_limit_and_nothing_is_left() {
     let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    if !root_or_skip("a_fork_bomb_stops_at_its_pids_limit_and_nothing_is_left") {
+    if !common::root_or_skip("a_fork_bomb_stops_at_its_pids_limit_and_nothing_is_left") {
         return;
     }
     let dir = std::env::temp_dir().join(format!("clove-it-forks-{}", std::process::id()));

@@ -7,15 +7,6 @@ use std::time::Duration;
 
 use clove_core::runtime::{AgentStdio, Runtime, RuntimeConfig, SpawnSpec};
 
-fn root_or_skip(test: &str) -> bool {
-    let root = std::fs::read_to_string("/proc/self/status")
-        .is_ok_and(|s| s.lines().any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0")));
-    if !root {
-        eprintln!("SKIPPED: {test}: needs root for namespaces and cgroups");
-    }
-    root
-}
-
 const PROBE: &str = r#"
 import json, os, socket, sys
 from clove_sdk import CloveClient
@@ -56,7 +47,7 @@ print(json.dumps(seen))
 
 #[test]
 fn a_sandboxed_agent_is_confined_and_still_served() {
-    if !root_or_skip("a_sandboxed_agent_is_confined_and_still_served") {
+    if !common::root_or_skip("a_sandboxed_agent_is_confined_and_still_served") {
         return;
     }
     let dir = std::env::temp_dir().join(format!("clove-it-sandbox-{}", std::process::id()));

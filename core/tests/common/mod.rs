@@ -131,3 +131,18 @@ pub fn pids_running(argv: &[&str]) -> Vec<u32> {
         .filter(|pid| std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| c == wanted))
         .collect()
 }
+
+/// Whether this test runs as root, which namespaces and cgroups need.
+pub fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .is_ok_and(|s| s.lines().any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0")))
+}
+
+/// `is_root`, saying SKIPPED loudly when not.
+pub fn root_or_skip(test: &str) -> bool {
+    let root = is_root();
+    if !root {
+        eprintln!("SKIPPED: {test}: needs root for namespaces and cgroups");
+    }
+    root
+}
