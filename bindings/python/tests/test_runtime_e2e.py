@@ -3,6 +3,7 @@
 ``CLOVE_RUN`` names the binary (``scripts/test.sh`` sets it); without it the test builds it.
 """
 
+import glob
 import os
 import pathlib
 import signal
@@ -202,3 +203,10 @@ def test_killing_the_host_kills_its_agents(clove_run, flags):
     while _pids_running(marker):
         assert time.monotonic() < deadline, "the agent outlived its host"
         time.sleep(0.02)
+    if flags:
+        # The dead host could not remove its agent's cgroup; the next runtime that uses cgroups does.
+        leftovers = lambda: [d for root in glob.glob("/sys/fs/cgroup/*/clove") + glob.glob("/sys/fs/cgroup/clove")
+                             for d in os.listdir(root) if d.startswith(f"agent-{host.pid}-")]
+        assert leftovers(), "expected the killed host's cgroup to be left behind"
+        assert subprocess.run([clove_run, "run", "--sandbox", "--", "true"]).returncode == 0
+        assert leftovers() == []

@@ -86,6 +86,24 @@ fn open_audit_file(path: &std::path::Path) -> Result<std::fs::File> {
         .map_err(|e| RuntimeError::io(format!("opening audit log {}", path.display()), e))
 }
 
+/// Removes the cgroups of runtimes whose process is gone (`agent-<pid>-...`, see `give_cgroup`):
+/// a runtime killed with SIGKILL cannot clean up after itself.
+fn remove_leftovers(root: &CgroupRoot) {
+    let dead = |name: &str| {
+        let pid =
+            name.strip_prefix("agent-").and_then(|rest| rest.split('-').next()).and_then(|p| p.parse::<u32>().ok());
+        pid.is_some_and(|pid| !std::path::Path::new(&format!("/proc/{pid}")).exists())
+    };
+    for name in root.agent_names().into_iter().filter(|n| dead(n)) {
+        // Creating it again adopts an empty leftover; what the dead runtime's agents left running
+        // is killed before the removal.
+        if let Ok(mut cgroup) = root.create(&name, &Default::default()) {
+            let _ = cgroup.kill_all();
+            let _ = cgroup.remove();
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub(super) enum Timer {
     ExecDeadline(u64),
@@ -521,10 +539,12 @@ impl Reactor {
         self.timers.iter().any(|(_, t)| *t == Timer::Restart(id))
     }
 
-    /// This machine's cgroups, detected once.
+    /// This machine's cgroups, detected once; the leftovers of runtimes that died are removed then.
     pub fn cgroup_root(&mut self) -> Result<&CgroupRoot> {
         if self.cgroups.is_none() {
-            self.cgroups = Some(CgroupRoot::detect()?);
+            let root = CgroupRoot::detect()?;
+            remove_leftovers(&root);
+            self.cgroups = Some(root);
         }
         self.cgroups.as_ref().ok_or_else(|| RuntimeError::Conflict("cgroups not detected".into()))
     }

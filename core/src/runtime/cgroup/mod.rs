@@ -216,6 +216,26 @@ impl CgroupRoot {
         }
     }
 
+    /// The names under `clove/` in any hierarchy: agents' cgroups, live or left by a runtime that
+    /// died.
+    pub fn agent_names(&self) -> Vec<String> {
+        let mounts: Vec<&Path> = match &self.hierarchies {
+            Hierarchies::V1(root) => root.mounts().collect(),
+            Hierarchies::V2(root) => vec![root.mount()],
+        };
+        let mut names: Vec<String> = mounts
+            .into_iter()
+            .filter_map(|mount| std::fs::read_dir(mount.join("clove")).ok())
+            .flatten()
+            .filter_map(|entry| entry.ok())
+            .filter(|entry| entry.file_type().is_ok_and(|t| t.is_dir()))
+            .filter_map(|entry| entry.file_name().into_string().ok())
+            .collect();
+        names.sort();
+        names.dedup();
+        names
+    }
+
     /// Creates the cgroup `clove/<name>` with these limits (replacing an empty leftover of a crash).
     /// Fails, naming them, when a controller the limits or PAUSE need is missing. Names are agent ids: 1 to
     /// 64 of `A-Z a-z 0-9 _ -`, unique among live agents.

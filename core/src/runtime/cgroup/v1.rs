@@ -28,6 +28,11 @@ impl V1Root {
         self.mounts.iter().find(|(c, _)| *c == controller).map(|(_, path)| path.as_path())
     }
 
+    /// Every hierarchy's mount point.
+    pub(super) fn mounts(&self) -> impl Iterator<Item = &Path> {
+        self.mounts.iter().map(|(_, path)| path.as_path())
+    }
+
     pub(super) fn available(&self) -> Vec<Controller> {
         Controller::ALL.into_iter().filter(|c| self.mount(*c).is_some()).collect()
     }

@@ -24,6 +24,10 @@ impl V2Root {
         V2Root { mount }
     }
 
+    pub(super) fn mount(&self) -> &Path {
+        &self.mount
+    }
+
     /// Controllers listed in the mount's `cgroup.controllers`, plus the freezer every cgroup has.
     pub(super) fn available(&self) -> Result<Vec<Controller>> {
         let listed = files::read(&self.mount, "cgroup.controllers")?;
