@@ -42,8 +42,19 @@ with CloveClient() as client:
     slow = client.exec("sleep 5", timeout=1)
     seen["exec_timeout"] = slow.get("code")
     seen["kid"] = client.spawn("kid", None, argv=["sleep", "30"], sandboxed=False, network=True).get("pid")
+    # A child started from the parent's own /work: found through the parent's view.
+    open("/work/grandkid.py", "w").write("import sys, os; sys.exit(7 if os.getuid() == 1000 else 1)")
+    seen["grandkid"] = client.spawn("grandkid", "/work/grandkid.py", interpreter="/usr/bin/python3").get("success")
 print(json.dumps(seen))
 "#;
+
+/// The exit code of the agent called `name`, once it has ended.
+fn seen_child_exit(rt: &Runtime, name: &str) -> Option<i32> {
+    let ended = common::eventually(Duration::from_secs(10), || {
+        rt.list().unwrap().iter().any(|a| a.name == name && a.exit.is_some())
+    });
+    ended.then(|| rt.list().unwrap().into_iter().find(|a| a.name == name)?.exit?.code).flatten()
+}
 
 #[test]
 fn a_sandboxed_agent_is_confined_and_still_served() {
@@ -69,6 +80,7 @@ fn a_sandboxed_agent_is_confined_and_still_served() {
     let status = std::fs::read_to_string(format!("/proc/{}/status", kid.pid)).unwrap_or_default();
     let uid = status.lines().find(|l| l.starts_with("Uid:")).and_then(|l| l.split_whitespace().nth(1)).unwrap_or("");
     assert_eq!(uid, "65534", "a sandboxed agent's child must be sandboxed too");
+    assert_eq!(seen_child_exit(&rt, "grandkid"), Some(7), "a child started from the parent's /work ran, sandboxed");
     let text = std::fs::read_to_string(&out).unwrap_or_default();
     assert_eq!(exit.code, Some(0), "{text}");
     let seen: serde_json::Value = serde_json::from_str(text.lines().last().unwrap_or("{}")).unwrap();

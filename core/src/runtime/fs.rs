@@ -117,6 +117,22 @@ pub(super) struct SandboxView {
     pub owner: (u32, u32),
 }
 
+impl SandboxView {
+    /// The host path of an existing file the agent names by `inside` (absolute), if the agent can see
+    /// it: resolved on the host, it must stay inside the bind that shows it.
+    pub fn to_host(&self, inside: &str) -> Option<PathBuf> {
+        let inside = Path::new(inside);
+        let bind = self
+            .binds
+            .iter()
+            .filter(|b| inside.starts_with(&b.inside))
+            .max_by_key(|b| b.inside.components().count())?;
+        let host = bind.host.join(inside.strip_prefix(&bind.inside).ok()?);
+        let resolved = std::fs::canonicalize(&host).ok()?;
+        resolved.starts_with(std::fs::canonicalize(&bind.host).ok()?).then_some(resolved)
+    }
+}
+
 #[derive(Debug, Clone)]
 pub(super) struct ViewBind {
     pub inside: PathBuf,

@@ -280,6 +280,18 @@ impl Reactor {
             _ => return Err(RuntimeError::InvalidArgument("spawn takes either a script or argv".into())),
         };
         parent.policy.check_program(&argv)?;
+        // A sandboxed parent names files as its sandbox shows them; its child is started from the
+        // host files behind them, and only those the parent can see.
+        let argv = match &parent.confinement {
+            Some(c) => argv
+                .into_iter()
+                .map(|arg| match arg.starts_with('/').then(|| c.view.to_host(&arg)).flatten() {
+                    Some(host) => host.display().to_string(),
+                    None => arg,
+                })
+                .collect(),
+            None => argv,
+        };
         let default_level = if parent.policy.current.within(&Level::Standard.permissions(&self.config.home)).is_ok() {
             parent.policy.level
         } else {
