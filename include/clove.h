@@ -226,6 +226,32 @@ typedef struct clove_event {
  */
 typedef void (*clove_event_callback)(const struct clove_event *event, void *user_data);
 
+/**
+ * An agent's figures. The cgroup fields are 0 when `has_cgroup` is false (an agent started without
+ * limits or sandbox has none).
+ */
+typedef struct clove_agent_metrics {
+  uint64_t uptime_ms;
+  /**
+   * CPU time of its main process.
+   */
+  uint64_t cpu_time_us;
+  uint64_t rss_bytes;
+  uint32_t threads;
+  uint32_t fds;
+  /**
+   * Every request it made, of any opcode.
+   */
+  uint64_t syscalls;
+  bool has_cgroup;
+  uint64_t cgroup_cpu_usage_us;
+  uint64_t cgroup_cpu_throttled_us;
+  uint64_t cgroup_memory_current;
+  uint64_t cgroup_memory_peak;
+  uint64_t cgroup_pids_current;
+  uint64_t cgroup_oom_kills;
+} clove_agent_metrics;
+
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
@@ -699,6 +725,18 @@ enum clove_status clove_runtime_audit_log_json(struct clove_runtime *rt,
  * `s` is NULL or a string returned by a `clove_*` function for the caller to free, not yet freed.
  */
 void clove_string_free(char *s);
+
+/**
+ * Writes agent `id`'s metrics to `out`; `CLOVE_STATUS_NOT_FOUND` for an unknown id.
+ *
+ * Thread-safety: any thread, concurrently with other calls on the runtime.
+ *
+ * # Safety
+ * `rt` is NULL or a live runtime; `out` is NULL or valid for writing one `clove_agent_metrics`.
+ */
+enum clove_status clove_runtime_agent_metrics(struct clove_runtime *rt,
+                                              uint64_t id,
+                                              struct clove_agent_metrics *out);
 
 #ifdef __cplusplus
 }  // extern "C"

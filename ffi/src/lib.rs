@@ -27,12 +27,15 @@ mod events;
 
 mod audit;
 
+mod metrics;
+
 use std::ffi::{c_char, CStr};
 
 pub use agents::*;
 pub use audit::*;
 pub use boundary::clove_status;
 pub use events::*;
+pub use metrics::*;
 pub use runtime::*;
 pub use spawn::*;
 

@@ -177,6 +177,11 @@ static void test_sleeper(clove_runtime *rt) {
   CHECK(find_agent(rt, id, &info, label, sizeof label) && info.state == CLOVE_AGENT_STATE_PAUSED);
   CHECK(clove_runtime_resume(rt, id) == CLOVE_STATUS_OK);
   CHECK(await_event(rt, id, CLOVE_EVENT_KIND_RESUMED, NULL));
+  clove_agent_metrics metrics;
+  memset(&metrics, 0xA5, sizeof metrics);
+  CHECK(clove_runtime_agent_metrics(rt, id, &metrics) == CLOVE_STATUS_OK);
+  CHECK(metrics.rss_bytes > 0 && metrics.threads == 1 && metrics.syscalls == 0 && !metrics.has_cgroup);
+  CHECK(clove_runtime_agent_metrics(rt, id + (UINT64_C(1) << 32), &metrics) == CLOVE_STATUS_NOT_FOUND);
 
   struct waiter waiter = {.rt = rt, .id = id, .status = CLOVE_STATUS_INTERNAL};
   pthread_t thread;
@@ -259,6 +264,7 @@ static void test_nulls(clove_runtime *rt) {
   clove_exit exit;
   clove_event event;
   clove_agent_info info;
+  clove_agent_metrics metrics_out;
   char *json = NULL;
 
   CHECK_NULL(clove_runtime_options_new(NULL), "out");
@@ -274,6 +280,8 @@ static void test_nulls(clove_runtime *rt) {
   CHECK_NULL(clove_runtime_listen(NULL, "/tmp/x.sock", NULL, NULL), "rt");
   CHECK_NULL(clove_runtime_listen(rt, NULL, NULL, NULL), "path");
   CHECK_NULL(clove_runtime_kill(NULL, 1), "rt");
+  CHECK_NULL(clove_runtime_agent_metrics(NULL, 1, &metrics_out), "rt");
+  CHECK_NULL(clove_runtime_agent_metrics(rt, 1, NULL), "out");
   CHECK_NULL(clove_runtime_pause(NULL, 1), "rt");
   CHECK_NULL(clove_runtime_resume(NULL, 1), "rt");
   CHECK_NULL(clove_runtime_wait(NULL, 1, 0, &exit), "rt");
