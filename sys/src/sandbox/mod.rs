@@ -36,7 +36,6 @@ mod seccomp;
 
 use std::ffi::{c_char, CString};
 use std::io;
-use std::mem::MaybeUninit;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::path::PathBuf;
 
@@ -275,34 +274,25 @@ pub fn spawn(spec: &SandboxSpec, before_start: impl FnOnce(u32) -> io::Result<()
 
 /// The sandbox's exit, if it has ended (reaping it), or `None` while it runs.
 pub fn wait_nohang(pidfd: &OwnedFd) -> io::Result<Option<Exit>> {
-    waitid(pidfd, libc::WEXITED | libc::WNOHANG)
+    Ok(crate::process::pidfd_wait(pidfd, false)?.map(Exit::from))
 }
 
 /// Waits for the sandbox to end and reaps it.
 pub fn wait(pidfd: &OwnedFd) -> io::Result<Exit> {
     loop {
-        match waitid(pidfd, libc::WEXITED) {
-            Ok(Some(exit)) => return Ok(exit),
-            Ok(None) => continue,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
+        if let Some(exit) = crate::process::pidfd_wait(pidfd, true)? {
+            return Ok(exit.into());
         }
     }
 }
 
-fn waitid(pidfd: &OwnedFd, options: libc::c_int) -> io::Result<Option<Exit>> {
-    let mut info = MaybeUninit::<libc::siginfo_t>::zeroed();
-    // SAFETY: waitid with P_PIDFD on a pidfd we own; `info` is valid for writes of a siginfo_t.
-    cvt(unsafe { libc::waitid(libc::P_PIDFD, pidfd.as_raw_fd() as libc::id_t, info.as_mut_ptr(), options) })?;
-    // SAFETY: zero-initialised and possibly filled in by the kernel: a valid siginfo_t either way.
-    let info = unsafe { info.assume_init() };
-    // SAFETY: after waitid with WEXITED, si_pid and si_status are the fields the kernel filled in
-    // (si_pid stays 0 when WNOHANG found no exited child).
-    let (child, status) = unsafe { (info.si_pid(), info.si_status()) };
-    if child == 0 {
-        return Ok(None);
+impl From<crate::process::Exit> for Exit {
+    fn from(exit: crate::process::Exit) -> Exit {
+        match (exit.code, exit.signal) {
+            (Some(code), _) => Exit::Code(code),
+            (None, signal) => Exit::Signal(signal.unwrap_or(0)),
+        }
     }
-    Ok(Some(if info.si_code == libc::CLD_EXITED { Exit::Code(status) } else { Exit::Signal(status) }))
 }
 
 /// Writes the user namespace's id maps for `pid` (one id each way).
