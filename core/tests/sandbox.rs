@@ -48,6 +48,9 @@ with CloveClient() as client:
 print(json.dumps(seen))
 "#;
 
+/// The tests count this process's leftovers, so they run one at a time.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// The exit code of the agent called `name`, once it has ended.
 fn seen_child_exit(rt: &Runtime, name: &str) -> Option<i32> {
     let ended = common::eventually(Duration::from_secs(10), || {
@@ -58,6 +61,7 @@ fn seen_child_exit(rt: &Runtime, name: &str) -> Option<i32> {
 
 #[test]
 fn a_sandboxed_agent_is_confined_and_still_served() {
+    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     if !common::root_or_skip("a_sandboxed_agent_is_confined_and_still_served") {
         return;
     }
@@ -108,4 +112,45 @@ fn a_sandboxed_agent_is_confined_and_still_served() {
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn prewarmed_sandboxes_are_handed_out() {
+    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    if !common::root_or_skip("prewarmed_sandboxes_are_handed_out") {
+        return;
+    }
+    let rt = Runtime::start(RuntimeConfig::default()).unwrap();
+    let shaped = |script: &str| {
+        let mut spec = SpawnSpec::new("warm", vec!["/bin/sh".into(), "-c".into(), script.into()]);
+        spec.sandboxed = true;
+        spec.stdio = AgentStdio::Null;
+        spec
+    };
+    rt.prewarm(shaped("exit 0"), 2).unwrap();
+    let mut took = Vec::new();
+    for round in 0..4 {
+        // The same shape, another program: uid 1000 in its own /work, its id in CLOVE_AGENT_ID.
+        let script = format!(
+            "test \"$(id -u)\" = 1000 && test -n \"$CLOVE_AGENT_ID\" && test \"$PWD\" = /work && exit {}",
+            10 + round
+        );
+        let started = std::time::Instant::now();
+        let id = rt.spawn(shaped(&script)).unwrap();
+        took.push(started.elapsed());
+        assert_eq!(rt.wait(id, Some(Duration::from_secs(20))).unwrap().code, Some(10 + round), "round {round}");
+    }
+    eprintln!("warm spawns took {took:?}");
+    // Another shape is built from scratch, as before.
+    let mut net = shaped("exit 4");
+    net.network = true;
+    let id = rt.spawn(net).unwrap();
+    assert_eq!(rt.wait(id, Some(Duration::from_secs(20))).unwrap().code, Some(4));
+    drop(rt);
+    let leftovers: Vec<_> = std::fs::read_dir(std::env::temp_dir())
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| n.starts_with(&format!("clove-{}-", std::process::id())))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
 }

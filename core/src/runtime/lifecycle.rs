@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use mio::unix::SourceFd;
 use mio::Interest;
 
-use super::agents::{Agent, Origin};
+use super::agents::{Agent, AgentProcess, Origin};
 use super::cgroup::CgroupLimits;
 use super::conn::Conn;
 use super::events::EventKind;
@@ -17,7 +17,7 @@ use crate::backoff::{Backoff, RestartDecision, RestartTracker};
 use crate::policy::AgentPolicy;
 use crate::protocol::{AgentState, ExitInfo, Limits, RestartPolicy};
 
-fn cgroup_limits(limits: &Limits) -> CgroupLimits {
+pub(super) fn cgroup_limits(limits: &Limits) -> CgroupLimits {
     CgroupLimits {
         memory_bytes: limits.memory,
         cpu_quota_us: limits.cpu_quota,
@@ -51,9 +51,11 @@ impl Reactor {
             agent.restart = restart;
             agent.spec = Some(spec);
         }
-        let started = match wants_cgroup {
-            true => self.give_cgroup(id).and_then(|()| self.start_process(id)),
-            false => self.start_process(id),
+        let warm = self.agents.get(id).and_then(|a| a.spec.as_deref().cloned()).and_then(|spec| self.take_warm(&spec));
+        let started = match (warm, wants_cgroup) {
+            (Some(warm), _) => self.start_warm(id, warm),
+            (None, true) => self.give_cgroup(id).and_then(|()| self.start_process(id)),
+            (None, false) => self.start_process(id),
         };
         match started {
             Ok(()) => Ok(id),
@@ -80,6 +82,23 @@ impl Reactor {
         Ok(())
     }
 
+    /// Starts a spawned agent in a warm sandbox, which becomes its own (cgroup and work directory too).
+    fn start_warm(&mut self, id: AgentId, mut warm: super::pool::WarmSandbox) -> Result<()> {
+        let agent = self.agents.get_mut(id).ok_or_else(|| RuntimeError::NotFound(id.to_string()))?;
+        let spec =
+            agent.spec.as_ref().ok_or_else(|| RuntimeError::InvalidArgument("agent has no spawn spec".into()))?;
+        let handed = super::sandbox::hand_out(&mut warm.warm, id, spec);
+        agent.cgroup = Some(warm.cgroup);
+        agent.work_dir = Some(warm.work);
+        if let Err(e) = handed {
+            warm.warm.process.kill_and_reap();
+            return Err(e);
+        }
+        let super::sandbox::Warm { process, stream, confinement, .. } = warm.warm;
+        agent.confinement = Some(confinement);
+        self.adopt(id, process, stream)
+    }
+
     /// Starts (or starts again) the process of a spawned agent from its stored spec.
     pub(super) fn start_process(&mut self, id: AgentId) -> Result<()> {
         let home = self.config.home.clone();
@@ -97,6 +116,12 @@ impl Reactor {
             let procs = super::agents::cgroup_procs(agent.cgroup.as_ref());
             process::start_agent(id, &spec.argv, &agent.cwd, &home, &spec.env, &spec.stdio, procs)?
         };
+        self.adopt(id, process, stream)
+    }
+
+    /// Makes a started process the agent's: its pidfd and channel join the poll.
+    fn adopt(&mut self, id: AgentId, process: AgentProcess, stream: std::os::unix::net::UnixStream) -> Result<()> {
+        let agent = self.agents.get_mut(id).ok_or_else(|| RuntimeError::NotFound(id.to_string()))?;
         let pid = process.pid;
         agent.pid = pid;
         agent.state = AgentState::Running;

@@ -16,6 +16,7 @@ mod ids;
 mod lifecycle;
 mod listener;
 mod metrics;
+mod pool;
 mod process;
 mod reactor;
 mod sandbox;
@@ -110,6 +111,7 @@ enum Command {
     Listen(ListenConfig, Reply<()>),
     Audit(AuditQuery, Reply<Vec<AuditEntry>>),
     Metrics(AgentId, Reply<AgentMetrics>),
+    Prewarm(Box<SpawnSpec>, usize, Reply<()>),
     Shutdown,
 }
 
@@ -185,6 +187,13 @@ impl Runtime {
     /// Every agent the runtime knows, running or recently ended.
     pub fn list(&self) -> Result<Vec<AgentInfo>> {
         self.call(Command::List)
+    }
+
+    /// Keeps `count` sandboxes shaped for `template` (what it shows, its network, stdio and limits)
+    /// ready, so that spawning a sandboxed agent of that shape skips building one. Returns once they
+    /// are ready; each one handed out is replaced in the background.
+    pub fn prewarm(&self, template: SpawnSpec, count: usize) -> Result<()> {
+        self.call(|r| Command::Prewarm(Box::new(template), count, r))
     }
 
     /// An agent's process figures, requests by opcode and cgroup counters.

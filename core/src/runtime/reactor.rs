@@ -108,6 +108,7 @@ fn remove_leftovers(root: &CgroupRoot) {
 pub(super) enum Timer {
     ExecDeadline(u64),
     Restart(AgentId),
+    Refill(usize),
 }
 
 pub(super) struct Reactor {
@@ -119,12 +120,16 @@ pub(super) struct Reactor {
     pub agents: AgentTable,
     pub execs: SlotMap<ExecJob>,
     pub listener: Option<Listener>,
-    pub timers: BTreeSet<(Instant, Timer)>,
+    pub(super) timers: BTreeSet<(Instant, Timer)>,
     pub audit: AuditLog,
     /// Which runtime of this process this is, for names that must be unique on the machine.
     pub instance: u32,
     /// Holds sandboxed agents' work directories; removed at shutdown.
     pub state_dir: PathBuf,
+    /// Warm sandboxes, by shape.
+    pub pools: Vec<super::pool::Pool>,
+    /// Warm sandboxes made so far, for their names.
+    pub warm_count: u64,
     /// Detected on first use: hosts that never ask for limits never read the cgroup mounts.
     cgroups: Option<CgroupRoot>,
     audit_file: Option<std::fs::File>,
@@ -159,6 +164,8 @@ impl Reactor {
             scratch: Vec::new(),
             cgroups: None,
             instance,
+            pools: Vec::new(),
+            warm_count: 0,
             state_dir: std::env::temp_dir().join(format!("clove-{}-{instance}", std::process::id())),
             read_buf: vec![0; super::conn::READ_CHUNK],
             running: true,
@@ -285,6 +292,9 @@ impl Reactor {
             }
             Command::Audit(query, reply) => {
                 let _ = reply.send(Ok(self.audit.query(&query)));
+            }
+            Command::Prewarm(template, count, reply) => {
+                let _ = reply.send(self.prewarm(template, count));
             }
             Command::Metrics(id, reply) => {
                 let _ = reply.send(self.agent_metrics(id));
@@ -489,6 +499,7 @@ impl Reactor {
                     }
                 }
                 Timer::Restart(id) => self.restart(id),
+                Timer::Refill(pool) => self.refill(pool),
             }
         }
     }
@@ -594,6 +605,7 @@ impl Reactor {
                 let _ = cgroup.remove();
             }
         }
+        self.drain_pools();
         let _ = std::fs::remove_dir_all(&self.state_dir);
         if let Some(listener) = self.listener.take() {
             listener.remove_socket_file();

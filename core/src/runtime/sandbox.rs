@@ -39,6 +39,18 @@ pub(super) struct Confinement {
     pub view: SandboxView,
 }
 
+/// A sandbox started ahead of time: everything is in place, and a shell waits on `start` for the
+/// line that execs the agent's program.
+pub(super) struct Warm {
+    pub process: AgentProcess,
+    pub stream: UnixStream,
+    pub confinement: Confinement,
+    pub start: File,
+}
+
+/// The shell a warm sandbox waits in: one line on stdin, run as shell code that Clove wrote.
+const WAITER: [&str; 3] = ["/bin/sh", "-c", "IFS= read -r line && eval \"$line\""];
+
 /// Starts the agent in its sandbox; it finds its end of the channel at `CLOVE_FD`.
 pub(super) fn start(
     id: AgentId,
@@ -46,6 +58,69 @@ pub(super) fn start(
     work: &Path,
     cgroup: Option<&AgentCgroup>,
 ) -> Result<(AgentProcess, UnixStream, Confinement)> {
+    let (process, stream, confinement, _) = launch(Some(id), spec, work, cgroup)?;
+    Ok((process, stream, confinement))
+}
+
+/// Starts a sandbox shaped for `spec` whose program waits for [`hand_out`].
+pub(super) fn start_warm(spec: &SpawnSpec, work: &Path, cgroup: &AgentCgroup) -> Result<Warm> {
+    let (process, stream, confinement, start) = launch(None, spec, work, Some(cgroup))?;
+    let start = start.ok_or_else(|| RuntimeError::Sandbox("a warm sandbox has no start pipe".into()))?;
+    Ok(Warm { process, stream, confinement, start })
+}
+
+/// Starts agent `id`'s program (as `spec` says) in a warm sandbox of the same shape.
+pub(super) fn hand_out(warm: &mut Warm, id: AgentId, spec: &SpawnSpec) -> Result<()> {
+    use std::io::Write;
+    let host_cwd = host_cwd(spec);
+    let argv = program_argv(&spec.argv, &host_cwd)?;
+    let env = environment(Some(id), spec);
+    let exports: Vec<String> = env.iter().map(|v| v.to_string_lossy().into_owned()).collect();
+    let cwd = warm.confinement.cwd.display().to_string();
+    let line = format!(
+        "cd {} && export {} && exec {} </dev/null\n",
+        crate::policy::join_words(&[cwd]),
+        crate::policy::join_words(&exports),
+        crate::policy::join_words(&argv)
+    );
+    if line.contains('\0') || line.trim_end().contains('\n') {
+        return Err(RuntimeError::InvalidArgument("an argument or variable contains a NUL or newline".into()));
+    }
+    warm.start.write_all(line.as_bytes()).map_err(|e| RuntimeError::io("starting a warm sandbox", e))?;
+    warm.confinement.env = env;
+    Ok(())
+}
+
+/// The shape of the sandbox `spec` needs, which decides whether a warm one fits: what it shows, its
+/// network, its stdio and its limits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Shape {
+    binds: Vec<(PathBuf, PathBuf, bool)>,
+    network: bool,
+    stdio: AgentStdio,
+    limits: crate::protocol::Limits,
+}
+
+pub(super) fn shape(spec: &SpawnSpec) -> Result<Shape> {
+    let host_cwd = host_cwd(spec);
+    let argv = program_argv(&spec.argv, &host_cwd)?;
+    let binds = binds(&argv, &spec.env, Path::new("/nonexistent-work"), &spec.mounts);
+    Ok(Shape {
+        binds: binds.into_iter().map(|b| (b.source, b.target, b.writable)).collect(),
+        network: spec.network,
+        stdio: spec.stdio.clone(),
+        limits: spec.limits.clone(),
+    })
+}
+
+/// Starts a sandbox for `spec`: its program now (agent `id`), or, without an id, the waiting shell
+/// whose start pipe is returned.
+fn launch(
+    id: Option<AgentId>,
+    spec: &SpawnSpec,
+    work: &Path,
+    cgroup: Option<&AgentCgroup>,
+) -> Result<(AgentProcess, UnixStream, Confinement, Option<File>)> {
     let (ours, theirs) = UnixStream::pair().map_err(|e| RuntimeError::io("creating the agent channel", e))?;
     ours.set_nonblocking(true).map_err(|e| RuntimeError::io("configuring the agent channel", e))?;
     let (host_uid, host_gid) = match clove_sys::current_uid() {
@@ -53,16 +128,23 @@ pub(super) fn start(
         uid => (uid, clove_sys::current_gid()),
     };
     prepare_work_dir(work, host_uid, host_gid)?;
-    let (stdin, out, err) = stdio(&spec.stdio)?;
-    let host_cwd = match &spec.cwd {
-        Some(dir) => dir.clone(),
-        None => std::env::current_dir().map_err(|e| RuntimeError::io("reading the working directory", e))?,
-    };
+    let (mut stdin, out, err) = stdio(&spec.stdio)?;
+    let mut start = None;
+    if id.is_none() {
+        let (read, write) = std::io::pipe().map_err(|e| RuntimeError::io("creating a start pipe", e))?;
+        stdin = File::from(std::os::fd::OwnedFd::from(read));
+        start = Some(File::from(std::os::fd::OwnedFd::from(write)));
+    }
+    let host_cwd = host_cwd(spec);
     let argv = program_argv(&spec.argv, &host_cwd)?;
     // Inside, the agent works in /work, or in its host working directory when a mount shows it.
     let cwd = spec.mounts.iter().find(|m| m.guest == host_cwd).map_or_else(|| PathBuf::from(WORK), |m| m.guest.clone());
     let binds = binds(&argv, &spec.env, work, &spec.mounts);
     let env = environment(id, spec);
+    let program: Vec<String> = match id {
+        Some(_) => argv.clone(),
+        None => WAITER.iter().map(|s| s.to_string()).collect(),
+    };
     let landlock = LandlockRules {
         read_exec: binds.iter().filter(|b| !b.writable).map(|b| b.target.clone()).collect(),
         read_write: binds.iter().filter(|b| b.writable).map(|b| b.target.clone()).collect(),
@@ -73,7 +155,7 @@ pub(super) fn start(
     ];
     let sandbox = SandboxSpec {
         env: env.clone(),
-        argv: argv.iter().map(|a| cstring(a.as_bytes())).collect::<Result<_>>()?,
+        argv: program.iter().map(|a| cstring(a.as_bytes())).collect::<Result<_>>()?,
         namespaces: Namespaces { pid: true, net: !spec.network, uts: true, ipc: true, cgroup: true },
         uid: INSIDE_ID,
         gid: INSIDE_ID,
@@ -106,7 +188,12 @@ pub(super) fn start(
         cwd: cwd.clone(),
         owner: (host_uid, host_gid),
     };
-    Ok((process, ours, Confinement { landlock, rlimits, cwd, env, view }))
+    Ok((process, ours, Confinement { landlock, rlimits, cwd, env, view }, start))
+}
+
+/// The host directory relative paths on the command line are taken from.
+fn host_cwd(spec: &SpawnSpec) -> PathBuf {
+    spec.cwd.clone().or_else(|| std::env::current_dir().ok()).unwrap_or_else(|| PathBuf::from("/"))
 }
 
 /// The work directory, owned by the id the agent has outside so it can write there.
@@ -209,13 +296,14 @@ fn binds(argv: &[String], env: &[(String, String)], work: &Path, mounts: &[Mount
 }
 
 /// The minimal environment, inside the sandbox's own view, plus the spec's variables.
-fn environment(id: AgentId, spec: &SpawnSpec) -> Vec<CString> {
+/// Without an id (a warm sandbox's shell), no CLOVE_AGENT_ID: the start line sets it.
+fn environment(id: Option<AgentId>, spec: &SpawnSpec) -> Vec<CString> {
     let base = [
         ("PATH", SANDBOX_PATH.to_string()),
         ("HOME", WORK.to_string()),
         ("LANG", "C.UTF-8".to_string()),
         ("CLOVE_FD", clove_sys::process::CHANNEL_FD.to_string()),
-        ("CLOVE_AGENT_ID", id.to_string()),
+        ("CLOVE_AGENT_ID", id.map(|id| id.to_string()).unwrap_or_default()),
     ];
     let extra = spec.env.iter().map(|(k, v)| match k.as_str() {
         "PYTHONPATH" => (k.as_str(), canonical_path_list(v)),
