@@ -117,6 +117,8 @@ enum Setup {
     Sandboxed,
     /// Sandboxed with `network = true`: the same without a network namespace.
     SandboxedHostNet,
+    /// Sandboxed, from sandboxes of its shape made ahead of time (`Runtime::prewarm`).
+    SandboxedWarm,
 }
 
 struct Case {
@@ -259,6 +261,12 @@ pub fn run(options: &Options) -> Result<Results> {
             Group::True,
             How::Clove { argv: words(&["/bin/true"]), python_path: None, setup: Setup::SandboxedHostNet },
         )
+        .skip_unless(not_root.clone()),
+        Case::new(
+            "Clove sandboxed spawn from a warm pool, `/bin/true`",
+            Group::True,
+            How::Clove { argv: words(&["/bin/true"]), python_path: None, setup: Setup::SandboxedWarm },
+        )
         .skip_unless(not_root),
     ];
     if let Some(only) = &options.only {
@@ -267,6 +275,11 @@ pub fn run(options: &Options) -> Result<Results> {
     }
 
     let runtime = Runtime::start(RuntimeConfig::default())?;
+    if let Some(warm) =
+        cases.iter().find(|c| c.active() && matches!(c.how, How::Clove { setup: Setup::SandboxedWarm, .. }))
+    {
+        runtime.prewarm(clove_spec(&warm.how, 0, AgentStdio::Null), 2)?;
+    }
     let mut serial = 0u64;
     let mut last_join: Option<Instant> = None;
     let mut order: Vec<usize> = (0..cases.len()).collect();
@@ -356,6 +369,11 @@ fn clove_spec(how: &How, serial: u64, stdio: AgentStdio) -> SpawnSpec {
         Setup::SandboxedHostNet => {
             spec.sandboxed = true;
             spec.network = true;
+        }
+        Setup::SandboxedWarm => {
+            // A shape of its own (stdio inherited), so the cold sandboxed rows never take a warm one.
+            spec.sandboxed = true;
+            spec.stdio = AgentStdio::Inherit;
         }
     }
     if let Some(path) = python_path {

@@ -112,6 +112,8 @@ enum Command {
     Audit(AuditQuery, Reply<Vec<AuditEntry>>),
     Metrics(AgentId, Reply<AgentMetrics>),
     Prewarm(Box<SpawnSpec>, usize, Reply<()>),
+    /// From the pool's filling thread: a warm sandbox for pool `.0`, or why it could not be made.
+    Filled(usize, Box<Result<pool::WarmSandbox>>),
     Shutdown,
 }
 
@@ -128,7 +130,7 @@ impl Runtime {
     pub fn start(config: RuntimeConfig) -> Result<Runtime> {
         let events = Arc::new(EventHub::new(config.event_capacity));
         let (commands, inbox) = mpsc::channel();
-        let reactor = reactor::Reactor::new(config, inbox, Arc::clone(&events))?;
+        let reactor = reactor::Reactor::new(config, inbox, commands.clone(), Arc::clone(&events))?;
         let waker = reactor.waker();
         let thread = std::thread::Builder::new()
             .name("clove-reactor".into())

@@ -4,13 +4,17 @@
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
-use std::time::Instant;
 
-use super::cgroup::AgentCgroup;
+use std::sync::mpsc::Sender;
+use std::sync::Arc;
+
+use mio::Waker;
+
+use super::cgroup::{AgentCgroup, CgroupRoot};
 use super::lifecycle::cgroup_limits;
-use super::reactor::{Reactor, Timer};
+use super::reactor::Reactor;
 use super::sandbox::{self, Shape, Warm};
-use super::{Result, RuntimeError, SpawnSpec};
+use super::{Command, Result, RuntimeError, SpawnSpec};
 
 /// One warm sandbox and what it owns on the host.
 pub(super) struct WarmSandbox {
@@ -64,7 +68,7 @@ impl Reactor {
         Ok(())
     }
 
-    /// A warm sandbox that fits `spec`, if one is ready; its pool is refilled soon after.
+    /// A warm sandbox that fits `spec`, if one is ready; its pool is refilled in the background.
     pub(super) fn take_warm(&mut self, spec: &SpawnSpec) -> Option<WarmSandbox> {
         if !spec.sandboxed || self.pools.is_empty() {
             return None;
@@ -72,16 +76,34 @@ impl Reactor {
         let shape = sandbox::shape(spec).ok()?;
         let index = self.pools.iter().position(|p| p.shape == shape)?;
         let taken = self.pools[index].ready.pop_front()?;
-        // Refilled from the poll loop, after this spawn has been answered.
-        self.timers.insert((Instant::now(), Timer::Refill(index)));
+        self.request_fill(index);
         Some(taken)
     }
 
-    /// Tops pool `index` up by one, and asks again while it is short.
-    pub(super) fn refill(&mut self, index: usize) {
-        let short = self.pools.get(index).is_some_and(|p| p.ready.len() < p.size);
-        if short && self.fill_one(index).is_ok() && self.pools.get(index).is_some_and(|p| p.ready.len() < p.size) {
-            self.timers.insert((Instant::now(), Timer::Refill(index)));
+    /// Asks the filling thread for one more sandbox for pool `index`: making one takes tens of
+    /// milliseconds, which the reactor must not spend.
+    fn request_fill(&mut self, index: usize) {
+        let Ok(root) = self.cgroup_root().cloned() else { return };
+        let Some(pool) = self.pools.get(index) else { return };
+        let template = pool.template.clone();
+        self.warm_count += 1;
+        let request = FillRequest {
+            pool: index,
+            name: format!("agent-{}-{}-warm{}", std::process::id(), self.instance, self.warm_count),
+            work: self.state_dir.join(format!("warm{}", self.warm_count)),
+            template,
+        };
+        let (outbox, waker) = (self.outbox.clone(), Arc::clone(&self.waker));
+        let filler = self.filler.get_or_insert_with(|| spawn_filler(root, outbox, waker));
+        let _ = filler.send(request);
+    }
+
+    /// A sandbox from the filling thread joins its pool (or, past the pool's size, is ended).
+    pub(super) fn filled(&mut self, index: usize, made: Result<WarmSandbox>) {
+        let Ok(mut sandbox) = made else { return };
+        match self.pools.get_mut(index) {
+            Some(pool) if pool.ready.len() < pool.size => pool.ready.push_back(sandbox),
+            _ => end(&mut sandbox),
         }
     }
 
@@ -89,11 +111,46 @@ impl Reactor {
     pub(super) fn drain_pools(&mut self) {
         for pool in &mut self.pools {
             for mut sandbox in pool.ready.drain(..) {
-                sandbox.warm.process.kill_and_reap();
-                let _ = sandbox.cgroup.kill_all();
-                let _ = sandbox.cgroup.remove();
-                let _ = std::fs::remove_dir_all(&sandbox.work);
+                end(&mut sandbox);
             }
         }
     }
+}
+
+/// What the filling thread is asked to make.
+pub(super) struct FillRequest {
+    pool: usize,
+    name: String,
+    work: PathBuf,
+    template: Box<SpawnSpec>,
+}
+
+/// Ends a warm sandbox nobody will use, leaving nothing behind.
+fn end(sandbox: &mut WarmSandbox) {
+    sandbox.warm.process.kill_and_reap();
+    let _ = sandbox.cgroup.kill_all();
+    let _ = sandbox.cgroup.remove();
+    let _ = std::fs::remove_dir_all(&sandbox.work);
+}
+
+/// The filling thread: makes warm sandboxes and hands them to the reactor through its inbox. It
+/// lives as long as the runtime, since the sandboxes it starts die with it (`PR_SET_PDEATHSIG`).
+fn spawn_filler(root: CgroupRoot, outbox: Sender<Command>, waker: Arc<Waker>) -> Sender<FillRequest> {
+    let (requests, inbox) = std::sync::mpsc::channel::<FillRequest>();
+    // Without the thread, requests go nowhere and pools are not refilled: spawns fall back to cold.
+    let _ = std::thread::Builder::new().name("clove-pool".into()).spawn(move || {
+        for request in inbox {
+            let made = make(&root, &request).map(|(warm, cgroup)| WarmSandbox { warm, cgroup, work: request.work });
+            if outbox.send(Command::Filled(request.pool, Box::new(made))).is_err() || waker.wake().is_err() {
+                return;
+            }
+        }
+    });
+    requests
+}
+
+fn make(root: &CgroupRoot, request: &FillRequest) -> Result<(Warm, AgentCgroup)> {
+    let cgroup = root.create(&request.name, &cgroup_limits(&request.template.limits))?;
+    let warm = sandbox::start_warm(&request.template, &request.work, &cgroup)?;
+    Ok((warm, cgroup))
 }

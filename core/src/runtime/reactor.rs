@@ -108,12 +108,11 @@ fn remove_leftovers(root: &CgroupRoot) {
 pub(super) enum Timer {
     ExecDeadline(u64),
     Restart(AgentId),
-    Refill(usize),
 }
 
 pub(super) struct Reactor {
     pub poll: Poll,
-    waker: Arc<Waker>,
+    pub waker: Arc<Waker>,
     inbox: Receiver<Command>,
     pub config: RuntimeConfig,
     pub events: Arc<EventHub>,
@@ -130,6 +129,10 @@ pub(super) struct Reactor {
     pub pools: Vec<super::pool::Pool>,
     /// Warm sandboxes made so far, for their names.
     pub warm_count: u64,
+    /// The thread that makes warm sandboxes, started with the first pool.
+    pub filler: Option<std::sync::mpsc::Sender<super::pool::FillRequest>>,
+    /// Where the filling thread reports back: the reactor's own inbox.
+    pub outbox: std::sync::mpsc::Sender<Command>,
     /// Detected on first use: hosts that never ask for limits never read the cgroup mounts.
     cgroups: Option<CgroupRoot>,
     audit_file: Option<std::fs::File>,
@@ -141,7 +144,12 @@ pub(super) struct Reactor {
 }
 
 impl Reactor {
-    pub fn new(config: RuntimeConfig, inbox: Receiver<Command>, events: Arc<EventHub>) -> Result<Reactor> {
+    pub fn new(
+        config: RuntimeConfig,
+        inbox: Receiver<Command>,
+        outbox: std::sync::mpsc::Sender<Command>,
+        events: Arc<EventHub>,
+    ) -> Result<Reactor> {
         let poll = Poll::new().map_err(|e| RuntimeError::io("creating the poll instance", e))?;
         let instance = NEXT_INSTANCE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let waker =
@@ -165,6 +173,8 @@ impl Reactor {
             cgroups: None,
             instance,
             pools: Vec::new(),
+            filler: None,
+            outbox,
             warm_count: 0,
             state_dir: std::env::temp_dir().join(format!("clove-{}-{instance}", std::process::id())),
             read_buf: vec![0; super::conn::READ_CHUNK],
@@ -296,6 +306,7 @@ impl Reactor {
             Command::Prewarm(template, count, reply) => {
                 let _ = reply.send(self.prewarm(template, count));
             }
+            Command::Filled(pool, made) => self.filled(pool, *made),
             Command::Metrics(id, reply) => {
                 let _ = reply.send(self.agent_metrics(id));
             }
@@ -499,7 +510,6 @@ impl Reactor {
                     }
                 }
                 Timer::Restart(id) => self.restart(id),
-                Timer::Refill(pool) => self.refill(pool),
             }
         }
     }
