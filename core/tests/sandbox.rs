@@ -154,3 +154,42 @@ fn prewarmed_sandboxes_are_handed_out() {
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
 }
+
+#[test]
+fn a_warm_python_agent_starts_in_an_interpreter_that_has_the_sdk() {
+    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    if !common::root_or_skip("a_warm_python_agent_starts_in_an_interpreter_that_has_the_sdk") {
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("clove-it-warm-py-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let agent = |name: &str, code: i32| {
+        let script = dir.join(name);
+        let body = format!(
+            "import os, sys\nfrom clove_sdk import CloveClient\nwith CloveClient() as c:\n    assert c.echo('warm') == 'warm'\n    assert os.environ['CLOVE_AGENT_ID'] == str(c.hello()['agent_id'])\nassert sys.argv[1:] == ['--flag']\nsys.exit({code})\n"
+        );
+        std::fs::write(&script, body).unwrap();
+        let mut spec =
+            SpawnSpec::new(name, vec!["/usr/bin/python3".into(), script.display().to_string(), "--flag".into()]);
+        spec.sandboxed = true;
+        spec.stdio = AgentStdio::Null;
+        spec.env = vec![("PYTHONPATH".into(), concat!(env!("CARGO_MANIFEST_DIR"), "/../bindings/python").into())];
+        spec
+    };
+    let rt = Runtime::start(RuntimeConfig::default()).unwrap();
+    rt.prewarm(agent("template.py", 0), 1).unwrap();
+    let mut took = Vec::new();
+    for (round, name) in ["first.py", "second.py", "third.py"].into_iter().enumerate() {
+        let spec = agent(name, 20 + round as i32);
+        let started = std::time::Instant::now();
+        let id = rt.spawn(spec).unwrap();
+        let exit = rt.wait(id, Some(Duration::from_secs(30))).unwrap();
+        took.push(started.elapsed());
+        assert_eq!(exit.code, Some(20 + round as i32), "{name}");
+        // Let the pool refill, as a fleet's spawns would be spread.
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    eprintln!("warm Python agents, spawn to exit: {took:?}");
+    drop(rt);
+    let _ = std::fs::remove_dir_all(&dir);
+}

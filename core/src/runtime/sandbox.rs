@@ -49,7 +49,36 @@ pub(super) struct Warm {
 }
 
 /// The shell a warm sandbox waits in: one line on stdin, run as shell code that Clove wrote.
-const WAITER: [&str; 3] = ["/bin/sh", "-c", "IFS= read -r line && eval \"$line\""];
+const SHELL_WAITER: [&str; 3] = ["/bin/sh", "-c", "IFS= read -r line && eval \"$line\""];
+
+/// For a Python agent, an interpreter that has imported the SDK already: one JSON line on stdin
+/// (`argv`, `env`, `cwd`), then the script runs in it as `__main__`.
+const PYTHON_WAITER: &str = r#"
+import json, os, runpy, sys
+try:
+    import clove_sdk
+except ImportError:
+    pass
+line = sys.stdin.readline()
+if not line:
+    sys.exit(0)
+start = json.loads(line)
+os.chdir(start["cwd"])
+os.environ.clear()
+os.environ.update(start["env"])
+null = os.open("/dev/null", os.O_RDONLY)
+os.dup2(null, 0)
+os.close(null)
+sys.argv = start["argv"][1:]
+sys.path[0] = os.path.dirname(sys.argv[0])
+runpy.run_path(sys.argv[0], run_name="__main__")
+"#;
+
+/// Whether `argv` runs a Python script with the system interpreter: such an agent waits warm in
+/// an interpreter rather than a shell.
+fn is_python_script(argv: &[String]) -> bool {
+    argv.len() >= 2 && argv[0].rsplit('/').next().is_some_and(|p| p.starts_with("python3")) && argv[1].ends_with(".py")
+}
 
 /// Starts the agent in its sandbox; it finds its end of the channel at `CLOVE_FD`.
 pub(super) fn start(
@@ -77,15 +106,25 @@ pub(super) fn hand_out(warm: &mut Warm, id: AgentId, spec: &SpawnSpec) -> Result
     let env = environment(Some(id), spec);
     let exports: Vec<String> = env.iter().map(|v| v.to_string_lossy().into_owned()).collect();
     let cwd = warm.confinement.cwd.display().to_string();
-    let line = format!(
-        "cd {} && export {} && exec {} </dev/null\n",
-        crate::policy::join_words(&[cwd]),
-        crate::policy::join_words(&exports),
-        crate::policy::join_words(&argv)
-    );
-    if line.contains('\0') || line.trim_end().contains('\n') {
-        return Err(RuntimeError::InvalidArgument("an argument or variable contains a NUL or newline".into()));
-    }
+    let line = if is_python_script(&argv) {
+        let env: serde_json::Map<String, serde_json::Value> = exports
+            .iter()
+            .filter_map(|kv| kv.split_once('='))
+            .map(|(k, v)| (k.to_string(), serde_json::Value::String(v.to_string())))
+            .collect();
+        format!("{}\n", serde_json::json!({ "argv": argv, "env": env, "cwd": cwd }))
+    } else {
+        let line = format!(
+            "cd {} && export {} && exec {} </dev/null\n",
+            crate::policy::join_words(&[cwd]),
+            crate::policy::join_words(&exports),
+            crate::policy::join_words(&argv)
+        );
+        if line.contains('\0') || line.trim_end().contains('\n') {
+            return Err(RuntimeError::InvalidArgument("an argument or variable contains a NUL or newline".into()));
+        }
+        line
+    };
     warm.start.write_all(line.as_bytes()).map_err(|e| RuntimeError::io("starting a warm sandbox", e))?;
     warm.confinement.env = env;
     Ok(())
@@ -99,6 +138,8 @@ pub(super) struct Shape {
     network: bool,
     stdio: AgentStdio,
     limits: crate::protocol::Limits,
+    /// The interpreter a Python agent waits in, or none (a shell).
+    python: Option<String>,
 }
 
 pub(super) fn shape(spec: &SpawnSpec) -> Result<Shape> {
@@ -110,6 +151,7 @@ pub(super) fn shape(spec: &SpawnSpec) -> Result<Shape> {
         network: spec.network,
         stdio: spec.stdio.clone(),
         limits: spec.limits.clone(),
+        python: is_python_script(&argv).then(|| argv[0].clone()),
     })
 }
 
@@ -143,7 +185,8 @@ fn launch(
     let env = environment(id, spec);
     let program: Vec<String> = match id {
         Some(_) => argv.clone(),
-        None => WAITER.iter().map(|s| s.to_string()).collect(),
+        None if is_python_script(&argv) => vec![argv[0].clone(), "-c".into(), PYTHON_WAITER.into()],
+        None => SHELL_WAITER.iter().map(|s| s.to_string()).collect(),
     };
     let landlock = LandlockRules {
         read_exec: binds.iter().filter(|b| !b.writable).map(|b| b.target.clone()).collect(),
