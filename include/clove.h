@@ -623,6 +623,20 @@ enum clove_status clove_runtime_spawn(struct clove_runtime *rt,
                                       uint64_t *out_id);
 
 /**
+ * Keeps `count` sandboxes shaped like `opts` (what they show, network, stdio and limits) ready, so
+ * that spawning a sandboxed agent of that shape skips building one. Returns once they are ready;
+ * each one handed out is replaced in the background. `opts` must be sandboxed.
+ *
+ * Thread-safety: any thread, concurrently with other calls on the runtime.
+ *
+ * # Safety
+ * `rt` is NULL or a live runtime; `opts` is NULL or live spawn options.
+ */
+enum clove_status clove_runtime_prewarm(struct clove_runtime *rt,
+                                        const struct clove_spawn_options *opts,
+                                        size_t count);
+
+/**
  * Takes a snapshot of every agent the runtime knows, running or recently ended.
  *
  * Thread-safety: any thread, concurrently with other calls on the runtime.

@@ -349,3 +349,25 @@ pub unsafe extern "C" fn clove_runtime_spawn(
         Ok(())
     })
 }
+
+/// Keeps `count` sandboxes shaped like `opts` (what they show, network, stdio and limits) ready, so
+/// that spawning a sandboxed agent of that shape skips building one. Returns once they are ready;
+/// each one handed out is replaced in the background. `opts` must be sandboxed.
+///
+/// Thread-safety: any thread, concurrently with other calls on the runtime.
+///
+/// # Safety
+/// `rt` is NULL or a live runtime; `opts` is NULL or live spawn options.
+#[no_mangle]
+pub unsafe extern "C" fn clove_runtime_prewarm(
+    rt: *mut clove_runtime,
+    opts: *const clove_spawn_options,
+    count: usize,
+) -> clove_status {
+    guard("clove_runtime_prewarm", || {
+        // SAFETY: the caller's contract on `rt` and `opts`.
+        let (rt, spec) = unsafe { (clove_runtime::borrow(rt, "rt")?, clove_spawn_options::borrow(opts, "opts")?) };
+        rt.prewarm(spec.clone(), count)?;
+        Ok(())
+    })
+}

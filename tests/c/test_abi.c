@@ -305,6 +305,9 @@ static void test_nulls(clove_runtime *rt) {
   CHECK_NULL(clove_spawn_options_set_limits(NULL, 0, 0, 0, 0), "opts");
   CHECK_NULL(clove_spawn_options_set_sandboxed(NULL, true), "opts");
   CHECK_NULL(clove_spawn_options_set_network(NULL, true), "opts");
+  CHECK_NULL(clove_runtime_prewarm(NULL, sopts, 1), "rt");
+  CHECK_NULL(clove_runtime_prewarm(rt, NULL, 1), "opts");
+  CHECK(clove_runtime_prewarm(rt, sopts, 1) == CLOVE_STATUS_INVALID_ARGUMENT);
   CHECK_NULL(clove_spawn_options_set_profile(NULL, "moderate"), "opts");
   CHECK_NULL(clove_spawn_options_set_profile(sopts, NULL), "profile");
   CHECK_NULL(clove_spawn_options_add_mount(NULL, "/a", "/b", true), "opts");
