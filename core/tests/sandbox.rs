@@ -141,6 +141,15 @@ fn prewarmed_sandboxes_are_handed_out() {
         assert_eq!(rt.wait(id, Some(Duration::from_secs(20))).unwrap().code, Some(10 + round), "round {round}");
     }
     eprintln!("warm spawns took {took:?}");
+    // A warm sandbox that died while it waited is replaced by a cold start, not a failed spawn.
+    std::thread::sleep(Duration::from_millis(300));
+    let waiters = common::pids_running(&["/bin/sh", "-c", "IFS= read -r line && eval \"$line\""]);
+    assert!(!waiters.is_empty(), "no warm sandbox is waiting");
+    for pid in waiters {
+        std::process::Command::new("kill").args(["-9", &pid.to_string()]).status().unwrap();
+    }
+    let id = rt.spawn(shaped("exit 6")).unwrap();
+    assert_eq!(rt.wait(id, Some(Duration::from_secs(20))).unwrap().code, Some(6));
     // Another shape is built from scratch, as before.
     let mut net = shaped("exit 4");
     net.network = true;

@@ -52,10 +52,16 @@ impl Reactor {
             agent.spec = Some(spec);
         }
         let warm = self.agents.get(id).and_then(|a| a.spec.as_deref().cloned()).and_then(|spec| self.take_warm(&spec));
-        let started = match (warm, wants_cgroup) {
-            (Some(warm), _) => self.start_warm(id, warm),
-            (None, true) => self.give_cgroup(id).and_then(|()| self.start_process(id)),
-            (None, false) => self.start_process(id),
+        let warm_started = match warm {
+            Some(warm) => self.start_warm(id, warm),
+            None => Ok(false),
+        };
+        let started = match (warm_started, wants_cgroup) {
+            (Ok(true), _) => Ok(()),
+            (Err(e), _) => Err(e),
+            // No warm sandbox, or one that had died waiting: built from scratch.
+            (Ok(false), true) => self.give_cgroup(id).and_then(|()| self.start_process(id)),
+            (Ok(false), false) => self.start_process(id),
         };
         match started {
             Ok(()) => Ok(id),
@@ -83,20 +89,22 @@ impl Reactor {
     }
 
     /// Starts a spawned agent in a warm sandbox, which becomes its own (cgroup and work directory too).
-    fn start_warm(&mut self, id: AgentId, mut warm: super::pool::WarmSandbox) -> Result<()> {
+    /// `Ok(false)` when the warm sandbox had died while it waited (it is cleaned up, and the caller
+    /// starts the agent from scratch).
+    fn start_warm(&mut self, id: AgentId, mut warm: super::pool::WarmSandbox) -> Result<bool> {
         let agent = self.agents.get_mut(id).ok_or_else(|| RuntimeError::NotFound(id.to_string()))?;
         let spec =
             agent.spec.as_ref().ok_or_else(|| RuntimeError::InvalidArgument("agent has no spawn spec".into()))?;
-        let handed = super::sandbox::hand_out(&mut warm.warm, id, spec);
+        let alive = warm.warm.process.try_exit().is_none();
+        if !alive || super::sandbox::hand_out(&mut warm.warm, id, spec).is_err() {
+            super::pool::end(&mut warm);
+            return Ok(false);
+        }
         agent.cgroup = Some(warm.cgroup);
         agent.work_dir = Some(warm.work);
-        if let Err(e) = handed {
-            warm.warm.process.kill_and_reap();
-            return Err(e);
-        }
         let super::sandbox::Warm { process, stream, confinement, .. } = warm.warm;
         agent.confinement = Some(confinement);
-        self.adopt(id, process, stream)
+        self.adopt(id, process, stream).map(|()| true)
     }
 
     /// Starts (or starts again) the process of a spawned agent from its stored spec.

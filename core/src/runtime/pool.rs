@@ -126,7 +126,7 @@ pub(super) struct FillRequest {
 }
 
 /// Ends a warm sandbox nobody will use, leaving nothing behind.
-fn end(sandbox: &mut WarmSandbox) {
+pub(super) fn end(sandbox: &mut WarmSandbox) {
     sandbox.warm.process.kill_and_reap();
     let _ = sandbox.cgroup.kill_all();
     let _ = sandbox.cgroup.remove();
