@@ -60,13 +60,7 @@ fn parse_args() -> Result<Options> {
         agents: 50,
         blocks: 10,
     };
-    let mut args = std::env::args().skip(1);
-    while let Some(flag) = args.next() {
-        if flag == "-h" || flag == "--help" {
-            println!("{USAGE}");
-            std::process::exit(0);
-        }
-        let value = args.next().ok_or_else(|| format!("{flag} needs a value\n{USAGE}"))?;
+    for (flag, value) in flag_values(std::env::args().skip(1), USAGE)? {
         let number = || value.parse::<usize>().map_err(|e| format!("{flag} {value}: {e}"));
         match flag.as_str() {
             "--mode" => options.mode = value.clone(),
@@ -165,4 +159,19 @@ fn main() {
             std::process::exit(1);
         }
     }
+}
+
+/// `--flag value` pairs from the command line; `-h`/`--help` prints `usage` and exits.
+pub fn flag_values(args: impl Iterator<Item = String>, usage: &str) -> Result<Vec<(String, String)>> {
+    let mut args = args;
+    let mut pairs = Vec::new();
+    while let Some(flag) = args.next() {
+        if flag == "-h" || flag == "--help" {
+            println!("{usage}");
+            std::process::exit(0);
+        }
+        let value = args.next().ok_or_else(|| format!("{flag} needs a value\n{usage}"))?;
+        pairs.push((flag, value));
+    }
+    Ok(pairs)
 }

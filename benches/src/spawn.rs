@@ -52,13 +52,7 @@ pub struct Options {
 
 pub fn parse_args(args: impl Iterator<Item = String>) -> Result<Options> {
     let mut options = Options { runs: 100, warmup: 5, only: None };
-    let mut args = args.filter(|a| a != "--spawn");
-    while let Some(flag) = args.next() {
-        if flag == "-h" || flag == "--help" {
-            println!("{USAGE}");
-            std::process::exit(0);
-        }
-        let value = args.next().ok_or_else(|| format!("{flag} needs a value\n{USAGE}"))?;
+    for (flag, value) in crate::flag_values(args.filter(|a| a != "--spawn"), USAGE)? {
         let number = || value.parse::<usize>().map_err(|e| format!("{flag} {value}: {e}"));
         match flag.as_str() {
             "--runs" => options.runs = number()?.max(1),

@@ -51,6 +51,19 @@ print(json.dumps(seen))
 /// The tests count this process's leftovers, so they run one at a time.
 static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
+/// The start of every test here: one at a time, as root (or a loud SKIPPED: `None`).
+fn serial_root(test: &str) -> Option<std::sync::MutexGuard<'static, ()>> {
+    let guard = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    common::root_or_skip(test).then_some(guard)
+}
+
+/// A scratch directory for one test.
+fn scratch(tag: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("clove-it-{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
 /// The exit code of the agent called `name`, once it has ended.
 fn seen_child_exit(rt: &Runtime, name: &str) -> Option<i32> {
     let ended = common::eventually(Duration::from_secs(10), || {
@@ -61,12 +74,8 @@ fn seen_child_exit(rt: &Runtime, name: &str) -> Option<i32> {
 
 #[test]
 fn a_sandboxed_agent_is_confined_and_still_served() {
-    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    if !common::root_or_skip("a_sandboxed_agent_is_confined_and_still_served") {
-        return;
-    }
-    let dir = std::env::temp_dir().join(format!("clove-it-sandbox-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let Some(_serial) = serial_root("a_sandboxed_agent_is_confined_and_still_served") else { return };
+    let dir = scratch("sandbox");
     let script = dir.join("probe.py");
     std::fs::write(&script, PROBE).unwrap();
     let out = dir.join("out.json");
@@ -116,10 +125,7 @@ fn a_sandboxed_agent_is_confined_and_still_served() {
 
 #[test]
 fn prewarmed_sandboxes_are_handed_out() {
-    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    if !common::root_or_skip("prewarmed_sandboxes_are_handed_out") {
-        return;
-    }
+    let Some(_serial) = serial_root("prewarmed_sandboxes_are_handed_out") else { return };
     let rt = Runtime::start(RuntimeConfig::default()).unwrap();
     let shaped = |script: &str| {
         let mut spec = SpawnSpec::new("warm", vec!["/bin/sh".into(), "-c".into(), script.into()]);
@@ -166,12 +172,8 @@ fn prewarmed_sandboxes_are_handed_out() {
 
 #[test]
 fn a_warm_python_agent_starts_in_an_interpreter_that_has_the_sdk() {
-    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    if !common::root_or_skip("a_warm_python_agent_starts_in_an_interpreter_that_has_the_sdk") {
-        return;
-    }
-    let dir = std::env::temp_dir().join(format!("clove-it-warm-py-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let Some(_serial) = serial_root("a_warm_python_agent_starts_in_an_interpreter_that_has_the_sdk") else { return };
+    let dir = scratch("warm-py");
     let agent = |name: &str, code: i32| {
         let script = dir.join(name);
         let body = format!(
