@@ -153,6 +153,13 @@ fn prewarmed_sandboxes_are_handed_out() {
     assert!(!waiters.is_empty(), "no warm sandbox is waiting");
     for pid in waiters {
         std::process::Command::new("kill").args(["-9", &pid.to_string()]).status().unwrap();
+        // kill(1) returns once the signal is sent; the sandbox has died when it is a zombie.
+        let dead = || std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |s| s.contains(") Z "));
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while !dead() && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert!(dead(), "warm sandbox {pid} survived SIGKILL");
     }
     let id = rt.spawn(shaped("exit 6")).unwrap();
     assert_eq!(rt.wait(id, Some(Duration::from_secs(20))).unwrap().code, Some(6));
