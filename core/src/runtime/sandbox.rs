@@ -282,8 +282,8 @@ pub(super) fn enter(
 
 /// argv with the program as an absolute path, found on the sandbox's PATH (the system trees it
 /// sees), not the host's: a program from elsewhere may depend on files the sandbox does not have.
-/// Arguments naming existing files relative to the host working directory (`agent.py`) become
-/// absolute, so the files can be shown inside where the command line says.
+/// Arguments naming existing files (`agent.py`, `/srv/../agents/a.py`) become canonical absolute
+/// paths, so the files can be shown inside where the command line says.
 fn program_argv(argv: &[String], host_cwd: &Path) -> Result<Vec<String>> {
     let program = argv.first().ok_or_else(|| RuntimeError::InvalidArgument("empty argv".into()))?;
     let found = if program.contains('/') {
@@ -296,11 +296,11 @@ fn program_argv(argv: &[String], host_cwd: &Path) -> Result<Vec<String>> {
     })?;
     let mut out = vec![found.display().to_string()];
     out.extend(argv[1..].iter().map(|arg| {
-        let relative = !arg.starts_with('/') && !arg.starts_with('-') && host_cwd.join(arg).is_file();
-        if relative {
-            host_cwd.join(arg).display().to_string()
-        } else {
-            arg.clone()
+        // As the kernel resolves it: the sandbox shows the file's directory, not the path's `..` or links.
+        let named = (!arg.starts_with('-')).then(|| host_cwd.join(arg)).filter(|p| p.is_file());
+        match named.and_then(|p| std::fs::canonicalize(p).ok()) {
+            Some(file) => file.display().to_string(),
+            None => arg.clone(),
         }
     }));
     Ok(out)
