@@ -51,7 +51,7 @@ fn unknown_opcode_and_bad_payload_answer_errors_and_keep_the_connection() {
     assert_eq!(err.code, ErrorCode::BadPayload as u16, "{}", err.message);
 
     // A known opcode this runtime does not serve yet.
-    let err = c.call::<_, Echo>(Opcode::THINK, &()).unwrap_err();
+    let err = c.call::<_, Echo>(Opcode::TUNNEL_STATUS, &()).unwrap_err();
     assert_eq!(err.code, ErrorCode::Unsupported as u16);
 
     assert_eq!(c.noop(b"still here"), b"still here");

@@ -39,6 +39,10 @@ pub enum Denial {
     NotVisible(String),
     #[error("permission denied: {0} is read-only in the agent's sandbox")]
     ReadOnlyInSandbox(String),
+    #[error("permission denied: http method {0} is not allowed")]
+    MethodNotAllowed(String),
+    #[error("permission denied: {0} is not in the network allowlist")]
+    EndpointNotAllowed(String),
     #[error("permission denied: agent {0} is not a descendant of the caller")]
     NotDescendant(u64),
     #[error("invalid permissions: {0}")]
@@ -99,6 +103,38 @@ impl AgentPolicy {
 
     pub fn check_think(&self) -> Result<(), Denial> {
         self.both(|p| p.require(p.can_think, "think"))
+    }
+
+    /// Whether an http request may go to `host:port` with `method`; `default_port` is its scheme's.
+    pub fn check_http(&self, method: &str, host: &str, port: u16, default_port: u16) -> Result<(), Denial> {
+        self.both(|p| {
+            p.require(p.can_http, "http")?;
+            if !p.method_allowed(method) {
+                return Err(Denial::MethodNotAllowed(String::from(method)));
+            }
+            if p.endpoint_allowed(host, port, default_port) {
+                Ok(())
+            } else {
+                let shown = if host.contains(':') {
+                    alloc::format!("[{host}]:{port}")
+                } else {
+                    alloc::format!("{host}:{port}")
+                };
+                Err(Denial::EndpointNotAllowed(shown))
+            }
+        })
+    }
+
+    /// The most tokens and calls both quotas allow (`None`: unlimited).
+    pub fn llm_quota(&self) -> LlmQuota {
+        let min = |a: Option<u64>, b: Option<u64>| match (a, b) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        LlmQuota {
+            max_tokens: min(self.current.llm.max_tokens, self.ceiling.llm.max_tokens),
+            max_calls: min(self.current.llm.max_calls, self.ceiling.llm.max_calls),
+        }
     }
 
     /// Decides whether and how an EXEC runs: as argv, as a command line split into words, or through

@@ -301,18 +301,53 @@ impl Permissions {
         Ok(())
     }
 
-    /// Whether http to `host` is allowed: an exact entry, `*.domain` for any subdomain, or `"*"`.
-    pub fn domain_allowed(&self, host: &str) -> bool {
+    /// Whether http to `host` on `port` is allowed. An entry is a host (`api.example.com`), a
+    /// wildcard for its subdomains (`*.example.com`), or `"*"` for every host on every port. An
+    /// entry without a port allows the URL scheme's `default_port` only; `host:port` (IPv6 in
+    /// brackets: `[::1]:8080`) allows that port only. Hosts compare without case and trailing dot.
+    pub fn endpoint_allowed(&self, host: &str, port: u16, default_port: u16) -> bool {
         let host = host.trim_end_matches('.');
         self.network.iter().any(|entry| {
-            entry == "*"
-                || entry.eq_ignore_ascii_case(host)
-                || entry.strip_prefix("*.").is_some_and(|domain| {
-                    let (h, d) = (host.as_bytes(), domain.as_bytes());
-                    h.len() > d.len() + 1
-                        && h[h.len() - d.len()..].eq_ignore_ascii_case(d)
-                        && h[h.len() - d.len() - 1] == b'.'
-                })
+            if entry == "*" {
+                return true;
+            }
+            let (pattern, entry_port) = split_host_port(entry);
+            entry_port.unwrap_or(Some(default_port)) == Some(port) && host_matches(pattern, host)
         })
+    }
+
+    /// Whether the http method is allowed: listed (any case), or `"*"`.
+    pub fn method_allowed(&self, method: &str) -> bool {
+        self.http_methods.iter().any(|m| m == "*" || m.eq_ignore_ascii_case(method))
+    }
+}
+
+/// An allowlist entry's host pattern and port: `None` when it names no port, `Some(None)` when the
+/// port does not parse (such an entry matches nothing).
+fn split_host_port(entry: &str) -> (&str, Option<Option<u16>>) {
+    if let Some(bracketed) = entry.strip_prefix('[') {
+        return match bracketed.split_once(']') {
+            Some((host, "")) => (host, None),
+            Some((host, rest)) => (host, Some(rest.strip_prefix(':').and_then(|p| p.parse().ok()))),
+            None => (entry, Some(None)),
+        };
+    }
+    match entry.split_once(':') {
+        // More than one colon: a bare IPv6 address, without a port.
+        Some((_, rest)) if rest.contains(':') => (entry, None),
+        Some((host, port)) => (host, Some(port.parse().ok())),
+        None => (entry, None),
+    }
+}
+
+/// An exact host, or `*.domain` for any name below `domain` (not `domain` itself).
+fn host_matches(pattern: &str, host: &str) -> bool {
+    let pattern = pattern.trim_end_matches('.');
+    match pattern.strip_prefix("*.") {
+        Some(domain) => {
+            let (h, d) = (host.as_bytes(), domain.as_bytes());
+            h.len() > d.len() + 1 && h[h.len() - d.len()..].eq_ignore_ascii_case(d) && h[h.len() - d.len() - 1] == b'.'
+        }
+        None => pattern.eq_ignore_ascii_case(host),
     }
 }

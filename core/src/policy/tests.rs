@@ -121,14 +121,32 @@ fn patch_rejects_unknown_keys_and_bad_json() {
 }
 
 #[test]
-fn domains_exact_and_wildcard() {
-    let p =
-        Permissions { network: vec!["api.example.com".to_string(), "*.corp.net".to_string()], ..Default::default() };
-    assert!(p.domain_allowed("api.example.com"));
-    assert!(p.domain_allowed("API.example.com."));
-    assert!(!p.domain_allowed("example.com"));
-    assert!(p.domain_allowed("a.b.corp.net"));
-    assert!(!p.domain_allowed("corp.net"));
-    assert!(!p.domain_allowed("evilcorp.net"));
-    assert!(!p.domain_allowed("ünïcode.net"));
+fn endpoints_exact_wildcard_and_ports() {
+    let network = ["api.example.com", "*.corp.net", "127.0.0.1:8080", "[::1]:9000", "::1", "bad:port"];
+    let p = Permissions { network: network.iter().map(|s| s.to_string()).collect(), ..Default::default() };
+    assert!(p.endpoint_allowed("api.example.com", 443, 443));
+    assert!(p.endpoint_allowed("API.example.com.", 80, 80));
+    // A host alone allows the scheme's default port only.
+    assert!(!p.endpoint_allowed("api.example.com", 8443, 443));
+    assert!(!p.endpoint_allowed("example.com", 443, 443));
+    assert!(p.endpoint_allowed("a.b.corp.net", 443, 443));
+    assert!(!p.endpoint_allowed("corp.net", 443, 443));
+    assert!(!p.endpoint_allowed("evilcorp.net", 443, 443));
+    assert!(!p.endpoint_allowed("ünïcode.net", 443, 443));
+    assert!(p.endpoint_allowed("127.0.0.1", 8080, 80));
+    assert!(!p.endpoint_allowed("127.0.0.1", 80, 80));
+    assert!(p.endpoint_allowed("::1", 9000, 80));
+    assert!(p.endpoint_allowed("::1", 443, 443));
+    assert!(!p.endpoint_allowed("bad", 80, 80));
+    let any = Permissions { network: vec!["*".to_string()], ..Default::default() };
+    assert!(any.endpoint_allowed("anything.example", 1234, 443));
+}
+
+#[test]
+fn methods_listed_or_any() {
+    let p = Permissions { http_methods: vec!["get".to_string(), "POST".to_string()], ..Default::default() };
+    assert!(p.method_allowed("GET") && p.method_allowed("post"));
+    assert!(!p.method_allowed("DELETE"));
+    assert!(Permissions { http_methods: vec!["*".to_string()], ..Default::default() }.method_allowed("PATCH"));
+    assert!(!Permissions::default().method_allowed("GET"));
 }

@@ -399,3 +399,68 @@ pub struct SystemMetrics {
     /// The resident memory of the host process the runtime lives in.
     pub runtime_rss_bytes: u64,
 }
+
+/// THINK: ask the runtime's LLM provider.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct ThinkRequest {
+    pub prompt: String,
+    pub image: Option<ThinkImage>,
+    pub system_instruction: Option<String>,
+    /// The sampling temperature times 1000 (700 for 0.7); the provider's default when `None`.
+    pub temperature_milli: Option<u32>,
+    /// Overrides the provider's configured model.
+    pub model: Option<String>,
+    /// The most output tokens; also capped by what the agent's quota has left.
+    pub max_tokens: Option<u32>,
+    /// The seed's `thinking_level`: Gemini's `thinkingLevel`, OpenAI's `reasoning_effort`.
+    pub thinking_level: Option<String>,
+    /// Answer [`Accepted`] at once and deliver the [`ThinkReply`] through ASYNC_POLL.
+    pub run_async: bool,
+}
+
+/// An image sent with a THINK prompt.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct ThinkImage {
+    pub data: Vec<u8>,
+    /// `image/png`, `image/jpeg`, ...
+    pub mime_type: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct ThinkReply {
+    pub text: String,
+    /// The model that answered, as the provider names it.
+    pub model: String,
+    /// `openai`, `gemini`, `anthropic` or `host`.
+    pub provider: String,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+}
+
+/// HTTP: a request the runtime makes on the agent's behalf, within its network allowlist.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct HttpRequest {
+    /// An `http://` or `https://` URL.
+    pub url: String,
+    /// `GET`, `POST`, ...; empty means `GET`.
+    pub method: String,
+    pub headers: Vec<KeyValue>,
+    pub body: Vec<u8>,
+    /// For the whole request, redirects included (default 30 s, at most 300 s).
+    pub timeout_ms: Option<u32>,
+    /// Body bytes kept; the rest is dropped and `truncated` set. Also capped by the frame size.
+    pub max_response_bytes: Option<u32>,
+    /// Answer [`Accepted`] at once and deliver the [`HttpReply`] through ASYNC_POLL.
+    pub run_async: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct HttpReply {
+    pub status: u16,
+    /// Response headers in the order received, names in lower case.
+    pub headers: Vec<KeyValue>,
+    pub body: Vec<u8>,
+    pub truncated: bool,
+    /// The URL that answered, after redirects.
+    pub url: String,
+}

@@ -219,6 +219,52 @@ fn samples() -> Vec<(&'static str, serde_json::Value, Vec<u8>)> {
                 }],
             },
         ),
+        s(
+            "ThinkRequest",
+            ThinkRequest {
+                prompt: "What is 2+2?".into(),
+                image: Some(ThinkImage { data: vec![0x89, b'P', b'N', b'G'], mime_type: "image/png".into() }),
+                system_instruction: Some("Be brief.".into()),
+                temperature_milli: Some(700),
+                model: Some("gpt-4o-mini".into()),
+                max_tokens: Some(256),
+                thinking_level: Some("low".into()),
+                run_async: false,
+            },
+        ),
+        s("ThinkRequest", ThinkRequest { prompt: "hi".into(), run_async: true, ..Default::default() }),
+        s(
+            "ThinkReply",
+            ThinkReply {
+                text: "4".into(),
+                model: "gpt-4o-mini-2024-07-18".into(),
+                provider: "openai".into(),
+                input_tokens: 21,
+                output_tokens: 300,
+            },
+        ),
+        s(
+            "HttpRequest",
+            HttpRequest {
+                url: "https://api.example.com/v1/items?q=1".into(),
+                method: "POST".into(),
+                headers: vec![kv("content-type", "application/json")],
+                body: b"{\"a\":1}".to_vec(),
+                timeout_ms: Some(5000),
+                max_response_bytes: Some(1 << 16),
+                run_async: true,
+            },
+        ),
+        s(
+            "HttpReply",
+            HttpReply {
+                status: 404,
+                headers: vec![kv("content-length", "9"), kv("x-trace", "abc")],
+                body: b"not found".to_vec(),
+                truncated: false,
+                url: "https://api.example.com/v2/items".into(),
+            },
+        ),
     ]
 }
 

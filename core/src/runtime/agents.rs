@@ -99,6 +99,8 @@ pub(super) struct Agent {
     pub work_dir: Option<PathBuf>,
     /// What its EXECs share with it, when it is sandboxed.
     pub confinement: Option<super::sandbox::Confinement>,
+    /// THINK tokens and calls spent, against its quota.
+    pub llm_usage: super::LlmUsage,
 }
 
 /// The `cgroup.procs` files a new process of this cgroup writes itself into before it runs.
@@ -143,6 +145,7 @@ impl Agent {
             oom_kills_seen: 0,
             work_dir: None,
             confinement: None,
+            llm_usage: Default::default(),
         }
     }
 

@@ -32,6 +32,8 @@ pub enum RuntimeError {
     },
     #[error("sandbox: {0}")]
     Sandbox(String),
+    #[error(transparent)]
+    Net(#[from] super::net::NetError),
     #[error("cgroup: {0}")]
     Cgroup(#[from] super::cgroup::CgroupError),
     #[error("opcode {} (0x{:02x}) is not served by this runtime yet", .0.name(), *.0 as u8)]
@@ -59,6 +61,7 @@ impl RuntimeError {
             RuntimeError::Io { .. } => ErrorCode::Io,
             RuntimeError::Unsupported(_) => ErrorCode::Unsupported,
             RuntimeError::Sandbox(_) => ErrorCode::Io,
+            RuntimeError::Net(e) => e.code(),
             RuntimeError::Cgroup(e) => match e {
                 CgroupError::Busy { .. } => ErrorCode::Conflict,
                 CgroupError::Timeout { .. } => ErrorCode::Timeout,

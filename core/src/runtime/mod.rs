@@ -16,6 +16,7 @@ mod ids;
 mod lifecycle;
 mod listener;
 mod metrics;
+mod net;
 mod pool;
 mod process;
 mod reactor;
@@ -32,6 +33,7 @@ use std::time::Duration;
 pub use error::{Result, RuntimeError};
 pub use events::{Event, EventCallback, EventKind};
 pub use ids::AgentId;
+pub use net::{LlmUsage, NetConfig, NetError, ProviderConfig, ProviderKind, ThinkAnswer, ThinkCall, ThinkHandler};
 pub use spec::{AgentStdio, Mount, Profile, SpawnSpec};
 
 use crate::audit::AuditEntry;
@@ -58,6 +60,8 @@ pub struct RuntimeConfig {
     /// a request that arrives meanwhile is served without a cross-CPU wake-up. Zero disables it, and
     /// so does a process allowed only one CPU.
     pub busy_poll: Duration,
+    /// HTTP and THINK: workers, the address guard and the LLM provider.
+    pub net: NetConfig,
 }
 
 impl Default for RuntimeConfig {
@@ -70,6 +74,7 @@ impl Default for RuntimeConfig {
             exited_retention: 256,
             audit_file: None,
             busy_poll: Duration::from_micros(50),
+            net: NetConfig::default(),
         }
     }
 }
@@ -114,6 +119,8 @@ enum Command {
     Prewarm(Box<SpawnSpec>, usize, Reply<()>),
     /// From the pool's filling thread: a warm sandbox for pool `.0`, or why it could not be made.
     Filled(usize, Box<Result<pool::WarmSandbox>>),
+    /// From an HTTP or THINK worker: the outcome of in-flight request `.0`.
+    NetDone(u64, Box<net::Outcome>),
     Shutdown,
 }
 
@@ -122,6 +129,7 @@ pub struct Runtime {
     commands: mpsc::Sender<Command>,
     waker: Arc<mio::Waker>,
     events: Arc<EventHub>,
+    think_host: Arc<net::llm::host::HostProvider>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -132,11 +140,12 @@ impl Runtime {
         let (commands, inbox) = mpsc::channel();
         let reactor = reactor::Reactor::new(config, inbox, commands.clone(), Arc::clone(&events))?;
         let waker = reactor.waker();
+        let think_host = reactor.net.host();
         let thread = std::thread::Builder::new()
             .name("clove-reactor".into())
             .spawn(move || reactor.run())
             .map_err(|e| RuntimeError::io("starting the reactor thread", e))?;
-        Ok(Runtime { commands, waker, events, thread: Some(thread) })
+        Ok(Runtime { commands, waker, events, think_host, thread: Some(thread) })
     }
 
     fn call<T>(&self, make: impl FnOnce(Reply<T>) -> Command) -> Result<T> {
@@ -215,6 +224,13 @@ impl Runtime {
     /// Sets (or clears) a callback run on the reactor thread for every lifecycle event.
     pub fn set_event_callback(&self, callback: Option<EventCallback>) {
         self.events.set_callback(callback);
+    }
+
+    /// Registers (or with `None` removes) the handler that answers THINK instead of the configured
+    /// provider. Once this returns, the previous handler is not running and will not run again. It
+    /// runs on THINK worker threads, never the reactor's; it must not call this method.
+    pub fn set_think_handler(&self, handler: Option<ThinkHandler>) -> Result<()> {
+        self.think_host.set(handler).map_err(|why| RuntimeError::Conflict(why.into()))
     }
 
     /// Kills every agent, removes the listening socket and joins the reactor thread.

@@ -133,6 +133,8 @@ pub(super) struct Reactor {
     pub filler: Option<std::sync::mpsc::Sender<super::pool::FillRequest>>,
     /// Where the filling thread reports back: the reactor's own inbox.
     pub outbox: std::sync::mpsc::Sender<Command>,
+    /// HTTP and THINK: their workers and the requests in flight.
+    pub(super) net: super::net::NetService,
     /// Detected on first use: hosts that never ask for limits never read the cgroup mounts.
     cgroups: Option<CgroupRoot>,
     audit_file: Option<std::fs::File>,
@@ -152,11 +154,14 @@ impl Reactor {
     ) -> Result<Reactor> {
         let poll = Poll::new().map_err(|e| RuntimeError::io("creating the poll instance", e))?;
         let instance = NEXT_INSTANCE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let waker =
-            Waker::new(poll.registry(), token(Source::Waker)).map_err(|e| RuntimeError::io("creating the waker", e))?;
+        let waker = Arc::new(
+            Waker::new(poll.registry(), token(Source::Waker)).map_err(|e| RuntimeError::io("creating the waker", e))?,
+        );
+        let net = super::net::NetService::new(config.net.clone(), outbox.clone(), Arc::clone(&waker));
         Ok(Reactor {
+            net,
             poll,
-            waker: Arc::new(waker),
+            waker,
             inbox,
             audit: AuditLog::new(config.audit_capacity),
             audit_file: match &config.audit_file {
@@ -307,6 +312,7 @@ impl Reactor {
                 let _ = reply.send(self.prewarm(template, count));
             }
             Command::Filled(pool, made) => self.filled(pool, *made),
+            Command::NetDone(key, outcome) => self.net_done(key, *outcome),
             Command::Metrics(id, reply) => {
                 let _ = reply.send(self.agent_metrics(id));
             }
@@ -488,8 +494,9 @@ impl Reactor {
         if let Some(mut conn) = agent.conn.take() {
             let _ = registry.deregister(&mut conn.stream);
         }
-        if agent.origin == Origin::Connected {
-            let admitted_name = agent.name.clone();
+        let connected = (agent.origin == Origin::Connected).then(|| agent.name.clone());
+        self.abandon_net_of(id);
+        if let Some(admitted_name) = connected {
             self.abandon_execs_of(id);
             self.record(id, "lifecycle", "DISCONNECTED", true, serde_json::json!({ "name": admitted_name }));
             self.agents.remove(id);
@@ -600,6 +607,10 @@ impl Reactor {
 
     /// Kills every agent and exec job and waits for them, so nothing outlives the runtime.
     fn shutdown_all(&mut self) {
+        // Host threads (a think handler among them) now get "stopped" instead of waiting for a
+        // reactor that waits for them.
+        self.inbox = std::sync::mpsc::channel().1;
+        self.net.shutdown();
         for key in self.execs.iter().map(|(k, _)| k).collect::<Vec<_>>() {
             if let Some(job) = self.execs.remove(key) {
                 job.process.kill_and_reap();

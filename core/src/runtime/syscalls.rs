@@ -17,8 +17,22 @@ const MAX_ASYNC_PENDING: usize = 64;
 const REPLY_OVERHEAD: u64 = 64;
 
 /// Services a client may ask HELLO about.
-const FEATURES: &[&str] =
-    &["exec", "read", "write", "spawn", "kill", "list", "pause", "resume", "permissions", "audit", "async", "metrics"];
+const FEATURES: &[&str] = &[
+    "exec",
+    "read",
+    "write",
+    "spawn",
+    "kill",
+    "list",
+    "pause",
+    "resume",
+    "permissions",
+    "audit",
+    "async",
+    "metrics",
+    "think",
+    "http",
+];
 
 /// How a request is answered.
 enum Answer {
@@ -34,6 +48,11 @@ enum Answer {
 
 fn now<T: serde::Serialize>(reply: &T) -> Result<Answer> {
     Ok(Answer::Now(encode(reply)))
+}
+
+/// A request handed to a worker: answered later, or accepted now when async.
+fn later(accepted: Option<Accepted>) -> Result<Answer> {
+    accepted.map_or(Ok(Answer::Later), |a| now(&a))
 }
 
 /// An [`Echo`] checked in place, without copying its bytes.
@@ -102,6 +121,8 @@ impl Reactor {
                 Ok(Answer::Echo)
             }
             Opcode::EXEC => self.exec(id, request_id, request(payload, op)?),
+            Opcode::THINK => later(self.think(id, request_id, request(payload, op)?)?),
+            Opcode::HTTP => later(self.http(id, request_id, request(payload, op)?)?),
             Opcode::READ => {
                 let cap = u64::from(self.config.max_payload).saturating_sub(REPLY_OVERHEAD);
                 let agent = self.caller(id)?;
@@ -130,8 +151,21 @@ impl Reactor {
             Opcode::ASYNC_POLL => {
                 let req: AsyncPollRequest = request(payload, op)?;
                 let max = if req.max == 0 { 10 } else { req.max as usize };
+                let room = self.config.max_payload as usize;
                 let agent = self.agents.get_mut(id).ok_or_else(|| RuntimeError::NotFound(id.to_string()))?;
-                let take = max.min(agent.async_results.len());
+                // As many as fit one reply frame; the first always goes (each was sized to fit).
+                let mut size = REPLY_OVERHEAD as usize;
+                let take = agent
+                    .async_results
+                    .iter()
+                    .take(max)
+                    .take_while(|r| {
+                        size += r.payload.len() + r.error.as_ref().map_or(0, |e| e.message.len()) + 32;
+                        size <= room
+                    })
+                    .count()
+                    .max(1)
+                    .min(agent.async_results.len());
                 now(&AsyncPollReply { results: agent.async_results.drain(..take).collect() })
             }
             Opcode::METRICS_SYSTEM => {
@@ -200,12 +234,7 @@ impl Reactor {
         let agent = self.caller(id)?;
         let plan = agent.policy.plan_exec(&req.argv, req.command.as_deref())?;
         if req.run_async {
-            let running = self.execs.iter().filter(|(_, j)| j.caller.agent == id && j.caller.run_async).count();
-            if running + agent.async_results.len() >= MAX_ASYNC_PENDING {
-                return Err(RuntimeError::LimitExceeded(format!(
-                    "{MAX_ASYNC_PENDING} async results are pending: collect them with ASYNC_POLL"
-                )));
-            }
+            self.check_async_room(id)?;
         }
         let max_ms = agent.policy.current.max_exec_time_ms.min(agent.policy.ceiling.max_exec_time_ms);
         let timeout_ms = req.timeout_ms.map_or(max_ms, |t| u64::from(t).min(max_ms));
@@ -244,6 +273,18 @@ impl Reactor {
         } else {
             Ok(Answer::Later)
         }
+    }
+
+    /// Refuses one more async request when [`MAX_ASYNC_PENDING`] results are pending or running.
+    pub(super) fn check_async_room(&self, id: AgentId) -> Result<()> {
+        let agent = self.caller(id)?;
+        let running = self.execs.iter().filter(|(_, j)| j.caller.agent == id && j.caller.run_async).count();
+        if running + self.net.pending_async(id) + agent.async_results.len() >= MAX_ASYNC_PENDING {
+            return Err(RuntimeError::LimitExceeded(format!(
+                "{MAX_ASYNC_PENDING} async results are pending: collect them with ASYNC_POLL"
+            )));
+        }
+        Ok(())
     }
 
     /// Delivers a finished exec's result: as a reply, or into the caller's async queue.
