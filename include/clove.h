@@ -138,6 +138,14 @@ typedef struct clove_runtime_options clove_runtime_options;
 typedef struct clove_spawn_options clove_spawn_options;
 
 /**
+ * Where the host handler puts its answer, through the `clove_think_answer_set_*` setters, which
+ * copy what they are given. Owned by the library and valid only during the handler's call. An
+ * answer with an error set fails the THINK with that message; one with neither text nor error
+ * fails it too.
+ */
+typedef struct clove_think_answer clove_think_answer;
+
+/**
  * How an agent's process ended.
  */
 typedef struct clove_exit {
@@ -251,6 +259,59 @@ typedef struct clove_agent_metrics {
   uint64_t cgroup_pids_current;
   uint64_t cgroup_oom_kills;
 } clove_agent_metrics;
+
+/**
+ * A THINK as the host handler sees it. Strings are NUL-terminated UTF-8; everything is valid only
+ * during the handler's call.
+ */
+typedef struct clove_think_request {
+  /**
+   * The agent that asks.
+   */
+  uint64_t agent_id;
+  const char *agent_name;
+  const char *prompt;
+  /**
+   * NULL when none.
+   */
+  const char *system_instruction;
+  /**
+   * NULL when the agent named no model.
+   */
+  const char *model;
+  /**
+   * NULL (and `image_len` 0) when no image came with the prompt.
+   */
+  const uint8_t *image;
+  size_t image_len;
+  /**
+   * "image/png", ...; NULL when no image.
+   */
+  const char *image_mime_type;
+  /**
+   * Whether `temperature` was given.
+   */
+  bool has_temperature;
+  double temperature;
+  /**
+   * The most output tokens (the agent's cap, lowered to its quota), or 0 for no limit.
+   */
+  uint32_t max_tokens;
+  /**
+   * NULL when none.
+   */
+  const char *thinking_level;
+} clove_think_request;
+
+/**
+ * Answers a THINK: reads `request`, fills `answer` with the setters, and returns. Called on one
+ * of the runtime's THINK worker threads (never the reactor thread), possibly on several at once,
+ * with the `user_data` given at registration. It may call other `clove_runtime_*` functions, but
+ * not `clove_runtime_set_think_handler` nor `clove_runtime_free`.
+ */
+typedef void (*clove_think_handler)(const struct clove_think_request *request,
+                                    struct clove_think_answer *answer,
+                                    void *user_data);
 
 #ifdef __cplusplus
 extern "C" {
@@ -751,6 +812,97 @@ void clove_string_free(char *s);
 enum clove_status clove_runtime_agent_metrics(struct clove_runtime *rt,
                                               uint64_t id,
                                               struct clove_agent_metrics *out);
+
+/**
+ * Sets the LLM provider THINK asks when no host handler is registered, replacing the one the
+ * environment named (see docs/services.md). `provider` is "openai" (any OpenAI-compatible
+ * server), "gemini" or "anthropic"; NULL means none. `base_url`, `api_key` and `model` may each
+ * be NULL for the provider's default (no key).
+ *
+ * Thread-safety: not while another call uses the same options.
+ *
+ * # Safety
+ * `opts` is NULL or live options; each string is NULL or NUL-terminated.
+ */
+enum clove_status clove_runtime_options_set_llm(struct clove_runtime_options *opts,
+                                                const char *provider,
+                                                const char *base_url,
+                                                const char *api_key,
+                                                const char *model);
+
+/**
+ * Sets whether agents' HTTP may reach addresses that are not public: loopback, private ranges,
+ * link-local (cloud metadata), and the like, checked on every address a name resolves to. The
+ * default refuses them.
+ *
+ * Thread-safety: not while another call uses the same options.
+ *
+ * # Safety
+ * `opts` is NULL or live options.
+ */
+enum clove_status clove_runtime_options_set_http_refuse_non_public(struct clove_runtime_options *opts,
+                                                                   bool refuse);
+
+/**
+ * Sets the answer's text.
+ *
+ * Thread-safety: the handler's thread, during the handler's call.
+ *
+ * # Safety
+ * `answer` is NULL or the handler's answer; `text` is NULL or NUL-terminated.
+ */
+enum clove_status clove_think_answer_set_text(struct clove_think_answer *answer, const char *text);
+
+/**
+ * Sets the name of the model that answered (default: the one asked for).
+ *
+ * Thread-safety: the handler's thread, during the handler's call.
+ *
+ * # Safety
+ * `answer` is NULL or the handler's answer; `model` is NULL or NUL-terminated.
+ */
+enum clove_status clove_think_answer_set_model(struct clove_think_answer *answer,
+                                               const char *model);
+
+/**
+ * Sets the tokens the answer cost, which count against the agent's quota.
+ *
+ * Thread-safety: the handler's thread, during the handler's call.
+ *
+ * # Safety
+ * `answer` is NULL or the handler's answer.
+ */
+enum clove_status clove_think_answer_set_usage(struct clove_think_answer *answer,
+                                               uint64_t input_tokens,
+                                               uint64_t output_tokens);
+
+/**
+ * Fails the THINK: the agent receives `message` as an `io` error.
+ *
+ * Thread-safety: the handler's thread, during the handler's call.
+ *
+ * # Safety
+ * `answer` is NULL or the handler's answer; `message` is NULL or NUL-terminated.
+ */
+enum clove_status clove_think_answer_set_error(struct clove_think_answer *answer,
+                                               const char *message);
+
+/**
+ * Registers `handler` to answer every THINK instead of the configured provider, called with
+ * `user_data`; NULL removes it. Once this returns, the previous handler is not running and will
+ * not be called again, so its `user_data` may be released; `clove_runtime_free` does the same.
+ * Called from inside a handler it fails with `CLOVE_STATUS_CONFLICT`.
+ *
+ * Thread-safety: any thread but a THINK worker's, concurrently with other calls on the runtime.
+ * It waits for the calls of the previous handler still running.
+ *
+ * # Safety
+ * `rt` is NULL or a live runtime. `handler` is NULL or a function safe to call on any thread, on
+ * several at once, with `user_data`, until it is replaced or the runtime freed.
+ */
+enum clove_status clove_runtime_set_think_handler(struct clove_runtime *rt,
+                                                  clove_think_handler handler,
+                                                  void *user_data);
 
 #ifdef __cplusplus
 }  // extern "C"

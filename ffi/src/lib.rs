@@ -29,6 +29,8 @@ mod audit;
 
 mod metrics;
 
+mod think;
+
 use std::ffi::{c_char, CStr};
 
 pub use agents::*;
@@ -38,6 +40,7 @@ pub use events::*;
 pub use metrics::*;
 pub use runtime::*;
 pub use spawn::*;
+pub use think::*;
 
 /// The version of the ABI this header describes. It changes only when a function, type or value
 /// changes in a way that breaks a program built against an older header.

@@ -6,6 +6,7 @@
  */
 #define _POSIX_C_SOURCE 200809L
 
+#include <limits.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -127,6 +128,9 @@ static clove_runtime *test_runtime_new(void) {
   CHECK(clove_runtime_options_set_exited_retention(opts, 16) == CLOVE_STATUS_OK);
   snprintf(audit_path, sizeof audit_path, "/tmp/clove-test-abi-%ld.audit", (long)getpid());
   CHECK(clove_runtime_options_set_audit_file(opts, audit_path) == CLOVE_STATUS_OK);
+  /* THINK goes to the host handler of test_think_handler, whatever the environment names. */
+  CHECK(clove_runtime_options_set_llm(opts, NULL, NULL, NULL, NULL) == CLOVE_STATUS_OK);
+  CHECK(clove_runtime_options_set_http_refuse_non_public(opts, true) == CLOVE_STATUS_OK);
   clove_runtime *rt = NULL;
   CHECK(clove_runtime_new(opts, &rt) == CLOVE_STATUS_OK && rt != NULL);
   clove_runtime_options_free(opts);
@@ -239,6 +243,82 @@ static void test_restart(clove_runtime *rt) {
   CHECK(spawn(rt, "empty", NULL, empty, &id) == CLOVE_STATUS_INVALID_ARGUMENT);
 }
 
+/* What the think handler saw; it runs on a THINK worker thread. */
+struct think_seen {
+  clove_runtime *rt;
+  atomic_int calls;
+  uint64_t agent_id;
+  char prompt[32];
+  char system[32];
+  size_t image_len;
+  bool has_temperature;
+  double temperature;
+  clove_status null_text;
+  clove_status reentry;
+};
+
+/* The host provider: answers "echo: <prompt>", or an error for the prompt "fail". */
+static void on_think(const clove_think_request *request, clove_think_answer *answer,
+                     void *user_data) {
+  struct think_seen *seen = user_data;
+  if (strcmp(request->prompt, "fail") == 0) {
+    clove_think_answer_set_error(answer, "no model for that");
+    return;
+  }
+  seen->agent_id = request->agent_id;
+  snprintf(seen->prompt, sizeof seen->prompt, "%s", request->prompt);
+  snprintf(seen->system, sizeof seen->system, "%s",
+           request->system_instruction ? request->system_instruction : "(none)");
+  seen->image_len = request->image ? request->image_len : 0;
+  seen->has_temperature = request->has_temperature;
+  seen->temperature = request->temperature;
+  seen->null_text = clove_think_answer_set_text(answer, NULL);
+  seen->reentry = clove_runtime_set_think_handler(seen->rt, NULL, NULL);
+  char text[64];
+  snprintf(text, sizeof text, "echo: %s", request->prompt);
+  clove_think_answer_set_text(answer, text);
+  clove_think_answer_set_model(answer, "c-model");
+  clove_think_answer_set_usage(answer, 7, 3);
+  atomic_fetch_add(&seen->calls, 1);
+}
+
+/* A Python agent thinks twice; the C handler answers; the agent's exit code says what it got. */
+static void test_think_handler(clove_runtime *rt) {
+  struct think_seen seen = {.rt = rt};
+  CHECK(clove_runtime_set_think_handler(rt, on_think, &seen) == CLOVE_STATUS_OK);
+  char cwd[PATH_MAX], pythonpath[PATH_MAX + 32];
+  CHECK(getcwd(cwd, sizeof cwd) != NULL);
+  snprintf(pythonpath, sizeof pythonpath, "%s/bindings/python", cwd);
+  const char *script =
+      "from clove_sdk import CloveClient\n"
+      "with CloveClient() as c:\n"
+      "    r = c.think('hello', image=b'\\x01\\x02', image_mime_type='image/png',\n"
+      "                system_instruction='sys', temperature=0.5)\n"
+      "    f = c.think('fail')\n"
+      "    ok = (r['content'], r['model'], r['provider'], r['tokens']) == "
+      "('echo: hello', 'c-model', 'host', 10)\n"
+      "    ok = ok and f['success'] is False and 'no model for that' in f['error']\n"
+      "    raise SystemExit(0 if ok else 1)\n";
+  clove_spawn_options *opts = NULL;
+  CHECK(clove_spawn_options_new("thinker", &opts) == CLOVE_STATUS_OK);
+  CHECK(clove_spawn_options_add_arg(opts, "python3") == CLOVE_STATUS_OK);
+  CHECK(clove_spawn_options_add_arg(opts, "-c") == CLOVE_STATUS_OK);
+  CHECK(clove_spawn_options_add_arg(opts, script) == CLOVE_STATUS_OK);
+  CHECK(clove_spawn_options_set_env(opts, "PYTHONPATH", pythonpath) == CLOVE_STATUS_OK);
+  uint64_t id = 0;
+  CHECK(clove_runtime_spawn(rt, opts, &id) == CLOVE_STATUS_OK);
+  clove_spawn_options_free(opts);
+  clove_exit exit = {0};
+  CHECK(clove_runtime_wait(rt, id, DEADLINE_MS, &exit) == CLOVE_STATUS_OK);
+  CHECK(exit.has_code && exit.code == 0);
+  CHECK(atomic_load(&seen.calls) == 1 && seen.agent_id == id);
+  CHECK(strcmp(seen.prompt, "hello") == 0 && strcmp(seen.system, "sys") == 0);
+  CHECK(seen.image_len == 2 && seen.has_temperature && seen.temperature == 0.5);
+  CHECK(seen.null_text == CLOVE_STATUS_INVALID_ARGUMENT);
+  CHECK(seen.reentry == CLOVE_STATUS_CONFLICT);
+  CHECK(clove_runtime_set_think_handler(rt, NULL, NULL) == CLOVE_STATUS_OK);
+}
+
 static void test_listen_and_audit(clove_runtime *rt) {
   char path[128];
   snprintf(path, sizeof path, "/tmp/clove-test-abi-%ld.sock", (long)getpid());
@@ -331,6 +411,17 @@ static void test_nulls(clove_runtime *rt) {
   CHECK_NULL(clove_runtime_next_event(NULL, 0, &event), "rt");
   CHECK_NULL(clove_runtime_next_event(rt, 0, NULL), "out");
   CHECK_NULL(clove_runtime_set_event_callback(NULL, on_event, NULL), "rt");
+  CHECK_NULL(clove_runtime_options_set_llm(NULL, "openai", NULL, NULL, NULL), "opts");
+  CHECK(clove_runtime_options_set_llm(ropts, "mystery", NULL, NULL, NULL) ==
+        CLOVE_STATUS_INVALID_ARGUMENT);
+  CHECK(clove_runtime_options_set_llm(ropts, "anthropic", "http://127.0.0.1:1", "key", "m") ==
+        CLOVE_STATUS_OK);
+  CHECK_NULL(clove_runtime_options_set_http_refuse_non_public(NULL, false), "opts");
+  CHECK_NULL(clove_runtime_set_think_handler(NULL, on_think, NULL), "rt");
+  CHECK_NULL(clove_think_answer_set_text(NULL, "x"), "answer");
+  CHECK_NULL(clove_think_answer_set_model(NULL, "x"), "answer");
+  CHECK_NULL(clove_think_answer_set_usage(NULL, 1, 2), "answer");
+  CHECK_NULL(clove_think_answer_set_error(NULL, "x"), "answer");
   CHECK_NULL(clove_runtime_audit_log_json(NULL, NULL, 0, 0, 0, &json), "rt");
   CHECK_NULL(clove_runtime_audit_log_json(rt, NULL, 0, 0, 0, NULL), "out_json");
   CHECK(json == NULL);
@@ -357,7 +448,8 @@ int main(void) {
   }
   const char *skip = getenv("CLOVE_TEST_SKIP_AGENTS");
   if (skip && strcmp(skip, "1") == 0) {
-    printf("SKIPPED - agent processes: exit code, list, pause/resume, kill, restart, callback\n");
+    printf("SKIPPED - agent processes: exit code, list, pause/resume, kill, restart, callback, "
+           "think handler\n");
     skipped++;
   } else {
     struct seen seen = {0};
@@ -365,6 +457,7 @@ int main(void) {
     test_exit_code(rt);
     test_sleeper(rt);
     test_restart(rt);
+    test_think_handler(rt);
     CHECK(clove_runtime_set_event_callback(rt, NULL, NULL) == CLOVE_STATUS_OK);
     /* exit42, sleeper, and flaky twice. */
     CHECK(atomic_load(&seen.spawned) >= 4 && atomic_load(&seen.exited) >= 4);
