@@ -27,20 +27,6 @@ def _unserved(opcode: Opcode) -> Callable[[Callable[..., None]], Callable[..., R
 class UnservedMethods:
     """Mixed into :class:`~clove_sdk.CloveClient`, which provides ``_unserved(opcode)``."""
 
-    @_unserved(Opcode.THINK)
-    def think(self, prompt: str, image: Optional[bytes] = None,
-              image_mime_type: str = "image/jpeg", system_instruction: Optional[str] = None,
-              thinking_level: Optional[str] = None, temperature: Optional[float] = None,
-              model: Optional[str] = None, async_: bool = False,
-              request_id: Optional[int] = None) -> None:
-        """Asks the LLM."""
-
-    @_unserved(Opcode.HTTP)
-    def http(self, url: str, method: str = "GET", headers: Optional[Dict[str, str]] = None,
-             body: Optional[str] = None, timeout: int = 30, async_: bool = False,
-             request_id: Optional[int] = None) -> None:
-        """Makes an HTTP request."""
-
     # -- IPC --
 
     @_unserved(Opcode.REGISTER)

@@ -12,6 +12,7 @@ import socket
 from typing import Any, Dict, List, Optional, Sequence, Union
 
 from ._metrics import MetricsMethods
+from ._net import NET_ASYNC_REPLIES, NetMethods
 from ._unserved import UnservedMethods
 from .codec import (ERROR_NAMES, FLAG_REPLY, Frame, FrameDecoder, FrameError, Opcode, decode,
                     encode, encode_frame)
@@ -70,7 +71,7 @@ def _exec_result(reply: Dict[str, Any]) -> Result:
 
 
 #: How ASYNC_POLL results are decoded: opcode -> (reply type, the sync call's result builder).
-_ASYNC_REPLIES = {Opcode.EXEC: ("ExecReply", _exec_result)}
+_ASYNC_REPLIES = {Opcode.EXEC: ("ExecReply", _exec_result), **NET_ASYNC_REPLIES}
 
 _LIMIT_KEYS = ("memory", "max_pids", "cpu_quota", "cpu_period", "cpu_shares")
 
@@ -85,7 +86,7 @@ def _target(name: Union[str, int, None], agent_id: Optional[int]) -> Dict[str, A
     raise ValueError("name or agent_id is required")
 
 
-class CloveClient(MetricsMethods, UnservedMethods):
+class CloveClient(MetricsMethods, NetMethods, UnservedMethods):
     """A connection to the Clove runtime.
 
     With no ``socket_path`` it adopts the inherited socket in ``CLOVE_FD``, else connects to

@@ -295,10 +295,10 @@ def test_error_replies_map_to_names(pair):
 
 def test_unserved_methods_send_their_opcode_and_report_unsupported(pair):
     client, runtime = pair
-    result = client.think("hello", temperature=0.2)
-    assert result == {"success": False, "error": "THINK is not served yet",
+    result = client.tunnel_status()
+    assert result == {"success": False, "error": "TUNNEL_STATUS is not served yet",
                       "code": "unsupported"}
-    assert (runtime.requests[-1].opcode, runtime.requests[-1].payload) == (Opcode.THINK, b"")
+    assert (runtime.requests[-1].opcode, runtime.requests[-1].payload) == (Opcode.TUNNEL_STATUS, b"")
     assert client.world_event("w1", "partition", params={})["code"] == "unsupported"
     assert client.register("me")["code"] == "unsupported"
     assert client.set_audit_config(log_security=True)["code"] == "unsupported"
