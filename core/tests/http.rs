@@ -180,6 +180,16 @@ fn an_allowed_redirect_is_followed_as_a_browser_would() {
     let reply: HttpReply = c.call(Opcode::HTTP, &post).unwrap();
     assert_eq!(reply.body, b"POST kept");
     assert_eq!(reply.url, relative.url("/new"));
+
+    // The audit log names where a request started and where it ended.
+    let query = AuditQuery { category: Some("network".into()), limit: 10, ..Default::default() };
+    let log: AuditLogReply = c.call(Opcode::GET_AUDIT_LOG, &query).unwrap();
+    let details: serde_json::Value = serde_json::from_str(&log.entries[0].details_json).unwrap();
+    assert_eq!(
+        (details["method"].as_str(), details["url"].as_str()),
+        (Some("POST"), Some(start.url("/login").as_str()))
+    );
+    assert_eq!(details["final_url"].as_str(), Some(target.url("/landing").as_str()));
 }
 
 #[test]
@@ -263,4 +273,39 @@ fn async_http_is_accepted_then_delivered_once() {
     let details: serde_json::Value = serde_json::from_str(&entry.details_json).unwrap();
     assert_eq!((details["status"].as_u64(), details["url"].as_str()), (Some(200), Some(server.url("/a").as_str())));
     assert!(entry.success);
+}
+
+#[test]
+fn async_results_too_big_for_one_frame_come_one_poll_at_a_time() {
+    let server = FakeServer::start(|_| Reply::new(200, vec![b'y'; 600_000]));
+    let fx = fixture("http-big-async");
+    let mut c = agent(&fx, &[server.endpoint()], &["GET"]);
+    for _ in 0..2 {
+        let _: Accepted = c.call(Opcode::HTTP, &HttpRequest { run_async: true, ..get(&server.url("/big")) }).unwrap();
+    }
+    let mut sizes = Vec::new();
+    assert!(common::eventually(Duration::from_secs(10), || {
+        let reply: AsyncPollReply = c.call(Opcode::ASYNC_POLL, &AsyncPollRequest { max: 10 }).unwrap();
+        assert!(reply.results.len() <= 1, "two 600 KB results in one 1 MiB frame");
+        sizes.extend(reply.results.iter().map(|r| decode::<HttpReply>(&r.payload).unwrap().body.len()));
+        sizes.len() == 2
+    }));
+    assert_eq!(sizes, [600_000, 600_000]);
+}
+
+#[test]
+fn a_busy_agent_is_limited_and_dropping_the_runtime_interrupts_its_requests() {
+    let server = FakeServer::start(|_| Reply::new(200, "too late").after(Duration::from_secs(30)));
+    let fx = fixture("http-busy");
+    let mut c = agent(&fx, &[server.endpoint()], &["GET"]);
+    let slow = HttpRequest { run_async: true, ..get(&server.url("/slow")) };
+    for _ in 0..16 {
+        let _: Accepted = c.call(Opcode::HTTP, &slow).unwrap();
+    }
+    let err = c.call::<_, HttpReply>(Opcode::HTTP, &slow).unwrap_err();
+    assert_eq!(err.code, ErrorCode::LimitExceeded as u16);
+    assert!(err.message.contains("16 http and think requests"), "{}", err.message);
+    // Four workers are waiting on the server, twelve requests on a worker: none holds the runtime.
+    let dropping = std::thread::spawn(move || drop(fx));
+    assert!(common::eventually(Duration::from_secs(15), || dropping.is_finished()), "drop waited for the server");
 }

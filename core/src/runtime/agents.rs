@@ -100,7 +100,7 @@ pub(super) struct Agent {
     /// What its EXECs share with it, when it is sandboxed.
     pub confinement: Option<super::sandbox::Confinement>,
     /// THINK tokens and calls spent, against its quota.
-    pub llm_usage: super::LlmUsage,
+    pub llm_usage: super::net::LlmUsage,
 }
 
 /// The `cgroup.procs` files a new process of this cgroup writes itself into before it runs.

@@ -33,7 +33,7 @@ use std::time::Duration;
 pub use error::{Result, RuntimeError};
 pub use events::{Event, EventCallback, EventKind};
 pub use ids::AgentId;
-pub use net::{LlmUsage, NetConfig, NetError, ProviderConfig, ProviderKind, ThinkAnswer, ThinkCall, ThinkHandler};
+pub use net::{NetConfig, NetError, ProviderConfig, ProviderKind, ThinkAnswer, ThinkCall, ThinkHandler};
 pub use spec::{AgentStdio, Mount, Profile, SpawnSpec};
 
 use crate::audit::AuditEntry;

@@ -17,7 +17,8 @@ use std::time::Instant;
 use mio::Waker;
 
 pub use error::NetError;
-pub use llm::{LlmUsage, ProviderConfig, ProviderKind, ThinkAnswer, ThinkCall, ThinkHandler};
+pub(super) use llm::LlmUsage;
+pub use llm::{ProviderConfig, ProviderKind, ThinkAnswer, ThinkCall, ThinkHandler};
 
 use super::ids::SlotMap;
 use super::reactor::Reactor;
@@ -281,6 +282,9 @@ impl Reactor {
                     details["status"] = serde_json::json!(reply.status);
                     details["bytes"] = serde_json::json!(reply.body.len());
                     details["truncated"] = serde_json::json!(reply.truncated);
+                    if details["url"] != reply.url.as_str() {
+                        details["final_url"] = serde_json::json!(reply.url);
+                    }
                 }
                 (Opcode::HTTP, "network", result.map(|r| crate::protocol::encode(&r)))
             }
