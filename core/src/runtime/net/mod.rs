@@ -76,15 +76,23 @@ struct InFlight {
     audit: serde_json::Value,
 }
 
+/// The HTTP clients, each with its own connection pool: one for agents' requests (guarded), one
+/// for the providers the host configured.
+#[derive(Clone)]
+struct Clients {
+    agents: ureq::Agent,
+    providers: ureq::Agent,
+}
+
 /// The worker threads and clients, started with the first request that needs them.
 struct Started {
     http: WorkerPool,
     think: ThinkDispatch,
-    agents_client: ureq::Agent,
-    providers_client: ureq::Agent,
+    clients: Clients,
 }
 
 pub(super) struct NetService {
+    /// Its `llm` is taken out into `provider`, which THINK workers share.
     config: NetConfig,
     host: Arc<HostProvider>,
     provider: Option<Arc<ProviderConfig>>,
@@ -95,8 +103,8 @@ pub(super) struct NetService {
 }
 
 impl NetService {
-    pub fn new(config: NetConfig, outbox: Sender<Command>, waker: Arc<Waker>) -> NetService {
-        let provider = config.llm.clone().map(Arc::new);
+    pub fn new(mut config: NetConfig, outbox: Sender<Command>, waker: Arc<Waker>) -> NetService {
+        let provider = config.llm.take().map(Arc::new);
         NetService {
             config,
             host: Arc::default(),
@@ -119,11 +127,22 @@ impl NetService {
             self.started = Some(Started {
                 http: WorkerPool::start("clove-http", self.config.http_workers, HTTP_QUEUE_CAPACITY).map_err(io)?,
                 think: ThinkDispatch::start(self.config.think_workers).map_err(io)?,
-                agents_client: http::client(self.config.refuse_non_public),
-                providers_client: llm::client(),
+                clients: Clients { agents: http::client(self.config.refuse_non_public), providers: llm::client() },
             });
         }
         self.started.as_ref().ok_or(RuntimeError::Stopped)
+    }
+
+    /// Queues a job on the pool that serves `op`.
+    fn submit(&mut self, op: Opcode, job: Job) -> Result<()> {
+        let started = self.started()?;
+        let submitted = match op {
+            Opcode::THINK => started.think.submit(job),
+            _ => started.http.submit(job).map_err(|_| {
+                NetError::LimitExceeded(format!("{HTTP_QUEUE_CAPACITY} http requests are already waiting"))
+            }),
+        };
+        Ok(submitted?)
     }
 
     /// Requests of `agent` whose results will still be delivered.
@@ -146,8 +165,8 @@ impl NetService {
     /// running), and drops what was queued.
     pub fn shutdown(&mut self) {
         if let Some(mut started) = self.started.take() {
-            started.agents_client.shutdown();
-            started.providers_client.shutdown();
+            started.clients.agents.shutdown();
+            started.clients.providers.shutdown();
             started.http.shutdown();
             started.think.shutdown();
         }
@@ -163,9 +182,8 @@ impl Reactor {
         let run_async = req.run_async;
         let job = HttpJob::new(req, &agent.policy, room)?;
         let audit = serde_json::json!({ "method": job.method.as_str(), "url": job.endpoint.uri.to_string() });
-        let client = self.net.started()?.agents_client.clone();
-        self.dispatch_net(id, request_id, run_async, audit, Opcode::HTTP, move || {
-            Outcome::Http(http::fetch(&client, job))
+        self.dispatch_net(id, request_id, run_async, audit, Opcode::HTTP, move |clients| {
+            Outcome::Http(http::fetch(&clients.agents, job))
         })
     }
 
@@ -214,9 +232,8 @@ impl Reactor {
         };
         let audit = serde_json::json!({ "model": call.model });
         let (host, provider) = (self.net.host(), self.net.provider.clone());
-        let client = self.net.started()?.providers_client.clone();
-        let accepted = self.dispatch_net(id, request_id, req.run_async, audit, Opcode::THINK, move || {
-            Outcome::Think(llm::think(&host, &client, provider.as_deref(), &call))
+        let accepted = self.dispatch_net(id, request_id, req.run_async, audit, Opcode::THINK, move |clients| {
+            Outcome::Think(llm::think(&host, &clients.providers, provider.as_deref(), &call))
         })?;
         // A call counts when it is admitted, so calls in flight count against `max_calls` too.
         if let Some(agent) = self.agents.get_mut(id) {
@@ -233,7 +250,7 @@ impl Reactor {
         run_async: bool,
         audit: serde_json::Value,
         op: Opcode,
-        work: impl FnOnce() -> Outcome + Send + 'static,
+        work: impl FnOnce(&Clients) -> Outcome + Send + 'static,
     ) -> Result<Option<Accepted>> {
         if self.net.pending(id, None) >= MAX_IN_FLIGHT_PER_AGENT {
             return Err(NetError::LimitExceeded(format!(
@@ -244,11 +261,12 @@ impl Reactor {
         if run_async {
             self.check_async_room(id)?;
         }
+        let clients = self.net.started()?.clients.clone();
         let in_flight = InFlight { agent: id, request_id, run_async, started: Instant::now(), abandoned: false, audit };
         let key = self.net.in_flight.insert_with(|_| in_flight);
         let (outbox, waker) = (self.net.outbox.clone(), Arc::clone(&self.net.waker));
         let job: Job = Box::new(move || {
-            let outcome = catch_unwind(AssertUnwindSafe(work)).unwrap_or(match op {
+            let outcome = catch_unwind(AssertUnwindSafe(|| work(&clients))).unwrap_or(match op {
                 Opcode::THINK => Outcome::Think(Err(NetError::Panicked("the think request"))),
                 _ => Outcome::Http(Err(NetError::Panicked("the http request"))),
             });
@@ -257,16 +275,9 @@ impl Reactor {
                 let _ = waker.wake();
             }
         });
-        let started = self.net.started()?;
-        let submitted = match op {
-            Opcode::THINK => started.think.submit(job),
-            _ => started.http.submit(job).map_err(|_| {
-                NetError::LimitExceeded(format!("{HTTP_QUEUE_CAPACITY} http requests are already waiting"))
-            }),
-        };
-        if let Err(e) = submitted {
+        if let Err(e) = self.net.submit(op, job) {
             self.net.in_flight.remove(key);
-            return Err(e.into());
+            return Err(e);
         }
         Ok(run_async.then_some(Accepted { request_id }))
     }

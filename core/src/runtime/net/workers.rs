@@ -77,6 +77,12 @@ impl WorkerPool {
     }
 }
 
+impl Drop for WorkerPool {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
 fn work(shared: &Shared) {
     loop {
         let job = {
