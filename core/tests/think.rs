@@ -261,6 +261,19 @@ fn a_panicking_handler_answers_an_error_and_the_runtime_lives_on() {
     assert_eq!(c.noop(b"alive"), b"alive");
 }
 
+#[test]
+fn an_answer_too_large_for_a_reply_is_refused_not_sent() {
+    let fx = fixture("think-huge", None);
+    let handler: ThinkHandler =
+        Arc::new(|_: &ThinkCall| Ok(ThinkAnswer { text: "x".repeat(2 << 20), ..Default::default() }));
+    fx.runtime.set_think_handler(Some(handler)).unwrap();
+    let mut c = fx.connect();
+    let err = c.call::<_, ThinkReply>(Opcode::THINK, &prompt("hi")).unwrap_err();
+    assert_eq!(err.code, ErrorCode::LimitExceeded as u16);
+    assert!(err.message.starts_with("the THINK answer of 2097"), "{}", err.message);
+    assert_eq!(c.noop(b"alive"), b"alive");
+}
+
 fn set_permissions(c: &mut Client, permissions: serde_json::Value) {
     let set = SetPermsRequest { permissions_json: Some(permissions.to_string()), ..Default::default() };
     let _: PermsReply = c.call(Opcode::SET_PERMS, &set).unwrap();

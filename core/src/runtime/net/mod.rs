@@ -312,6 +312,15 @@ impl Reactor {
                 (Opcode::THINK, "syscall", result.map(|r| crate::protocol::encode(&r)))
             }
         };
+        // An HTTP body is capped to fit; an answer from an LLM or the host handler may not fit.
+        let room = (self.config.max_payload as usize).saturating_sub(REPLY_SLACK);
+        let result = result.and_then(|payload| match payload.len() {
+            len if len > room => Err(NetError::LimitExceeded(format!(
+                "the {} answer of {len} bytes does not fit one reply (at most {room})",
+                op.name()
+            ))),
+            _ => Ok(payload),
+        });
         let result = result.map_err(|e| RuntimeError::from(e).to_reply());
         let (category, success) = match &result {
             Ok(_) => (category, true),
