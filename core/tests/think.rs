@@ -303,6 +303,9 @@ fn quotas_limit_calls_and_tokens() {
     assert_eq!(seen, [Some(45), Some(15)]);
     let err = c.call::<_, ThinkReply>(Opcode::THINK, &prompt("three")).unwrap_err();
     assert_eq!((err.code, err.message.as_str()), (ErrorCode::LimitExceeded as u16, "llm quota: 60 of 45 tokens used"));
+    let perms: PermsReply = c.call(Opcode::GET_PERMS, &()).unwrap();
+    let llm = &serde_json::from_str::<serde_json::Value>(&perms.permissions_json).unwrap()["llm"];
+    assert_eq!(*llm, json!({ "max_tokens": 45, "max_calls": null, "tokens_used": 60, "calls_made": 2 }));
 
     // Without the think right, nothing is asked.
     let set =

@@ -419,11 +419,15 @@ impl Reactor {
 
     fn perms_reply(&self, id: AgentId) -> Result<PermsReply> {
         let agent = self.caller(id)?;
+        // The seed also shows what the LLM quota has used.
+        let mut permissions = serde_json::to_value(&agent.policy.current).unwrap_or_default();
+        permissions["llm"]["tokens_used"] = agent.llm_usage.tokens.into();
+        permissions["llm"]["calls_made"] = agent.llm_usage.calls.into();
         Ok(PermsReply {
             agent_id: id.0,
             level: agent.policy.level,
             ceiling: agent.policy.ceiling_level,
-            permissions_json: agent.policy.current.to_json(),
+            permissions_json: permissions.to_string(),
         })
     }
 
