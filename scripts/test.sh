@@ -27,7 +27,7 @@ suite "rust tests" cargo test -q --workspace --exclude clove-nostd-probe -- --sk
 # The escape suite prints its table of attempts and the layer that stopped each.
 suite "escape suite" cargo test -q -p clove-core --test escape -- --nocapture
 # The end-to-end suites use the static binary, as users get it.
-static_bin=$(bash scripts/build-static.sh) && export CLOVE_RUN="$PWD/$static_bin"
+static_bin=$(bash scripts/build-static.sh) && export CLOVE_RUN="$static_bin"
 suite "static clove-run" test -x "${CLOVE_RUN:-/nonexistent}"
 suite "python sdk" python3 -m pytest -q bindings/python/tests
 suite "c abi (valgrind)" bash tests/c/run.sh

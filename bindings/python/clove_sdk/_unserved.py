@@ -41,29 +41,6 @@ class UnservedMethods:
              request_id: Optional[int] = None) -> None:
         """Makes an HTTP request."""
 
-    # -- IPC --
-
-    @_unserved(Opcode.REGISTER)
-    def register_name(self, name: str) -> None:
-        """Registers this agent's name for IPC."""
-
-    def register(self, name: str) -> Result:
-        """Alias of :meth:`register_name`."""
-        return self.register_name(name)
-
-    @_unserved(Opcode.SEND)
-    def send_message(self, message: Any, to: Optional[int] = None,
-                     to_name: Optional[str] = None) -> None:
-        """Sends a message to another agent."""
-
-    @_unserved(Opcode.RECV)
-    def recv_messages(self, max_messages: int = 10) -> None:
-        """Takes pending messages."""
-
-    @_unserved(Opcode.BROADCAST)
-    def broadcast(self, message: Any, include_self: bool = False) -> None:
-        """Sends a message to every registered agent."""
-
     # -- state --
 
     @_unserved(Opcode.STORE)
@@ -82,24 +59,6 @@ class UnservedMethods:
     @_unserved(Opcode.KEYS)
     def list_keys(self, prefix: str = "") -> None:
         """Lists keys."""
-
-    # -- events --
-
-    @_unserved(Opcode.SUBSCRIBE)
-    def subscribe(self, event_types: List[str]) -> None:
-        """Subscribes to event types."""
-
-    @_unserved(Opcode.UNSUBSCRIBE)
-    def unsubscribe(self, event_types: List[str]) -> None:
-        """Unsubscribes from event types."""
-
-    @_unserved(Opcode.POLL_EVENTS)
-    def poll_events(self, max_events: int = 10) -> None:
-        """Takes pending events."""
-
-    @_unserved(Opcode.EMIT)
-    def emit_event(self, event_type: str, data: Optional[Dict[str, Any]] = None) -> None:
-        """Emits a custom event."""
 
     # -- worlds --
 

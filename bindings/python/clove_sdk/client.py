@@ -11,6 +11,7 @@ import os
 import socket
 from typing import Any, Dict, List, Optional, Sequence, Union
 
+from ._ipc import IpcMethods
 from ._metrics import MetricsMethods
 from ._unserved import UnservedMethods
 from .codec import (ERROR_NAMES, FLAG_REPLY, Frame, FrameDecoder, FrameError, Opcode, decode,
@@ -85,7 +86,7 @@ def _target(name: Union[str, int, None], agent_id: Optional[int]) -> Dict[str, A
     raise ValueError("name or agent_id is required")
 
 
-class CloveClient(MetricsMethods, UnservedMethods):
+class CloveClient(IpcMethods, MetricsMethods, UnservedMethods):
     """A connection to the Clove runtime.
 
     With no ``socket_path`` it adopts the inherited socket in ``CLOVE_FD``, else connects to

@@ -1,7 +1,8 @@
 //! The wire protocol: a fixed header ([`frame`]), opcode numbers ([`opcode`]) and postcard payloads
-//! ([`messages`]).
+//! ([`messages`], and [`ipc`] for the services between agents).
 
 pub mod frame;
+pub mod ipc;
 pub mod messages;
 pub mod opcode;
 
@@ -10,6 +11,7 @@ use alloc::vec::Vec;
 use serde::{Deserialize, Serialize};
 
 pub use frame::{Decoded, FrameDecoder, FrameError, FrameHeader, DEFAULT_MAX_PAYLOAD};
+pub use ipc::*;
 pub use messages::*;
 pub use opcode::Opcode;
 

@@ -38,6 +38,42 @@ fn samples() -> Vec<(&'static str, serde_json::Value, Vec<u8>)> {
             },
         ),
         s("Echo", Echo { data: b"ping \x00\xff".to_vec() }),
+        s("RegisterRequest", RegisterRequest { name: "ipc-worker".into() }),
+        s("RegisterReply", RegisterReply { agent_id: 9, name: "ipc-worker".into() }),
+        s("SendRequest", SendRequest { to: Target::Name("ipc-worker".into()), message_json: r#"{"n":[1,2]}"#.into() }),
+        s("SendReply", SendReply { delivered_to: 9 }),
+        s("RecvRequest", RecvRequest { max: 10, wait_ms: Some(500) }),
+        s(
+            "RecvReply",
+            RecvReply {
+                messages: vec![Message {
+                    from: 3,
+                    from_name: Some("ipc-main".into()),
+                    message_json: "\"hi\"".into(),
+                    age_ms: 12,
+                }],
+            },
+        ),
+        s("BroadcastRequest", BroadcastRequest { message_json: "1".into(), include_self: true }),
+        s("BroadcastReply", BroadcastReply { delivered_count: 2, full: vec![7] }),
+        s("SubscribeRequest", SubscribeRequest { event_types: vec!["CUSTOM".into(), "*".into()], all: false }),
+        s("SubscribeReply", SubscribeReply { subscribed: vec!["CUSTOM".into()] }),
+        s("PollEventsRequest", PollEventsRequest { max: 100 }),
+        s(
+            "PollEventsReply",
+            PollEventsReply {
+                events: vec![BusEvent {
+                    event_type: "CUSTOM".into(),
+                    custom_type: Some("deploy_done".into()),
+                    data_json: "{}".into(),
+                    source_agent_id: 4,
+                    timestamp_ms: 1_700_000_000_000,
+                }],
+                dropped: 1,
+            },
+        ),
+        s("EmitRequest", EmitRequest { event_type: "deploy_done".into(), data_json: r#"{"v":3}"#.into() }),
+        s("EmitReply", EmitReply { delivered: 2 }),
         s("Echo", Echo { data: vec![0xAB; 200] }),
         s(
             "ExecRequest",

@@ -99,6 +99,10 @@ pub(super) struct Agent {
     pub work_dir: Option<PathBuf>,
     /// What its EXECs share with it, when it is sandboxed.
     pub confinement: Option<super::sandbox::Confinement>,
+    /// Messages from other agents, for RECV.
+    pub mailbox: super::ipc::Mailbox,
+    /// The event types it subscribed to, and their queue, for POLL_EVENTS.
+    pub subscription: super::bus::Subscription,
 }
 
 /// The `cgroup.procs` files a new process of this cgroup writes itself into before it runs.
@@ -143,6 +147,8 @@ impl Agent {
             oom_kills_seen: 0,
             work_dir: None,
             confinement: None,
+            mailbox: Default::default(),
+            subscription: Default::default(),
         }
     }
 

@@ -6,6 +6,7 @@
 //! agent and joins the reactor thread. Every method may be called from any thread.
 
 mod agents;
+mod bus;
 pub mod cgroup;
 mod conn;
 mod error;
@@ -13,6 +14,7 @@ mod events;
 mod exec;
 mod fs;
 mod ids;
+mod ipc;
 mod lifecycle;
 mod listener;
 mod metrics;

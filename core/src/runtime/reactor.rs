@@ -108,6 +108,8 @@ fn remove_leftovers(root: &CgroupRoot) {
 pub(super) enum Timer {
     ExecDeadline(u64),
     Restart(AgentId),
+    /// The end of a RECV's wait for a first message.
+    RecvWait(AgentId),
 }
 
 pub(super) struct Reactor {
@@ -117,6 +119,8 @@ pub(super) struct Reactor {
     pub config: RuntimeConfig,
     pub events: Arc<EventHub>,
     pub agents: AgentTable,
+    /// Names agents registered for IPC.
+    pub names: super::ipc::Names,
     pub execs: SlotMap<ExecJob>,
     pub listener: Option<Listener>,
     pub(super) timers: BTreeSet<(Instant, Timer)>,
@@ -166,6 +170,7 @@ impl Reactor {
             config,
             events,
             agents: AgentTable::default(),
+            names: Default::default(),
             execs: SlotMap::default(),
             listener: None,
             timers: BTreeSet::new(),
@@ -488,8 +493,10 @@ impl Reactor {
         if let Some(mut conn) = agent.conn.take() {
             let _ = registry.deregister(&mut conn.stream);
         }
-        if agent.origin == Origin::Connected {
-            let admitted_name = agent.name.clone();
+        agent.subscription = Default::default();
+        let (origin, admitted_name) = (agent.origin, agent.name.clone());
+        self.forget_ipc(id);
+        if origin == Origin::Connected {
             self.abandon_execs_of(id);
             self.record(id, "lifecycle", "DISCONNECTED", true, serde_json::json!({ "name": admitted_name }));
             self.agents.remove(id);
@@ -510,6 +517,7 @@ impl Reactor {
                     }
                 }
                 Timer::Restart(id) => self.restart(id),
+                Timer::RecvWait(id) => self.recv_wait_over(id),
             }
         }
     }
@@ -570,7 +578,9 @@ impl Reactor {
         self.cgroups.as_ref().ok_or_else(|| RuntimeError::Conflict("cgroups not detected".into()))
     }
 
+    /// Tells the host and the agents that see `id` what happened to it.
     pub fn publish(&mut self, id: AgentId, kind: EventKind) {
+        self.emit_lifecycle(id, &kind);
         let agent_name = self.agents.get(id).map(|a| a.name.clone()).unwrap_or_default();
         self.events.publish(Event { agent_id: id, agent_name, kind, timestamp_ms: now_ms() });
     }

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use super::agents::Agent;
+use super::bus::{Audience, EventType};
 use super::exec::{ExecCaller, ExecJob, ExecSpec, DEFAULT_MAX_OUTPUT};
 use super::reactor::Reactor;
 use super::{fs, metrics, AgentId, AgentStdio, Result, RuntimeError, SpawnSpec};
@@ -17,8 +18,22 @@ const MAX_ASYNC_PENDING: usize = 64;
 const REPLY_OVERHEAD: u64 = 64;
 
 /// Services a client may ask HELLO about.
-const FEATURES: &[&str] =
-    &["exec", "read", "write", "spawn", "kill", "list", "pause", "resume", "permissions", "audit", "async", "metrics"];
+const FEATURES: &[&str] = &[
+    "exec",
+    "read",
+    "write",
+    "spawn",
+    "kill",
+    "list",
+    "pause",
+    "resume",
+    "permissions",
+    "audit",
+    "async",
+    "metrics",
+    "ipc",
+    "events",
+];
 
 /// How a request is answered.
 enum Answer {
@@ -75,6 +90,11 @@ impl Reactor {
             Err(error) => {
                 if error.code() == ErrorCode::PermissionDenied || !admitted {
                     self.record(id, "security", op.name(), false, serde_json::json!({ "error": error.to_string() }));
+                }
+                if error.code() == ErrorCode::PermissionDenied {
+                    let data =
+                        serde_json::json!({ "agent_id": id.0, "syscall": op.name(), "error": error.to_string() });
+                    self.emit(id, EventType::SyscallBlocked, data, Audience::ObserversOf(id));
                 }
                 write_error(out, op as u8, request_id, &error.to_reply());
                 if !admitted {
@@ -134,6 +154,17 @@ impl Reactor {
                 let take = max.min(agent.async_results.len());
                 now(&AsyncPollReply { results: agent.async_results.drain(..take).collect() })
             }
+            Opcode::REGISTER => now(&self.register_name(id, request(payload, op)?)?),
+            Opcode::SEND => now(&self.send_message(id, request(payload, op)?)?),
+            Opcode::RECV => match self.recv_messages(id, request_id, request(payload, op)?)? {
+                Some(reply) => now(&reply),
+                None => Ok(Answer::Later),
+            },
+            Opcode::BROADCAST => now(&self.broadcast(id, request(payload, op)?)?),
+            Opcode::SUBSCRIBE => now(&self.subscribe(id, request(payload, op)?, true)?),
+            Opcode::UNSUBSCRIBE => now(&self.subscribe(id, request(payload, op)?, false)?),
+            Opcode::POLL_EVENTS => now(&self.poll_events(id, request(payload, op)?)?),
+            Opcode::EMIT => now(&self.emit_custom(id, request(payload, op)?)?),
             Opcode::METRICS_SYSTEM => {
                 let running = self.agents.iter().filter(|(_, a)| a.is_running()).count() as u32;
                 now(&metrics::system(running))
@@ -344,16 +375,23 @@ impl Reactor {
     /// The agent whose records `caller` asks to see (itself when `target` is `None`): itself or a
     /// descendant, or any agent when the caller's level and ceiling are both unrestricted.
     fn observed(&self, caller: AgentId, target: Option<u64>) -> Result<AgentId> {
-        let agent = self.caller(caller)?;
+        self.caller(caller)?;
         let target = target.map_or(caller, AgentId);
         self.caller(target)?;
-        let sees_all =
-            agent.policy.level == Some(Level::Unrestricted) && agent.policy.ceiling_level == Some(Level::Unrestricted);
-        if sees_all || target == caller || self.agents.is_descendant(target, caller) {
+        if self.sees(caller, target) {
             Ok(target)
         } else {
             Err(Denial::NotDescendant(target.0).into())
         }
+    }
+
+    /// Whether `viewer` may observe `target`: itself, its descendants, or anyone when the viewer's
+    /// level and ceiling are both unrestricted.
+    pub(super) fn sees(&self, viewer: AgentId, target: AgentId) -> bool {
+        let Some(agent) = self.agents.get(viewer) else { return false };
+        let sees_all =
+            agent.policy.level == Some(Level::Unrestricted) && agent.policy.ceiling_level == Some(Level::Unrestricted);
+        sees_all || target == viewer || self.agents.is_descendant(target, viewer)
     }
 
     pub(super) fn agent_metrics(&self, id: AgentId) -> Result<AgentMetrics> {
