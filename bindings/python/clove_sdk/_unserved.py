@@ -124,11 +124,7 @@ class UnservedMethods:
                       reconnect_interval: Optional[int] = None) -> None:
         """Configures the relay connection."""
 
-    # -- audit config, recording and replay --
-
-    @_unserved(Opcode.SET_AUDIT_CONFIG)
-    def set_audit_config(self, **kwargs: Any) -> None:
-        """Configures audit logging (``log_security=``, ``max_entries=``, ...)."""
+    # -- recording and replay --
 
     @_unserved(Opcode.RECORD_START)
     def start_recording(self, include_think: bool = False, include_http: bool = False,

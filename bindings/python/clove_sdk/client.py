@@ -14,7 +14,7 @@ from typing import Any, Dict, List, Optional, Sequence, Union
 from ._ipc import IpcMethods
 from ._metrics import MetricsMethods
 from ._unserved import UnservedMethods
-from .codec import (ERROR_NAMES, FLAG_REPLY, Frame, FrameDecoder, FrameError, Opcode, decode,
+from .codec import (AUDIT_CATEGORIES, ERROR_NAMES, FLAG_REPLY, Frame, FrameDecoder, FrameError, Opcode, decode,
                     encode, encode_frame)
 
 CLIENT_NAME = "clove_sdk/0.1"
@@ -423,6 +423,19 @@ class CloveClient(IpcMethods, MetricsMethods, UnservedMethods):
             "success": e["success"], "details": json.loads(e["details_json"]),
         } for e in reply["entries"]]
         return {"success": True, "count": len(entries), "entries": entries}
+
+    def set_audit_config(self, max_entries: Optional[int] = None, **categories: bool) -> Result:
+        """Switches audit categories (``log_syscalls=True``, ``log_ipc=False``, ...; the others
+        keep their setting) and sets how many entries are kept. Needs unrestricted rights."""
+        unknown = set(categories) - set(AUDIT_CATEGORIES)
+        if unknown:
+            raise TypeError(f"unknown audit categories: {', '.join(sorted(unknown))}")
+        request = {name: categories.get(name) for name in AUDIT_CATEGORIES}
+        request["max_entries"] = max_entries
+        reply = self._rpc(Opcode.SET_AUDIT_CONFIG, "SetAuditConfigRequest", request, "AuditConfigReply")
+        if _failed(reply):
+            return reply
+        return {"success": True, "config": {**reply["config"], "max_entries": reply["max_entries"]}}
 
 
 AgentOSClient = CloveClient

@@ -258,6 +258,9 @@ LEVEL = Enum("unrestricted", "standard", "sandboxed", "readonly", "minimal")
 AGENT_STATE = Enum("running", "paused", "exited")
 RESTART_POLICY = Enum("never", "on-failure", "always")
 TARGET = Tagged(("Id", U64), ("Name", STR))
+#: SET_AUDIT_CONFIG's switches, in wire order.
+AUDIT_CATEGORIES = ("log_syscalls", "log_security", "log_lifecycle", "log_ipc", "log_state",
+                    "log_resource", "log_network", "log_world")
 
 SCHEMAS: Dict[str, List[Tuple[str, Type]]] = {
     "ErrorReply": [("code", U16), ("message", STR)],
@@ -322,6 +325,10 @@ SCHEMAS: Dict[str, List[Tuple[str, Type]]] = {
     "AuditQuery": [("category", Option(STR)), ("agent_id", Option(U64)),
                    ("since_id", Option(U64)), ("limit", U32)],
     "AuditLogReply": [("entries", Vec(Struct("AuditEntry")))],
+    "SetAuditConfigRequest": [(name, Option(BOOL)) for name in AUDIT_CATEGORIES]
+                             + [("max_entries", Option(U32))],
+    "AuditConfig": [(name, BOOL) for name in AUDIT_CATEGORIES],
+    "AuditConfigReply": [("config", Struct("AuditConfig")), ("max_entries", U32)],
     "MetricsRequest": [("agent_id", Option(U64))],
     "SyscallCount": [("opcode", U8), ("count", U64)],
     "CgroupMetrics": [("cpu_usage_us", U64), ("cpu_throttled_us", U64), ("nr_throttled", U64),

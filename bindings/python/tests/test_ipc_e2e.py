@@ -86,3 +86,19 @@ def test_events_subscribe_emit_poll(kernel, tmp_path):
         forged = emitter.emit_event("AGENT_EXITED", {})
         assert forged["success"] is False and forged["code"] == "permission_denied"
         assert watcher.unsubscribe(all=True) == {"success": True, "subscribed": []}
+
+
+def test_audit_config_through_the_sdk(kernel):
+    with CloveClient(str(kernel)) as admin:
+        changed = admin.set_audit_config(log_syscalls=True, max_entries=500)
+        assert changed["success"] and changed["config"]["log_syscalls"] is True
+        assert changed["config"]["max_entries"] == 500 and changed["config"]["log_security"] is True
+        admin.echo("logged")
+        entries = admin.get_audit_log(category="syscall")["entries"]
+        assert [e["event_type"] for e in entries][-1] == "NOOP"
+        try:
+            admin.set_audit_config(log_everything=True)
+        except TypeError as e:
+            assert "log_everything" in str(e)
+        else:
+            raise AssertionError("an unknown category is refused before it is sent")

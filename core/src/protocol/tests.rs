@@ -237,6 +237,11 @@ fn samples() -> Vec<(&'static str, serde_json::Value, Vec<u8>)> {
             },
         ),
         s(
+            "SetAuditConfigRequest",
+            SetAuditConfigRequest { log_syscalls: Some(true), max_entries: Some(500), ..Default::default() },
+        ),
+        s("AuditConfigReply", AuditConfigReply { config: crate::audit::AuditConfig::default(), max_entries: 500 }),
+        s(
             "AuditQuery",
             AuditQuery { category: Some("security".into()), agent_id: None, since_id: Some(12), limit: 50 },
         ),

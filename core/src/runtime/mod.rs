@@ -56,6 +56,9 @@ pub struct RuntimeConfig {
     pub exited_retention: usize,
     /// Also append every audit entry to this file as a JSON line (created 0600; default none).
     pub audit_file: Option<PathBuf>,
+    /// Which categories the audit log records; agents with unrestricted rights change it with
+    /// SET_AUDIT_CONFIG.
+    pub audit_config: crate::audit::AuditConfig,
     /// How long the reactor keeps polling without sleeping after it last had work (default 50 µs):
     /// a request that arrives meanwhile is served without a cross-CPU wake-up. Zero disables it, and
     /// so does a process allowed only one CPU.
@@ -68,6 +71,7 @@ impl Default for RuntimeConfig {
             max_payload: DEFAULT_MAX_PAYLOAD,
             home: std::env::var("HOME").unwrap_or_else(|_| "/root".to_string()),
             audit_capacity: 10_000,
+            audit_config: Default::default(),
             event_capacity: 1_024,
             exited_retention: 256,
             audit_file: None,

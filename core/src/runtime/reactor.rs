@@ -585,8 +585,22 @@ impl Reactor {
         self.events.publish(Event { agent_id: id, agent_name, kind, timestamp_ms: now_ms() });
     }
 
-    /// Appends an audit entry about agent `id`.
+    /// Appends an audit entry about agent `id`, if the audit configuration logs its category.
     pub fn record(&mut self, id: AgentId, category: &str, event: &str, success: bool, details: serde_json::Value) {
+        if self.config.audit_config.logs(category) {
+            self.append_audit(id, category, event, success, details);
+        }
+    }
+
+    /// Appends an audit entry whatever the configuration says.
+    pub fn append_audit(
+        &mut self,
+        id: AgentId,
+        category: &str,
+        event: &str,
+        success: bool,
+        details: serde_json::Value,
+    ) {
         let agent_name = self.agents.get(id).map(|a| a.name.clone()).unwrap_or_default();
         let entry = self.audit.record(AuditEntry {
             id: 0,
@@ -604,7 +618,7 @@ impl Reactor {
             // Stop writing a file that fails, and say so in the log that still works.
             self.audit_file = None;
             let details = serde_json::json!({ "error": e.to_string() });
-            self.record(id, "security", "AUDIT_FILE_FAILED", false, details);
+            self.append_audit(id, "security", "AUDIT_FILE_FAILED", false, details);
         }
     }
 

@@ -79,6 +79,9 @@ impl Reactor {
         } else {
             Err(RuntimeError::NotAdmitted("present the token with HELLO first"))
         };
+        if answer.is_ok() && self.config.audit_config.log_syscalls {
+            self.record(id, "syscall", op.name(), true, serde_json::json!({ "request_id": request_id }));
+        }
         match answer {
             Ok(Answer::Now(reply)) => frame::write_frame(out, op as u8, frame::flags::REPLY, request_id, &reply),
             Ok(Answer::Echo) => frame::write_frame(out, op as u8, frame::flags::REPLY, request_id, payload),
@@ -147,6 +150,7 @@ impl Reactor {
             Opcode::GET_PERMS => now(&self.perms_reply(id)?),
             Opcode::SET_PERMS => self.set_perms(id, request(payload, op)?),
             Opcode::GET_AUDIT_LOG => self.audit_log(id, request(payload, op)?),
+            Opcode::SET_AUDIT_CONFIG => now(&self.set_audit_config(id, request(payload, op)?)?),
             Opcode::ASYNC_POLL => {
                 let req: AsyncPollRequest = request(payload, op)?;
                 let max = if req.max == 0 { 10 } else { req.max as usize };
@@ -451,6 +455,39 @@ impl Reactor {
         let name = self.caller(target)?.policy.level_name();
         self.record(target, "lifecycle", "SET_PERMS", true, serde_json::json!({ "by": id.0, "level": name }));
         now(&self.perms_reply(target)?)
+    }
+
+    /// SET_AUDIT_CONFIG: what the log records is the runtime's, so only an agent whose level and
+    /// ceiling are both unrestricted may change it.
+    fn set_audit_config(&mut self, id: AgentId, req: SetAuditConfigRequest) -> Result<AuditConfigReply> {
+        let agent = self.caller(id)?;
+        if agent.policy.level != Some(Level::Unrestricted) || agent.policy.ceiling_level != Some(Level::Unrestricted) {
+            return Err(Denial::Capability("changing the audit configuration").into());
+        }
+        let config = &mut self.config.audit_config;
+        let fields = [
+            (req.log_syscalls, &mut config.log_syscalls),
+            (req.log_security, &mut config.log_security),
+            (req.log_lifecycle, &mut config.log_lifecycle),
+            (req.log_ipc, &mut config.log_ipc),
+            (req.log_state, &mut config.log_state),
+            (req.log_resource, &mut config.log_resource),
+            (req.log_network, &mut config.log_network),
+            (req.log_world, &mut config.log_world),
+        ];
+        for (asked, field) in fields {
+            if let Some(on) = asked {
+                *field = on;
+            }
+        }
+        if let Some(max) = req.max_entries {
+            self.audit.set_capacity(max as usize);
+        }
+        let reply = AuditConfigReply { config: self.config.audit_config, max_entries: self.audit.capacity() as u32 };
+        // Changing what is audited is itself always audited.
+        let details = serde_json::to_value(reply.config).unwrap_or_default();
+        self.append_audit(id, "security", "SET_AUDIT_CONFIG", true, details);
+        Ok(reply)
     }
 
     /// GET_AUDIT_LOG: an unrestricted agent sees everything; others see themselves and their
