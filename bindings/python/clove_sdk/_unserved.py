@@ -6,7 +6,7 @@ payload; the runtime answers ``unsupported``, returned as ``{"success": False, "
 """
 
 import functools
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, Optional
 
 from .codec import Opcode
 
@@ -123,27 +123,3 @@ class UnservedMethods:
                       token: Optional[str] = None,
                       reconnect_interval: Optional[int] = None) -> None:
         """Configures the relay connection."""
-
-    # -- recording and replay --
-
-    @_unserved(Opcode.RECORD_START)
-    def start_recording(self, include_think: bool = False, include_http: bool = False,
-                        include_exec: bool = False, filter_agents: Optional[List[int]] = None,
-                        max_entries: int = 50000) -> None:
-        """Starts recording requests."""
-
-    @_unserved(Opcode.RECORD_STOP)
-    def stop_recording(self) -> None:
-        """Stops recording."""
-
-    @_unserved(Opcode.RECORD_STATUS)
-    def get_recording_status(self, export: bool = False) -> None:
-        """The recording's status, optionally with its data."""
-
-    @_unserved(Opcode.REPLAY_START)
-    def start_replay(self, recording_data: str) -> None:
-        """Replays a recording."""
-
-    @_unserved(Opcode.REPLAY_STATUS)
-    def get_replay_status(self) -> None:
-        """The replay's progress."""

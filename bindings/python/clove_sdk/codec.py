@@ -325,6 +325,15 @@ SCHEMAS: Dict[str, List[Tuple[str, Type]]] = {
     "AuditQuery": [("category", Option(STR)), ("agent_id", Option(U64)),
                    ("since_id", Option(U64)), ("limit", U32)],
     "AuditLogReply": [("entries", Vec(Struct("AuditEntry")))],
+    # core/src/protocol/record.rs
+    "RecordStartRequest": [("include_think", BOOL), ("include_http", BOOL), ("include_exec", BOOL),
+                           ("filter_agents", Vec(U64)), ("max_entries", U32)],
+    "RecordStatusRequest": [("export", BOOL)],
+    "RecordStatus": [("recording", BOOL), ("entries", U32), ("truncated", U64),
+                     ("recording_json", Option(STR))],
+    "ReplayStartRequest": [("recording_json", STR), ("source_agent_id", Option(U64))],
+    "ReplayStatus": [("active", BOOL), ("position", U32), ("total", U32),
+                     ("diverged", Option(STR))],
     "SetAuditConfigRequest": [(name, Option(BOOL)) for name in AUDIT_CATEGORIES]
                              + [("max_entries", Option(U32))],
     "AuditConfig": [(name, BOOL) for name in AUDIT_CATEGORIES],

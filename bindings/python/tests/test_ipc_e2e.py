@@ -102,3 +102,21 @@ def test_audit_config_through_the_sdk(kernel):
             assert "log_everything" in str(e)
         else:
             raise AssertionError("an unknown category is refused before it is sent")
+
+
+def test_record_then_replay_gives_identical_results(kernel, tmp_path):
+    data = tmp_path / "data.txt"
+    data.write_text("recorded world")
+    with CloveClient(str(kernel)) as first:
+        assert first.start_recording(include_exec=True)["recording"] is True
+        live = (first.read_file(str(data)), first.exec("echo $(date +%N)"))
+        stopped = first.stop_recording()
+        assert stopped["recording"] is False and stopped["entry_count"] == 2
+        recording = first.get_recording_status(export=True)["recording_data"]
+    data.write_text("a changed world")
+    with CloveClient(str(kernel)) as second:
+        assert second.start_replay(recording)["total"] == 2
+        replayed = (second.read_file(str(data)), second.exec("echo $(date +%N)"))
+        assert replayed == live and replayed[0]["content"] == "recorded world"
+        assert second.get_replay_status() == {"success": True, "active": True, "position": 2,
+                                              "total": 2, "diverged": None}

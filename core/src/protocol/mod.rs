@@ -1,10 +1,11 @@
 //! The wire protocol: a fixed header ([`frame`]), opcode numbers ([`opcode`]) and postcard payloads
-//! ([`messages`], and [`ipc`] for the services between agents).
+//! ([`messages`], [`ipc`] for the services between agents, [`record`] for record and replay).
 
 pub mod frame;
 pub mod ipc;
 pub mod messages;
 pub mod opcode;
+pub mod record;
 
 use alloc::vec::Vec;
 
@@ -14,6 +15,7 @@ pub use frame::{Decoded, FrameDecoder, FrameError, FrameHeader, DEFAULT_MAX_PAYL
 pub use ipc::*;
 pub use messages::*;
 pub use opcode::Opcode;
+pub use record::*;
 
 /// Why a payload could not be decoded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

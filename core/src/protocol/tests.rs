@@ -237,6 +237,17 @@ fn samples() -> Vec<(&'static str, serde_json::Value, Vec<u8>)> {
             },
         ),
         s(
+            "RecordStartRequest",
+            RecordStartRequest { include_exec: true, filter_agents: vec![3], max_entries: 10, ..Default::default() },
+        ),
+        s("RecordStatusRequest", RecordStatusRequest { export: true }),
+        s(
+            "RecordStatus",
+            RecordStatus { recording: false, entries: 2, truncated: 1, recording_json: Some("{}".into()) },
+        ),
+        s("ReplayStartRequest", ReplayStartRequest { recording_json: "{}".into(), source_agent_id: Some(3) }),
+        s("ReplayStatus", ReplayStatus { active: false, position: 1, total: 2, diverged: Some("why".into()) }),
+        s(
             "SetAuditConfigRequest",
             SetAuditConfigRequest { log_syscalls: Some(true), max_entries: Some(500), ..Default::default() },
         ),

@@ -103,6 +103,8 @@ pub(super) struct Agent {
     pub mailbox: super::ipc::Mailbox,
     /// The event types it subscribed to, and their queue, for POLL_EVENTS.
     pub subscription: super::bus::Subscription,
+    /// A recording it is replaying: its recorded syscalls are answered from it.
+    pub replay: Option<super::record::Replay>,
 }
 
 /// The `cgroup.procs` files a new process of this cgroup writes itself into before it runs.
@@ -149,6 +151,7 @@ impl Agent {
             confinement: None,
             mailbox: Default::default(),
             subscription: Default::default(),
+            replay: None,
         }
     }
 

@@ -21,6 +21,7 @@ mod metrics;
 mod pool;
 mod process;
 mod reactor;
+mod record;
 mod sandbox;
 mod spec;
 mod syscalls;

@@ -121,6 +121,8 @@ pub(super) struct Reactor {
     pub agents: AgentTable,
     /// Names agents registered for IPC.
     pub names: super::ipc::Names,
+    /// The recording running or last stopped (RECORD_*).
+    pub recording: Option<super::record::Recording>,
     pub execs: SlotMap<ExecJob>,
     pub listener: Option<Listener>,
     pub(super) timers: BTreeSet<(Instant, Timer)>,
@@ -171,6 +173,7 @@ impl Reactor {
             events,
             agents: AgentTable::default(),
             names: Default::default(),
+            recording: None,
             execs: SlotMap::default(),
             listener: None,
             timers: BTreeSet::new(),

@@ -33,6 +33,7 @@ const FEATURES: &[&str] = &[
     "metrics",
     "ipc",
     "events",
+    "record",
 ];
 
 /// How a request is answered.
@@ -74,6 +75,9 @@ impl Reactor {
             return;
         };
         let admitted = self.agents.get(id).and_then(|a| a.conn.as_ref()).is_some_and(|c| c.admitted);
+        if admitted && self.replayed(id, op, request_id, payload, out) {
+            return;
+        }
         let answer = if admitted || op == Opcode::HELLO {
             self.serve(id, op, request_id, payload)
         } else {
@@ -82,6 +86,12 @@ impl Reactor {
         if answer.is_ok() && self.config.audit_config.log_syscalls {
             self.record(id, "syscall", op.name(), true, serde_json::json!({ "request_id": request_id }));
         }
+        let served = match &answer {
+            Ok(Answer::Now(reply)) => Ok(Some(reply.as_slice())),
+            Ok(_) => Ok(None),
+            Err(error) => Err(error.to_reply()),
+        };
+        self.note_served(id, op, request_id, payload, served);
         match answer {
             Ok(Answer::Now(reply)) => frame::write_frame(out, op as u8, frame::flags::REPLY, request_id, &reply),
             Ok(Answer::Echo) => frame::write_frame(out, op as u8, frame::flags::REPLY, request_id, payload),
@@ -149,6 +159,14 @@ impl Reactor {
             Opcode::EXIT => Ok(Answer::Closing(Vec::new())),
             Opcode::GET_PERMS => now(&self.perms_reply(id)?),
             Opcode::SET_PERMS => self.set_perms(id, request(payload, op)?),
+            Opcode::RECORD_START => now(&self.record_start(id, request(payload, op)?)?),
+            Opcode::RECORD_STOP => now(&self.record_stop(id)?),
+            Opcode::RECORD_STATUS => {
+                let req: RecordStatusRequest = request(payload, op)?;
+                now(&self.record_status(req.export)?)
+            }
+            Opcode::REPLAY_START => now(&self.replay_start(id, request(payload, op)?)?),
+            Opcode::REPLAY_STATUS => now(&self.replay_status(id)?),
             Opcode::GET_AUDIT_LOG => self.audit_log(id, request(payload, op)?),
             Opcode::SET_AUDIT_CONFIG => now(&self.set_audit_config(id, request(payload, op)?)?),
             Opcode::ASYNC_POLL => {
@@ -283,6 +301,8 @@ impl Reactor {
 
     /// Delivers a finished exec's result: as a reply, or into the caller's async queue.
     pub(super) fn exec_done(&mut self, caller: ExecCaller, result: Result<ExecReply>) {
+        let encoded = result.as_ref().map(encode).map_err(RuntimeError::to_reply);
+        self.note_result(caller.agent, caller.request_id, encoded.as_deref().map_err(Clone::clone));
         if caller.run_async {
             let (error, payload) = match result {
                 Ok(reply) => (None, encode(&reply)),
