@@ -9,8 +9,9 @@ import (
 	"time"
 )
 
-// Agent is an agent of a Runtime, known by its id. Ids are never 0 and carry a generation, so the
-// id of an agent the runtime has forgotten gives ErrNotFound rather than reaching another agent.
+// Agent is an agent of a Runtime, known by its id; get one from Spawn or Runtime.Agent. Ids are
+// never 0 and carry a generation, so the id of an agent the runtime has forgotten gives
+// ErrNotFound rather than reaching another agent.
 type Agent struct {
 	ID uint64
 	rt *Runtime

@@ -48,7 +48,9 @@ var statusErrors = [...]error{
 // Error is a failed call: the clove_status it returned and libclove's message for it, which
 // starts with the C function's name.
 type Error struct {
-	Status  int
+	// Status is the clove_status value, CLOVE_STATUS_* in include/clove.h.
+	Status int
+	// Message is clove_last_error() as it was right after the call.
 	Message string
 }
 
