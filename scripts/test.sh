@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test: lints, Rust unit and integration tests, the no_std probe, the Python SDK, the C ABI
-# under valgrind, and the end-to-end checks through the static clove-run.
+# under valgrind, the language bindings and example hosts, and the end-to-end checks through the
+# static clove-run.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh || exit 1
@@ -31,6 +32,9 @@ static_bin=$(bash scripts/build-static.sh) && export CLOVE_RUN="$static_bin"
 suite "static clove-run" test -x "${CLOVE_RUN:-/nonexistent}"
 suite "python sdk" python3 -m pytest -q bindings/python/tests
 suite "c abi (valgrind)" bash tests/c/run.sh
+suite "go binding" bash bindings/go/test.sh
+# Each language's host runs the same scenario and must print the same lines.
+suite "example hosts" bash examples/run.sh
 suite "demo" "${CLOVE_RUN:-/nonexistent}" demo
 
 echo
