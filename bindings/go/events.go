@@ -32,6 +32,18 @@ const (
 	// EventOOM: the kernel killed one of its processes for exceeding its memory limit; an
 	// EventExited follows.
 	EventOOM EventKind = C.CLOVE_EVENT_KIND_OOM
+
+	// The bus events come once subscribed to (Subscribe); Event.Data holds their JSON data.
+	// EventMessageReceived: a message reached an agent's mailbox.
+	EventMessageReceived EventKind = C.CLOVE_EVENT_KIND_MESSAGE_RECEIVED
+	// EventStateChanged: a state store key changed.
+	EventStateChanged EventKind = C.CLOVE_EVENT_KIND_STATE_CHANGED
+	// EventSyscallBlocked: the policy refused one of the agent's requests.
+	EventSyscallBlocked EventKind = C.CLOVE_EVENT_KIND_SYSCALL_BLOCKED
+	// EventResourceWarning: an agent hit a limit (a full mailbox, ...).
+	EventResourceWarning EventKind = C.CLOVE_EVENT_KIND_RESOURCE_WARNING
+	// EventCustom: an agent emitted a custom event; Event.Name is its type.
+	EventCustom EventKind = C.CLOVE_EVENT_KIND_CUSTOM
 )
 
 var eventNames = [...]string{
@@ -42,6 +54,12 @@ var eventNames = [...]string{
 	EventRestarting: "restarting",
 	EventEscalated:  "escalated",
 	EventOOM:        "oom",
+
+	EventMessageReceived: "message_received",
+	EventStateChanged:    "state_changed",
+	EventSyscallBlocked:  "syscall_blocked",
+	EventResourceWarning: "resource_warning",
+	EventCustom:          "custom",
 }
 
 func (k EventKind) String() string {
@@ -51,7 +69,8 @@ func (k EventKind) String() string {
 	return fmt.Sprintf("EventKind(%d)", int(k))
 }
 
-// Event is a lifecycle event. Fields that do not apply to its Kind are zero.
+// Event is a lifecycle event, or a bus event the host subscribed to. Fields that do not apply to
+// its Kind are zero.
 type Event struct {
 	AgentID uint64
 	Kind    EventKind
@@ -65,6 +84,10 @@ type Event struct {
 	Delay time.Duration
 	// Time is when it happened, to the millisecond.
 	Time time.Time
+	// Name is a bus event's type ("MESSAGE_RECEIVED"), or a custom event's own name.
+	Name string
+	// Data is a bus event's data, a JSON object.
+	Data string
 }
 
 func eventFromC(e *C.clove_event) Event {
@@ -79,7 +102,44 @@ func eventFromC(e *C.clove_event) Event {
 	if event.Kind == EventExited {
 		event.Exit = exitFromC(e.exit)
 	}
+	if e.name != nil {
+		event.Name = C.GoString(e.name)
+	}
+	if e.data_json != nil {
+		event.Data = C.GoString(e.data_json)
+	}
 	return event
+}
+
+// Subscribe adds bus event types the host gets as events: "MESSAGE_RECEIVED",
+// "STATE_CHANGED", "SYSCALL_BLOCKED", "RESOURCE_WARNING", "CUSTOM", a custom event's own name,
+// or "*" for all. Lifecycle events always come.
+func (rt *Runtime) Subscribe(types ...string) error {
+	return rt.eachType(types, func(p *C.clove_runtime, t *C.char) C.enum_clove_status {
+		return C.clove_runtime_subscribe(p, t)
+	})
+}
+
+// Unsubscribe removes bus event types Subscribe added.
+func (rt *Runtime) Unsubscribe(types ...string) error {
+	return rt.eachType(types, func(p *C.clove_runtime, t *C.char) C.enum_clove_status {
+		return C.clove_runtime_unsubscribe(p, t)
+	})
+}
+
+func (rt *Runtime) eachType(types []string, fn func(*C.clove_runtime, *C.char) C.enum_clove_status) error {
+	for _, t := range types {
+		var c cCalls
+		ct := c.str(t)
+		if c.err == nil {
+			c.err = rt.call(func(p *C.clove_runtime) C.enum_clove_status { return fn(p, ct) })
+		}
+		c.free()
+		if c.err != nil {
+			return c.err
+		}
+	}
+	return nil
 }
 
 // NextEvent takes the oldest unread event, waiting for one until ctx ends (then it returns
@@ -87,14 +147,21 @@ func eventFromC(e *C.clove_event) Event {
 // when the host falls behind, the oldest are dropped (WithEventCapacity). Each event goes to one
 // caller only.
 func (rt *Runtime) NextEvent(ctx context.Context) (Event, error) {
-	var out C.clove_event
+	var event Event
 	err := rt.poll(ctx, func(p *C.clove_runtime, timeoutMS C.int64_t) C.enum_clove_status {
-		return C.clove_runtime_next_event(p, timeoutMS, &out)
+		var out C.clove_event
+		status := C.clove_runtime_next_event(p, timeoutMS, &out)
+		if status == C.CLOVE_STATUS_OK {
+			// A bus event's strings live until this thread's next call: copy them while the
+			// goroutine is still locked to the thread.
+			event = eventFromC(&out)
+		}
+		return status
 	})
 	if err != nil {
 		return Event{}, err
 	}
-	return eventFromC(&out), nil
+	return event, nil
 }
 
 // Events delivers events as NextEvent takes them, from a goroutine that stops, closing the

@@ -2,6 +2,7 @@ package clove_test
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 
@@ -110,11 +111,39 @@ func TestEventKindNames(t *testing.T) {
 	names := map[clove.EventKind]string{
 		clove.EventSpawned: "spawned", clove.EventExited: "exited", clove.EventPaused: "paused",
 		clove.EventResumed: "resumed", clove.EventRestarting: "restarting", clove.EventEscalated: "escalated",
-		clove.EventOOM: "oom", 42: "EventKind(42)",
+		clove.EventOOM: "oom", clove.EventCustom: "custom", clove.EventStateChanged: "state_changed",
+		42: "EventKind(42)",
 	}
 	for kind, want := range names {
 		if got := kind.String(); got != want {
 			t.Errorf("EventKind %d is %q, want %q", int(kind), got, want)
 		}
+	}
+}
+
+func TestSubscribedBusEventsReachTheHost(t *testing.T) {
+	requireRoot(t)
+	rt := newRuntime(t)
+	if err := rt.Subscribe("deploy_done"); err != nil {
+		t.Fatal(err)
+	}
+	if err := rt.Subscribe(""); !errors.Is(err, clove.ErrInvalidArgument) {
+		t.Errorf("an empty type: %v, want ErrInvalidArgument", err)
+	}
+	agent := spawn(t, rt, pythonAgent(t, "emitter", `
+from clove_sdk import CloveClient
+with CloveClient() as c:
+    c.emit_event("ignored", {})
+    c.emit_event("deploy_done", {"v": 1})
+`))
+	event := awaitEvent(t, rt, agent, clove.EventCustom)
+	if event.Name != "deploy_done" || event.Data != `{"v": 1}` {
+		t.Errorf("got %q %q, want deploy_done {\"v\": 1}", event.Name, event.Data)
+	}
+	if exit := wait(t, agent); exit.Code != 0 {
+		t.Errorf("the emitter exited %+v", exit)
+	}
+	if err := rt.Unsubscribe("deploy_done"); err != nil {
+		t.Fatal(err)
 	}
 }

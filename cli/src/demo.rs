@@ -231,6 +231,7 @@ fn follow_until_settled(runtime: &Runtime, ids: &BTreeMap<AgentId, &DemoAgent>) 
             EventKind::Oom => "OOM-killed (memory limit)".into(),
             EventKind::Paused => "paused".into(),
             EventKind::Resumed => "resumed".into(),
+            EventKind::Bus(bus) => bus.event_type.to_lowercase(),
         };
         let done = match event.kind {
             EventKind::Exited(_) => !restarts,

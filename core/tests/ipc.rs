@@ -251,3 +251,31 @@ fn a_full_event_queue_drops_the_oldest_and_says_how_many() {
     assert_eq!(reply.events[0].data_json, "6");
     assert_eq!(poll(&mut slow).dropped, 0, "the count is reported once");
 }
+
+#[test]
+fn the_host_gets_the_bus_events_it_subscribed_to() {
+    let fx = Fixture::new("bus-host", Level::Standard);
+    assert_eq!(fx.runtime.subscribe(&["deploy_done", "SYSCALL_BLOCKED"]).unwrap(), ["SYSCALL_BLOCKED", "deploy_done"]);
+    let mut agent = fx.connect();
+    let id = hello(&mut agent);
+    let emit = |client: &mut Client, kind: &str| {
+        let _: Result<EmitReply, ErrorReply> =
+            client.call(Opcode::EMIT, &EmitRequest { event_type: kind.into(), data_json: "[1]".into() });
+    };
+    emit(&mut agent, "other");
+    emit(&mut agent, "deploy_done");
+    emit(&mut agent, "AGENT_EXITED");
+    let mut seen = Vec::new();
+    while let Some(event) = fx.runtime.next_event(Some(Duration::from_secs(5))) {
+        if let clove_core::runtime::EventKind::Bus(bus) = event.kind {
+            assert_eq!(event.agent_id.0, id);
+            seen.push((bus.event_type, bus.custom_type, bus.data_json));
+            if seen.len() == 2 {
+                break;
+            }
+        }
+    }
+    assert_eq!(seen[0], ("CUSTOM".into(), Some("deploy_done".into()), "[1]".into()));
+    assert_eq!(seen[1].0, "SYSCALL_BLOCKED");
+    assert_eq!(fx.runtime.unsubscribe(&["deploy_done"]).unwrap(), ["SYSCALL_BLOCKED"]);
+}

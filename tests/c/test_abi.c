@@ -2,7 +2,8 @@
  * The C ABI from C: a real program against include/clove.h, run by tests/c/run.sh against both
  * libclove.so and libclove.a under valgrind and ASAN. Prints one line per check and
  * "N passed, M failed, K skipped"; exits non-zero on any failure. CLOVE_TEST_SKIP_AGENTS=1 skips the
- * checks that start agent processes (for a valgrind that cannot run pidfd_open).
+ * checks that start agent processes (for a valgrind that cannot run pidfd_open). CLOVE_SDK_PATH
+ * names bindings/python, for the agent that emits a bus event.
  */
 #define _POSIX_C_SOURCE 200809L
 
@@ -239,6 +240,40 @@ static void test_restart(clove_runtime *rt) {
   CHECK(spawn(rt, "empty", NULL, empty, &id) == CLOVE_STATUS_INVALID_ARGUMENT);
 }
 
+/* A Python agent (the SDK from CLOVE_SDK_PATH) emits a custom event the host subscribed to. */
+static void test_bus_events(clove_runtime *rt) {
+  const char *sdk = getenv("CLOVE_SDK_PATH");
+  if (!sdk) {
+    printf("SKIPPED - bus events: CLOVE_SDK_PATH does not name the Python SDK\n");
+    skipped++;
+    return;
+  }
+  CHECK(clove_runtime_subscribe(rt, "deploy_done") == CLOVE_STATUS_OK);
+  CHECK(clove_runtime_subscribe(rt, "") == CLOVE_STATUS_INVALID_ARGUMENT);
+  clove_spawn_options *opts = NULL;
+  CHECK(clove_spawn_options_new("emitter", &opts) == CLOVE_STATUS_OK);
+  CHECK(clove_spawn_options_add_arg(opts, "python3") == CLOVE_STATUS_OK);
+  CHECK(clove_spawn_options_add_arg(opts, "-c") == CLOVE_STATUS_OK);
+  CHECK(clove_spawn_options_add_arg(
+            opts, "from clove_sdk import CloveClient\n"
+                  "with CloveClient() as c:\n"
+                  "    c.emit_event('ignored', {})\n"
+                  "    c.emit_event('deploy_done', {'v': 1})\n") == CLOVE_STATUS_OK);
+  CHECK(clove_spawn_options_set_env(opts, "PYTHONPATH", sdk) == CLOVE_STATUS_OK);
+  CHECK(clove_spawn_options_set_stdio(opts, CLOVE_STDIO_NULL, NULL) == CLOVE_STATUS_OK);
+  uint64_t id = 0;
+  CHECK(clove_runtime_spawn(rt, opts, &id) == CLOVE_STATUS_OK);
+  clove_spawn_options_free(opts);
+  clove_event event;
+  CHECK(await_event(rt, id, CLOVE_EVENT_KIND_CUSTOM, &event));
+  CHECK(event.name != NULL && strcmp(event.name, "deploy_done") == 0);
+  /* The emitter's JSON, as it wrote it. */
+  CHECK(event.data_json != NULL && strcmp(event.data_json, "{\"v\": 1}") == 0);
+  clove_exit exit;
+  CHECK(clove_runtime_wait(rt, id, DEADLINE_MS, &exit) == CLOVE_STATUS_OK && exit.has_code && exit.code == 0);
+  CHECK(clove_runtime_unsubscribe(rt, "deploy_done") == CLOVE_STATUS_OK);
+}
+
 static void test_listen_and_audit(clove_runtime *rt) {
   char path[128];
   snprintf(path, sizeof path, "/tmp/clove-test-abi-%ld.sock", (long)getpid());
@@ -330,6 +365,10 @@ static void test_nulls(clove_runtime *rt) {
 
   CHECK_NULL(clove_runtime_next_event(NULL, 0, &event), "rt");
   CHECK_NULL(clove_runtime_next_event(rt, 0, NULL), "out");
+  CHECK_NULL(clove_runtime_subscribe(NULL, "CUSTOM"), "rt");
+  CHECK_NULL(clove_runtime_subscribe(rt, NULL), "event_type");
+  CHECK_NULL(clove_runtime_unsubscribe(NULL, "CUSTOM"), "rt");
+  CHECK_NULL(clove_runtime_unsubscribe(rt, NULL), "event_type");
   CHECK_NULL(clove_runtime_set_event_callback(NULL, on_event, NULL), "rt");
   CHECK_NULL(clove_runtime_audit_log_json(NULL, NULL, 0, 0, 0, &json), "rt");
   CHECK_NULL(clove_runtime_audit_log_json(rt, NULL, 0, 0, 0, NULL), "out_json");
@@ -365,6 +404,7 @@ int main(void) {
     test_exit_code(rt);
     test_sleeper(rt);
     test_restart(rt);
+    test_bus_events(rt);
     CHECK(clove_runtime_set_event_callback(rt, NULL, NULL) == CLOVE_STATUS_OK);
     /* exit42, sleeper, and flaky twice. */
     CHECK(atomic_load(&seen.spawned) >= 4 && atomic_load(&seen.exited) >= 4);

@@ -3,11 +3,12 @@
 //!
 //! Who sees what: lifecycle, SYSCALL_BLOCKED and RESOURCE_WARNING events about an agent reach the
 //! agent, its ancestors and unrestricted agents; MESSAGE_RECEIVED reaches only the recipient;
-//! STATE_CHANGED reaches whoever can read the key; CUSTOM events reach every subscriber.
+//! STATE_CHANGED reaches whoever can read the key; CUSTOM events reach every subscriber. The host
+//! subscribes too ([`super::Runtime::subscribe`]) and gets every event of the types it chose.
 
 use std::collections::{BTreeSet, VecDeque};
 
-use super::events::EventKind;
+use super::events::{Event, EventKind};
 use super::reactor::{now_ms, Reactor};
 use super::{AgentId, Result, RuntimeError};
 use crate::protocol::*;
@@ -48,6 +49,16 @@ event_types! {
     Custom = "CUSTOM",
 }
 
+fn bus_event(source: AgentId, kind: EventType, data: serde_json::Value) -> BusEvent {
+    BusEvent {
+        event_type: kind.name().into(),
+        custom_type: None,
+        data_json: data.to_string(),
+        source_agent_id: source.0,
+        timestamp_ms: now_ms(),
+    }
+}
+
 /// Who may receive an event.
 #[derive(Debug, Clone, Copy)]
 pub(super) enum Audience {
@@ -57,20 +68,48 @@ pub(super) enum Audience {
     ObserversOf(AgentId),
 }
 
+/// The event types an agent or the host subscribed to.
 #[derive(Default)]
-pub(super) struct Subscription {
+pub(super) struct Interest {
     types: BTreeSet<String>,
-    queue: VecDeque<BusEvent>,
-    dropped: u64,
 }
 
-impl Subscription {
+impl Interest {
     fn wants(&self, event: &BusEvent) -> bool {
         self.types.contains("*")
             || self.types.contains(&event.event_type)
             || event.custom_type.as_ref().is_some_and(|name| self.types.contains(name))
     }
 
+    /// Adds (`on`) or removes these types; removing with `all` removes every one first.
+    pub fn update(&mut self, names: Vec<String>, on: bool, all: bool) -> Result<Vec<String>> {
+        if !on && all {
+            self.types.clear();
+        }
+        for name in names {
+            if name.is_empty() || name.len() > 128 {
+                return Err(RuntimeError::InvalidArgument("an event type is 1 to 128 bytes".into()));
+            }
+            if !on {
+                self.types.remove(&name);
+            } else if self.types.len() < MAX_SUBSCRIPTIONS {
+                self.types.insert(name);
+            } else {
+                return Err(RuntimeError::LimitExceeded(format!("at most {MAX_SUBSCRIPTIONS} subscriptions")));
+            }
+        }
+        Ok(self.types.iter().cloned().collect())
+    }
+}
+
+#[derive(Default)]
+pub(super) struct Subscription {
+    interest: Interest,
+    queue: VecDeque<BusEvent>,
+    dropped: u64,
+}
+
+impl Subscription {
     fn push(&mut self, event: BusEvent) {
         if self.queue.len() >= EVENT_QUEUE {
             self.queue.pop_front();
@@ -81,7 +120,8 @@ impl Subscription {
 }
 
 impl Reactor {
-    /// Queues an event for every subscriber in `audience` that wants it; returns how many did.
+    /// Queues an event for every subscriber in `audience` that wants it, and for the host if it
+    /// subscribed; returns how many agents queued it.
     pub(super) fn emit(
         &mut self,
         source: AgentId,
@@ -89,19 +129,18 @@ impl Reactor {
         data: serde_json::Value,
         audience: Audience,
     ) -> u32 {
-        self.emit_event(
-            BusEvent {
-                event_type: kind.name().into(),
-                custom_type: None,
-                data_json: data.to_string(),
-                source_agent_id: source.0,
-                timestamp_ms: now_ms(),
-            },
-            audience,
-        )
+        self.emit_event(bus_event(source, kind, data), audience, true)
     }
 
-    fn emit_event(&mut self, event: BusEvent, audience: Audience) -> u32 {
+    /// `to_host`: lifecycle events reach the host as their own kinds already.
+    fn emit_event(&mut self, event: BusEvent, audience: Audience, to_host: bool) -> u32 {
+        if to_host && self.host_interest.wants(&event) {
+            let source = AgentId(event.source_agent_id);
+            let agent_name = self.agents.get(source).map(|a| a.name.clone()).unwrap_or_default();
+            let timestamp_ms = event.timestamp_ms;
+            let kind = EventKind::Bus(event.clone());
+            self.events.publish(Event { agent_id: source, agent_name, kind, timestamp_ms });
+        }
         let mut delivered = 0;
         for id in self.agents.ids() {
             let reaches = match audience {
@@ -110,7 +149,7 @@ impl Reactor {
                 Audience::ObserversOf(about) => self.sees(id, about),
             };
             let Some(agent) = self.agents.get_mut(id) else { continue };
-            if reaches && agent.conn.is_some() && agent.subscription.wants(&event) {
+            if reaches && agent.conn.is_some() && agent.subscription.interest.wants(&event) {
                 agent.subscription.push(event.clone());
                 delivered += 1;
             }
@@ -148,33 +187,20 @@ impl Reactor {
                 EventType::ResourceWarning,
                 serde_json::json!({ "agent_id": id.0, "name": name, "resource": "memory", "action": "oom_kill" }),
             ),
+            // Already a bus event: it went out when it was emitted.
+            EventKind::Bus(_) => return,
         };
-        self.emit(id, event_type, data, Audience::ObserversOf(id));
+        self.emit_event(bus_event(id, event_type, data), Audience::ObserversOf(id), false);
     }
 
     pub(super) fn subscribe(&mut self, id: AgentId, req: SubscribeRequest, on: bool) -> Result<SubscribeReply> {
         let agent = self.agents.get_mut(id).ok_or_else(|| RuntimeError::NotFound(id.to_string()))?;
-        let types = &mut agent.subscription.types;
-        if !on && req.all {
-            types.clear();
-        }
-        for name in req.event_types {
-            if name.is_empty() || name.len() > 128 {
-                return Err(RuntimeError::InvalidArgument("an event type is 1 to 128 bytes".into()));
-            }
-            if !on {
-                types.remove(&name);
-            } else if types.len() < MAX_SUBSCRIPTIONS {
-                types.insert(name);
-            } else {
-                return Err(RuntimeError::LimitExceeded(format!("at most {MAX_SUBSCRIPTIONS} subscriptions")));
-            }
-        }
-        if types.is_empty() {
+        let subscribed = agent.subscription.interest.update(req.event_types, on, req.all)?;
+        if subscribed.is_empty() {
             // Nothing wanted: nothing kept.
             agent.subscription.queue.clear();
         }
-        Ok(SubscribeReply { subscribed: types.iter().cloned().collect() })
+        Ok(SubscribeReply { subscribed })
     }
 
     pub(super) fn poll_events(&mut self, id: AgentId, req: PollEventsRequest) -> Result<PollEventsReply> {
@@ -204,7 +230,7 @@ impl Reactor {
             source_agent_id: id.0,
             timestamp_ms: now_ms(),
         };
-        let delivered = self.emit_event(event, Audience::Everyone);
+        let delivered = self.emit_event(event, Audience::Everyone, true);
         self.record(id, "ipc", "EMIT", true, serde_json::json!({ "custom_type": custom_type }));
         Ok(EmitReply { delivered })
     }

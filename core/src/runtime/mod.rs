@@ -119,6 +119,8 @@ enum Command {
     Audit(AuditQuery, Reply<Vec<AuditEntry>>),
     Metrics(AgentId, Reply<AgentMetrics>),
     Prewarm(Box<SpawnSpec>, usize, Reply<()>),
+    /// Adds (`true`) or removes bus event types the host gets; answers the types it has.
+    Subscribe(Vec<String>, bool, Reply<Vec<String>>),
     /// From the pool's filling thread: a warm sandbox for pool `.0`, or why it could not be made.
     Filled(usize, Box<Result<pool::WarmSandbox>>),
     Shutdown,
@@ -214,12 +216,27 @@ impl Runtime {
         self.call(|r| Command::Audit(query, r))
     }
 
-    /// The oldest unread lifecycle event, waiting up to `timeout` (forever with `None`).
+    /// Adds bus event types the host gets through [`Runtime::next_event`] and the callback, as
+    /// [`EventKind::Bus`]: `MESSAGE_RECEIVED`, `STATE_CHANGED`, `SYSCALL_BLOCKED`,
+    /// `RESOURCE_WARNING`, `CUSTOM`, a custom event's own name, or `*`. Lifecycle events always
+    /// come, as their own kinds. Returns the types subscribed.
+    pub fn subscribe(&self, types: &[&str]) -> Result<Vec<String>> {
+        let types = types.iter().map(|t| t.to_string()).collect();
+        self.call(|r| Command::Subscribe(types, true, r))
+    }
+
+    /// Removes bus event types the host gets; returns the types still subscribed.
+    pub fn unsubscribe(&self, types: &[&str]) -> Result<Vec<String>> {
+        let types = types.iter().map(|t| t.to_string()).collect();
+        self.call(|r| Command::Subscribe(types, false, r))
+    }
+
+    /// The oldest unread event, waiting up to `timeout` (forever with `None`).
     pub fn next_event(&self, timeout: Option<Duration>) -> Option<Event> {
         self.events.next(timeout)
     }
 
-    /// Sets (or clears) a callback run on the reactor thread for every lifecycle event.
+    /// Sets (or clears) a callback run on the reactor thread for every event.
     pub fn set_event_callback(&self, callback: Option<EventCallback>) {
         self.events.set_callback(callback);
     }

@@ -121,6 +121,8 @@ pub(super) struct Reactor {
     pub agents: AgentTable,
     /// Names agents registered for IPC.
     pub names: super::ipc::Names,
+    /// The bus event types the host subscribed to.
+    pub host_interest: super::bus::Interest,
     /// The recording running or last stopped (RECORD_*).
     pub recording: Option<super::record::Recording>,
     pub execs: SlotMap<ExecJob>,
@@ -174,6 +176,7 @@ impl Reactor {
             agents: AgentTable::default(),
             names: Default::default(),
             recording: None,
+            host_interest: Default::default(),
             execs: SlotMap::default(),
             listener: None,
             timers: BTreeSet::new(),
@@ -313,6 +316,9 @@ impl Reactor {
             }
             Command::Prewarm(template, count, reply) => {
                 let _ = reply.send(self.prewarm(template, count));
+            }
+            Command::Subscribe(types, on, reply) => {
+                let _ = reply.send(self.host_interest.update(types, on, false));
             }
             Command::Filled(pool, made) => self.filled(pool, *made),
             Command::Metrics(id, reply) => {
