@@ -49,7 +49,12 @@ class clove_agent_list(Structure):
 
 
 class clove_exit(Structure):
-    _fields_ = [("has_code", c_bool), ("code", c_int32), ("signal", c_int32), ("oom_killed", c_bool)]
+    _fields_ = [
+        ("has_code", c_bool),
+        ("code", c_int32),
+        ("signal", c_int32),
+        ("oom_killed", c_bool),
+    ]
 
 
 class clove_agent_info(Structure):
@@ -98,8 +103,9 @@ class clove_agent_metrics(Structure):
 
 clove_event_callback = CFUNCTYPE(None, POINTER(clove_event), c_void_p)
 
-# `const char *` arguments are c_char_p; a string the caller must free is POINTER(c_char), so that
+# `const char *` arguments are c_char_p; a string the caller must free is an owned_string, so that
 # ctypes keeps the address for clove_string_free instead of converting it to bytes.
+owned_string = POINTER(c_char)
 runtime_ptr = POINTER(clove_runtime)
 runtime_options_ptr = POINTER(clove_runtime_options)
 spawn_options_ptr = POINTER(clove_spawn_options)
@@ -131,13 +137,15 @@ PROTOTYPES: Dict[str, Tuple[object, List[object]]] = {
     "clove_spawn_options_set_cwd": (clove_status, [spawn_options_ptr, c_char_p]),
     "clove_spawn_options_set_level": (clove_status, [spawn_options_ptr, c_char_p]),
     "clove_spawn_options_set_stdio": (clove_status, [spawn_options_ptr, clove_stdio, c_char_p]),
-    "clove_spawn_options_set_restart": (clove_status, [spawn_options_ptr, c_char_p, c_uint32, c_uint32]),
-    "clove_spawn_options_set_limits": (clove_status, [spawn_options_ptr, c_uint64, c_uint32, c_uint64,
-                                                      c_uint64]),
+    "clove_spawn_options_set_restart": (
+        clove_status, [spawn_options_ptr, c_char_p, c_uint32, c_uint32]),
+    "clove_spawn_options_set_limits": (
+        clove_status, [spawn_options_ptr, c_uint64, c_uint32, c_uint64, c_uint64]),
     "clove_spawn_options_set_sandboxed": (clove_status, [spawn_options_ptr, c_bool]),
     "clove_spawn_options_set_network": (clove_status, [spawn_options_ptr, c_bool]),
     "clove_spawn_options_set_profile": (clove_status, [spawn_options_ptr, c_char_p]),
-    "clove_spawn_options_add_mount": (clove_status, [spawn_options_ptr, c_char_p, c_char_p, c_bool]),
+    "clove_spawn_options_add_mount": (
+        clove_status, [spawn_options_ptr, c_char_p, c_char_p, c_bool]),
     "clove_runtime_spawn": (clove_status, [runtime_ptr, spawn_options_ptr, POINTER(c_uint64)]),
     "clove_runtime_prewarm": (clove_status, [runtime_ptr, spawn_options_ptr, c_size_t]),
     "clove_runtime_list": (clove_status, [runtime_ptr, POINTER(agent_list_ptr)]),
@@ -145,11 +153,13 @@ PROTOTYPES: Dict[str, Tuple[object, List[object]]] = {
     "clove_agent_list_get": (clove_status, [agent_list_ptr, c_size_t, POINTER(clove_agent_info)]),
     "clove_agent_list_free": (None, [agent_list_ptr]),
     "clove_runtime_next_event": (clove_status, [runtime_ptr, c_int64, POINTER(clove_event)]),
-    "clove_runtime_set_event_callback": (clove_status, [runtime_ptr, clove_event_callback, c_void_p]),
-    "clove_runtime_audit_log_json": (clove_status, [runtime_ptr, c_char_p, c_uint64, c_uint64, c_uint32,
-                                                    POINTER(POINTER(c_char))]),
-    "clove_string_free": (None, [POINTER(c_char)]),
-    "clove_runtime_agent_metrics": (clove_status, [runtime_ptr, c_uint64, POINTER(clove_agent_metrics)]),
+    "clove_runtime_set_event_callback": (
+        clove_status, [runtime_ptr, clove_event_callback, c_void_p]),
+    "clove_runtime_audit_log_json": (
+        clove_status, [runtime_ptr, c_char_p, c_uint64, c_uint64, c_uint32, POINTER(owned_string)]),
+    "clove_string_free": (None, [owned_string]),
+    "clove_runtime_agent_metrics": (
+        clove_status, [runtime_ptr, c_uint64, POINTER(clove_agent_metrics)]),
 }
 
 
@@ -166,11 +176,12 @@ def load() -> ctypes.CDLL:
         function = getattr(lib, name)
         function.restype = restype
         function.argtypes = argtypes
-        if restype is clove_status:
+        if restype is clove_status:  # every int the header returns is a clove_status
             function.errcheck = _raise_on_failure
     version = lib.clove_abi_version()
     if version != ABI_VERSION:
-        raise LibraryError(f"{lib._name} has ABI version {version}; this binding speaks {ABI_VERSION}")
+        raise LibraryError(
+            f"{lib._name} has ABI version {version}; this binding speaks {ABI_VERSION}")
     return lib
 
 

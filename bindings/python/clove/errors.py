@@ -2,7 +2,7 @@
 
 A failed C call raises the subclass for its status, with ``clove_last_error()`` as the message
 (it names the C function that failed). Where a builtin exception means the same thing, the class
-derives from it too, so ``except TimeoutError`` or ``except ValueError`` work as Python users expect.
+derives from it too, so ``except TimeoutError`` or ``except ValueError`` work as expected.
 """
 
 from __future__ import annotations
@@ -102,14 +102,15 @@ class InternalError(CloveError):
     status = Status.INTERNAL
 
 
-ERROR_CLASSES: Dict[Status, Type[CloveError]] = {
-    cls.status: cls for cls in CloveError.__subclasses__()  # type: ignore[misc]
+#: The exception class of each failure status.
+ERROR_CLASSES: Dict[int, Type[CloveError]] = {
+    cls.status: cls for cls in CloveError.__subclasses__()
 }
 
 
 def error_for(status: int, message: str) -> CloveError:
     """The exception for a failed call that returned ``status``."""
-    cls = ERROR_CLASSES.get(status)  # type: ignore[call-overload]
+    cls = ERROR_CLASSES.get(status)
     if cls is not None:
         return cls(message)
     error = CloveError(message)

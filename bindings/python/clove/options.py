@@ -3,6 +3,7 @@ turned into a ``clove_spawn_options`` handle."""
 
 from __future__ import annotations
 
+import ctypes
 import os
 from contextlib import contextmanager
 from ctypes import byref
@@ -94,9 +95,12 @@ def spawn_options(
     network: bool = False,
     profile: Optional[str] = None,
     mounts: Sequence[Union[Mount, Tuple[PathLike, PathLike], Tuple[PathLike, PathLike, bool]]] = (),
-) -> Iterator[_lib.spawn_options_ptr]:
+) -> Iterator[ctypes._Pointer[_lib.clove_spawn_options]]:
     """A ``clove_spawn_options`` handle holding these options, freed on leaving the block.
     :meth:`Runtime.spawn() <clove.Runtime.spawn>` documents each keyword."""
+    if isinstance(argv, (str, bytes)):
+        raise InvalidArgument(f"argv {argv!r} is one string; pass a list: the program, then its "
+                              "arguments")
     lib = _lib.load()
     opts = _lib.spawn_options_ptr()
     lib.clove_spawn_options_new(c_str(name), byref(opts))
@@ -147,7 +151,7 @@ def runtime_options(
     event_capacity: Optional[int] = None,
     exited_retention: Optional[int] = None,
     audit_file: Optional[PathLike] = None,
-) -> Iterator[_lib.runtime_options_ptr]:
+) -> Iterator[ctypes._Pointer[_lib.clove_runtime_options]]:
     """A ``clove_runtime_options`` handle with these set (None keeps the library's default), freed
     on leaving the block. :class:`Runtime <clove.Runtime>` documents each keyword."""
     lib = _lib.load()

@@ -12,7 +12,7 @@ import warnings
 import weakref
 from contextlib import contextmanager
 from ctypes import byref
-from typing import Any, Callable, Dict, Iterator, List, Optional, Union
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Union
 
 from . import _lib
 from .errors import NotFound, Timeout
@@ -56,10 +56,13 @@ class Runtime:
     def __init__(self, *, home: Optional[PathLike] = None, max_payload: Optional[int] = None,
                  audit_capacity: Optional[int] = None, event_capacity: Optional[int] = None,
                  exited_retention: Optional[int] = None, audit_file: Optional[PathLike] = None):
-        self._handle: Optional[_lib.runtime_ptr] = None
+        self._handle: Optional[ctypes._Pointer[_lib.clove_runtime]] = None
         self._state = threading.Condition()
         self._calls = 0
-        self._callback: Optional[Any] = None  # the live CFUNCTYPE object: C holds its address
+        # The CFUNCTYPE object C holds the address of, set under the lock so that it is always
+        # the one C has (another would be collected while C still calls it).
+        self._callback: Optional[Any] = None
+        self._callback_lock = threading.Lock()
         self._reactor = _ReactorThread()
         lib = _lib.load()
         handle = _lib.runtime_ptr()
@@ -112,7 +115,7 @@ class Runtime:
             self.close()
 
     @contextmanager
-    def _live(self) -> Iterator[_lib.runtime_ptr]:
+    def _live(self) -> Iterator[ctypes._Pointer[_lib.clove_runtime]]:
         """The handle, kept alive (close() waits) until the block ends."""
         self._refuse_reactor_thread()
         with self._state:
@@ -132,7 +135,7 @@ class Runtime:
             raise RuntimeError("the event callback must not call its runtime: the call would wait "
                                "for the reactor thread, which is running the callback")
 
-    def spawn(self, name: str, argv: List[PathLike], **options: Any) -> Agent:
+    def spawn(self, name: str, argv: Sequence[PathLike], **options: Any) -> Agent:
         """Starts an agent called ``name`` running ``argv`` (the program first, looked up in
         ``PATH``) and returns its handle.
 
@@ -162,7 +165,7 @@ class Runtime:
             lib.clove_runtime_spawn(handle, opts, byref(agent_id))
         return Agent(self, agent_id.value, name)
 
-    def prewarm(self, count: int, name: str, argv: List[PathLike], **options: Any) -> None:
+    def prewarm(self, count: int, name: str, argv: Sequence[PathLike], **options: Any) -> None:
         """Keeps ``count`` sandboxes shaped like these options ready, so that a sandboxed spawn of
         that shape skips building one; returns once they are ready. Takes the keywords of
         :meth:`spawn`, and ``sandboxed=True`` (or a profile) is required."""
@@ -197,13 +200,13 @@ class Runtime:
     def wait(self, agent: AgentRef, timeout: Optional[float] = None) -> Exit:
         """Waits for an agent to end and says how it ended. ``timeout`` is in seconds (None:
         forever); :class:`Timeout` (a ``TimeoutError``) means it is still running."""
-        lib, agent_id, exit = _lib.load(), _agent_id(agent), _lib.clove_exit()
+        lib, agent_id, out = _lib.load(), _agent_id(agent), _lib.clove_exit()
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             try:
                 with self._live() as handle:
-                    lib.clove_runtime_wait(handle, agent_id, _slice_ms(deadline), byref(exit))
-                return Exit.from_c(exit)
+                    lib.clove_runtime_wait(handle, agent_id, _slice_ms(deadline), byref(out))
+                return Exit.from_c(out)
             except Timeout:
                 if deadline is not None and time.monotonic() >= deadline:
                     raise Timeout(f"agent {agent_id} still running after {timeout} s") from None
@@ -238,7 +241,7 @@ class Runtime:
         100; at most 1 000). Each is a dict with ``id``, ``timestamp_ms``, ``category``,
         ``event``, ``agent_id``, ``agent_name``, ``success`` and ``details`` (a dict)."""
         lib = _lib.load()
-        text = ctypes.POINTER(ctypes.c_char)()
+        text = _lib.owned_string()
         with self._live() as handle:
             lib.clove_runtime_audit_log_json(
                 handle, optional_c_str(category), 0 if agent is None else _agent_id(agent),
@@ -298,9 +301,9 @@ class Runtime:
             trampoline = _lib.clove_event_callback()  # NULL: clears the callback
         else:
             trampoline = _trampoline(callback, self._reactor)
-        with self._live() as handle:
+        with self._callback_lock, self._live() as handle:
             _lib.load().clove_runtime_set_event_callback(handle, trampoline, None)
-        self._callback = trampoline
+            self._callback = trampoline
 
 
 class Agent:
@@ -389,7 +392,7 @@ def _trampoline(callback: EventCallback, reactor: _ReactorThread) -> Any:
     return _lib.clove_event_callback(call)
 
 
-def _free_later(handle: _lib.runtime_ptr, callback: Any) -> None:
+def _free_later(handle: ctypes._Pointer[_lib.clove_runtime], callback: Any) -> None:
     # `callback` is only held: C may call it until clove_runtime_free returns.
     _lib.load().clove_runtime_free(handle)
 

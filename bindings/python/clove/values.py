@@ -85,9 +85,9 @@ class Event:
     @classmethod
     def from_c(cls, event: _lib.clove_event) -> Event:
         kind = _known(EventKind, event.kind)
+        exit = Exit.from_c(event.exit) if kind == EventKind.EXITED else None
         return cls(agent_id=event.agent_id, kind=kind, timestamp_ms=event.timestamp_ms,
-                   pid=event.pid, exit=Exit.from_c(event.exit) if kind == EventKind.EXITED else None,
-                   attempt=event.attempt, delay_ms=event.delay_ms)
+                   pid=event.pid, exit=exit, attempt=event.attempt, delay_ms=event.delay_ms)
 
 
 @dataclass(frozen=True)
