@@ -31,8 +31,9 @@ ENUMS = {
 }
 
 SCALARS = {
-    "bool": ctypes.c_bool, "int": ctypes.c_int, "int32_t": ctypes.c_int32, "int64_t": ctypes.c_int64,
-    "uint32_t": ctypes.c_uint32, "uint64_t": ctypes.c_uint64, "size_t": ctypes.c_size_t,
+    "bool": ctypes.c_bool, "int": ctypes.c_int, "int32_t": ctypes.c_int32,
+    "int64_t": ctypes.c_int64, "uint32_t": ctypes.c_uint32, "uint64_t": ctypes.c_uint64,
+    "size_t": ctypes.c_size_t,
 }
 
 
@@ -53,7 +54,7 @@ def ctype_of(decl):
     if words[0] == "enum":
         ctype = ctypes.c_int
     elif base == "char":
-        # `const char *` is a borrowed string; a `char *` is one the caller frees, kept as a pointer.
+        # `const char *` is a borrowed string; a `char *` one the caller frees, kept as a pointer.
         ctype, stars = (ctypes.c_char_p, stars - 1) if const else (ctypes.c_char, stars)
     elif base == "void":
         if stars == 0:
@@ -124,7 +125,8 @@ def test_enums_have_the_headers_values():
 
 def test_structs_have_the_headers_fields_in_order():
     structs = header_blocks("struct")
-    assert sorted(structs) == ["clove_agent_info", "clove_agent_metrics", "clove_event", "clove_exit"]
+    assert sorted(structs) == ["clove_agent_info", "clove_agent_metrics", "clove_event",
+                              "clove_exit"]
     for name, body in structs.items():
         fields = [split_decl(decl) for decl in body.split(";") if decl.strip()]
         expected = [(field, ctype_of(ctype)) for ctype, field in fields]
@@ -140,7 +142,8 @@ def test_opaque_handles_stay_opaque():
 
 
 def test_the_callback_type_matches():
-    result, name, params = re.search(r"typedef ([\w\s*]+?)\(\*(\w+)\)\(([^)]*)\);", header()).groups()
+    typedef = re.search(r"typedef ([\w\s*]+?)\(\*(\w+)\)\(([^)]*)\);", header())
+    result, name, params = typedef.groups()
     assert name == "clove_event_callback"
     callback = _lib.clove_event_callback
     assert callback._restype_ is ctype_of(result.strip())

@@ -1,7 +1,7 @@
 """Shared fixtures and helpers of the host API tests (``test_host_*.py``); it holds no tests.
 
 The tests load libclove from ``$CLOVE_LIB``. Without it, ``clove_lib`` builds the library with
-``cargo build -q -p clove-ffi`` (honouring ``CARGO_TARGET_DIR``) and fails, saying why, if it cannot.
+``cargo build -q -p clove-ffi`` (honouring ``CARGO_TARGET_DIR``), and fails saying why if it cannot.
 """
 
 import os
@@ -32,7 +32,8 @@ def clove_lib():
         build = subprocess.run(["cargo", "build", "-q", "-p", "clove-ffi"], cwd=ROOT,
                                capture_output=True, text=True)
         if build.returncode != 0:
-            pytest.fail(f"CLOVE_LIB is unset and `cargo build -p clove-ffi` failed:\n{build.stderr}")
+            pytest.fail("CLOVE_LIB is unset and `cargo build -p clove-ffi` failed:\n"
+                        + build.stderr)
         target = pathlib.Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"))
         path = str(target / "debug" / "libclove.so")
         os.environ["CLOVE_LIB"] = path
