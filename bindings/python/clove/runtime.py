@@ -84,6 +84,7 @@ class Runtime:
 
     @property
     def closed(self) -> bool:
+        """Whether :meth:`close` has run."""
         return self._handle is None
 
     def close(self) -> None:
@@ -345,12 +346,15 @@ class Agent:
         self.wait()
 
     def kill(self) -> None:
+        """See :meth:`Runtime.kill`."""
         self.runtime.kill(self)
 
     def pause(self) -> None:
+        """See :meth:`Runtime.pause`."""
         self.runtime.pause(self)
 
     def resume(self) -> None:
+        """See :meth:`Runtime.resume`."""
         self.runtime.resume(self)
 
     def wait(self, timeout: Optional[float] = None) -> Exit:
@@ -358,6 +362,7 @@ class Agent:
         return self.runtime.wait(self, timeout)
 
     def metrics(self) -> Metrics:
+        """See :meth:`Runtime.metrics`."""
         return self.runtime.metrics(self)
 
     def info(self) -> Optional[AgentInfo]:
