@@ -80,6 +80,8 @@ class clove_event(Structure):
         ("attempt", c_uint32),
         ("delay_ms", c_uint64),
         ("timestamp_ms", c_uint64),
+        ("name", c_char_p),
+        ("data_json", c_char_p),
     ]
 
 
@@ -155,6 +157,8 @@ PROTOTYPES: Dict[str, Tuple[object, List[object]]] = {
     "clove_runtime_next_event": (clove_status, [runtime_ptr, c_int64, POINTER(clove_event)]),
     "clove_runtime_set_event_callback": (
         clove_status, [runtime_ptr, clove_event_callback, c_void_p]),
+    "clove_runtime_subscribe": (clove_status, [runtime_ptr, c_char_p]),
+    "clove_runtime_unsubscribe": (clove_status, [runtime_ptr, c_char_p]),
     "clove_runtime_audit_log_json": (
         clove_status, [runtime_ptr, c_char_p, c_uint64, c_uint64, c_uint32, POINTER(owned_string)]),
     "clove_string_free": (None, [owned_string]),

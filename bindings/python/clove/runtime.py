@@ -255,8 +255,22 @@ class Runtime:
             entry["details"] = json.loads(entry.pop("details_json"))
         return entries
 
+    def subscribe(self, *event_types: str) -> None:
+        """Adds the agents' bus events of these types to :meth:`events` and :meth:`on_event`:
+        "MESSAGE_RECEIVED", "STATE_CHANGED", "SYSCALL_BLOCKED", "RESOURCE_WARNING", "CUSTOM", a
+        custom event's own name, or "*" for all. Lifecycle events always come."""
+        for event_type in event_types:
+            with self._live() as handle:
+                _lib.load().clove_runtime_subscribe(handle, c_str(event_type))
+
+    def unsubscribe(self, *event_types: str) -> None:
+        """Removes bus event types :meth:`subscribe` added."""
+        for event_type in event_types:
+            with self._live() as handle:
+                _lib.load().clove_runtime_unsubscribe(handle, c_str(event_type))
+
     def next_event(self, timeout: Optional[float] = None) -> Optional[Event]:
-        """The oldest unread lifecycle event, waiting up to ``timeout`` seconds (None: forever);
+        """The oldest unread event, waiting up to ``timeout`` seconds (None: forever);
         None when none came. Each event goes to one reader only; when the host falls behind, the
         oldest are dropped (see ``event_capacity``)."""
         lib, out = _lib.load(), _lib.clove_event()

@@ -5,9 +5,10 @@ Each is a frozen dataclass copied out of the C struct at once, so none refers to
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import Optional, Type, TypeVar, Union
+from typing import Any, Optional, Type, TypeVar, Union
 
 from . import _lib
 
@@ -35,6 +36,17 @@ class EventKind(IntEnum):
     """Its restart budget is spent; it will not be started again."""
     OOM = 6
     """The kernel killed one of its processes for exceeding its memory limit; EXITED follows."""
+    MESSAGE_RECEIVED = 7
+    """A bus event (see :meth:`Runtime.subscribe <clove.Runtime.subscribe>`): a message reached
+    an agent's mailbox. Bus events carry :attr:`Event.name` and :attr:`Event.data`."""
+    STATE_CHANGED = 8
+    """A bus event: a state store key changed."""
+    SYSCALL_BLOCKED = 9
+    """A bus event: the policy refused one of the agent's requests."""
+    RESOURCE_WARNING = 10
+    """A bus event: an agent hit a limit (a full mailbox, ...)."""
+    CUSTOM = 11
+    """A bus event: an agent emitted a custom event; :attr:`Event.name` is its type."""
 
 
 _Enum = TypeVar("_Enum", bound=IntEnum)
@@ -67,7 +79,8 @@ class Exit:
 
 @dataclass(frozen=True)
 class Event:
-    """A lifecycle event. Fields that do not apply to its kind are 0 (``exit`` is None)."""
+    """A lifecycle event, or a bus event the host subscribed to. Fields that do not apply to its
+    kind are 0 or None."""
 
     agent_id: int
     kind: Union[EventKind, int]
@@ -81,13 +94,21 @@ class Event:
     """For RESTARTING: the restart's number within the window."""
     delay_ms: int = 0
     """For RESTARTING: how long until the restart."""
+    name: Optional[str] = None
+    """For bus events: the type ("MESSAGE_RECEIVED"), or a custom event's own name."""
+    data: Any = None
+    """For bus events: the event's data, decoded from JSON."""
 
     @classmethod
     def from_c(cls, event: _lib.clove_event) -> Event:
         kind = _known(EventKind, event.kind)
         exit = Exit.from_c(event.exit) if kind == EventKind.EXITED else None
+        # Copied now: the strings live only until the next event is taken on this thread.
+        name = event.name.decode() if event.name is not None else None
+        data = json.loads(event.data_json) if event.data_json is not None else None
         return cls(agent_id=event.agent_id, kind=kind, timestamp_ms=event.timestamp_ms,
-                   pid=event.pid, exit=exit, attempt=event.attempt, delay_ms=event.delay_ms)
+                   pid=event.pid, exit=exit, attempt=event.attempt, delay_ms=event.delay_ms,
+                   name=name, data=data)
 
 
 @dataclass(frozen=True)

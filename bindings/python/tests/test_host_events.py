@@ -8,7 +8,7 @@ import pytest
 
 import clove
 from clove import EventKind, Restart, Stdio
-from test_host_support import DEADLINE_S, events_until, process_alive, wait_until
+from test_host_support import DEADLINE_S, PYTHON_DIR, events_until, process_alive, wait_until
 
 # The fixtures clove_lib and rt.
 pytest_plugins = ["test_host_support"]
@@ -102,3 +102,19 @@ def test_a_runtime_collected_inside_its_callback_is_freed_without_deadlock(clove
         pid = holder[0].spawn("sleeper", ["sleep", "60"], stdio=Stdio.NULL).info().pid
         holder[0].spawn("short", ["sleep", "0.2"])  # this thread holds no reference when it ends
         wait_until(lambda: not process_alive(pid), "the runtime to be freed and its agent killed")
+
+
+def test_subscribed_bus_events_come_with_their_name_and_data(rt):
+    rt.subscribe("deploy_done")
+    with pytest.raises(clove.InvalidArgument):
+        rt.subscribe("")
+    code = ("from clove_sdk import CloveClient\n"
+            "with CloveClient() as c:\n"
+            "    c.emit_event('ignored', {})\n"
+            "    c.emit_event('deploy_done', {'v': [1, 2]})\n")
+    agent = rt.spawn("emitter", ["python3", "-c", code], env={"PYTHONPATH": str(PYTHON_DIR)},
+                     stdio=Stdio.NULL)
+    steps = events_until(rt, agent, EventKind.CUSTOM)
+    assert (steps[-1].name, steps[-1].data) == ("deploy_done", {"v": [1, 2]})
+    assert agent.wait(timeout=DEADLINE_S).code == 0
+    rt.unsubscribe("deploy_done")
