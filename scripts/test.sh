@@ -30,9 +30,10 @@ suite "escape suite" cargo test -q -p clove-core --test escape -- --nocapture
 # The end-to-end suites use the static binary, as users get it.
 static_bin=$(bash scripts/build-static.sh) && export CLOVE_RUN="$static_bin"
 suite "static clove-run" test -x "${CLOVE_RUN:-/nonexistent}"
-# The Python host API (ctypes) loads the library the Rust tests just built.
+# The Python host API (ctypes) loads the debug libclove.so.
 export CLOVE_LIB="${CARGO_TARGET_DIR:-$PWD/target}/debug/libclove.so"
-suite "python sdk and host api" python3 -m pytest -q bindings/python/tests
+python_tests() { cargo build -q -p clove-ffi && python3 -m pytest -q bindings/python/tests; }
+suite "python sdk and host api" python_tests
 suite "c abi (valgrind)" bash tests/c/run.sh
 suite "go binding" bash bindings/go/test.sh
 # Each language's host runs the same scenario and must print the same lines.
