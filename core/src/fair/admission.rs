@@ -97,10 +97,13 @@ impl Gate {
         self.running += 1;
     }
 
-    /// A request ended: its slot is free and the window counts the tokens it used.
-    pub fn finish(&mut self, ticket: Ticket, used_tokens: u64) {
+    /// A request that started at `started_ms` ended: its slot is free and the window counts the
+    /// tokens it used.
+    pub fn finish(&mut self, ticket: Ticket, started_ms: u64, used_tokens: u64) {
         self.running = self.running.saturating_sub(1);
-        if let Some(started) = self.started.iter_mut().find(|s| s.ticket == ticket) {
+        let from = self.started.partition_point(|s| s.at_ms < started_ms);
+        let same_time = self.started.range_mut(from..).take_while(|s| s.at_ms == started_ms);
+        if let Some(started) = same_time.into_iter().find(|s| s.ticket == ticket) {
             started.tokens = used_tokens;
         }
     }
@@ -123,7 +126,7 @@ mod tests {
         assert!(g.admits(0, 10));
         g.start(0, Ticket(2), 10);
         assert_eq!(g.opens_at(0, 10), None);
-        g.finish(Ticket(1), 10);
+        g.finish(Ticket(1), 0, 10);
         assert!(g.admits(1, 10));
     }
 
@@ -147,7 +150,7 @@ mod tests {
         assert!(g.admits(20, 100), "exactly at the cap fits");
         assert_eq!(g.opens_at(20, 101), Some(60_000));
         assert_eq!(g.opens_at(20, 800), Some(60_010));
-        g.finish(Ticket(1), 200);
+        g.finish(Ticket(1), 0, 200);
         assert!(g.admits(20, 500), "the window counts what the first request used, not its estimate");
         assert_eq!(g.opens_at(20, 2_000), Some(60_010), "above the cap waits for an empty window");
         assert!(!gate(Admission { tokens_per_min: Some(1_000), ..Admission::default() }).can_ever_admit(1_001));

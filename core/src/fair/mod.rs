@@ -143,6 +143,7 @@ struct Running {
     /// Counter units charged at start, replaced by the actual charge at finish.
     charged: u128,
     submitted_ms: u64,
+    started_ms: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -252,8 +253,9 @@ impl<T> FairQueue<T> {
         state.stats.started += 1;
         state.stats.total_wait_ms += now_ms.saturating_sub(request.submitted_ms);
         self.waiting.remove(&request.ticket);
+        let estimate = request.estimate;
         let running =
-            Running { agent, provider, estimate: request.estimate, charged, submitted_ms: request.submitted_ms };
+            Running { agent, provider, estimate, charged, submitted_ms: request.submitted_ms, started_ms: now_ms };
         self.running.insert(request.ticket, running);
         Some(Dispatch { ticket: request.ticket, agent, provider, item: request.item })
     }
@@ -276,7 +278,7 @@ impl<T> FairQueue<T> {
     pub fn finish(&mut self, now_ms: u64, ticket: Ticket, used: Tokens) -> Result<(), FairError> {
         let run = self.running.remove(&ticket).ok_or(FairError::NotRunning(ticket))?;
         if let Some(gate) = self.providers.get_mut(&run.provider) {
-            gate.finish(ticket, used.total());
+            gate.finish(ticket, run.started_ms, used.total());
         }
         // The agent is gone if it was removed while its request ran.
         if let Some(state) = self.agents.get_mut(&run.agent) {
