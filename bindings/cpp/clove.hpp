@@ -537,8 +537,8 @@ struct event_handler {
   std::function<void(const event&)> call;
 };
 
-/// The C callback. An exception cannot cross into C (the Rust side would abort), so one thrown
-/// by the handler is dropped here.
+/// The C callback. An exception must not unwind into the library (that is undefined behaviour),
+/// so one thrown by the handler is dropped here.
 inline void deliver_event(const clove_event* raw, void* user_data) noexcept {
   auto* handler = static_cast<event_handler*>(user_data);
   delivering_for = handler->runtime;
@@ -564,7 +564,7 @@ class runtime {
   runtime(runtime&&) noexcept = default;
   runtime& operator=(runtime&& other) noexcept {
     if (this != &other) {
-      handle_.reset();  // first stop the reactor, which may be running the old handler
+      handle_.reset();  // first: its reactor may be running the handler replaced below
       handler_ = std::move(other.handler_);
       handle_ = std::move(other.handle_);
     }

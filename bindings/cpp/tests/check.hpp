@@ -1,6 +1,6 @@
-// The test harness shared by the C++ binding's test files: one line per check, counters, and the
-// helpers that start agents. Everything here is inline, like clove.hpp, so that every test file may
-// include it.
+// The test harness shared by the C++ binding's test files: one line per check, counters, and
+// helpers for exceptions and events. Everything here is inline, like clove.hpp, so that every test
+// file may include it.
 #ifndef CLOVE_TESTS_CHECK_HPP
 #define CLOVE_TESTS_CHECK_HPP
 
