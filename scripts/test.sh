@@ -36,6 +36,7 @@ python_tests() { cargo build -q -p clove-ffi && python3 -m pytest -q bindings/py
 suite "python sdk and host api" python_tests
 suite "c abi (valgrind)" bash tests/c/run.sh
 suite "go binding" bash bindings/go/test.sh
+suite "c++ binding" bash bindings/cpp/test.sh
 # Each language's host runs the same scenario and must print the same lines.
 suite "example hosts" bash examples/run.sh
 suite "demo" "${CLOVE_RUN:-/nonexistent}" demo
