@@ -335,6 +335,7 @@ static void test_nulls(clove_runtime *rt) {
   CHECK_NULL(clove_spawn_options_set_level(sopts, NULL), "level");
   CHECK_NULL(clove_spawn_options_set_stdio(NULL, CLOVE_STDIO_NULL, NULL), "opts");
   CHECK_NULL(clove_spawn_options_set_stdio(sopts, CLOVE_STDIO_FILE, NULL), "path");
+  CHECK(clove_spawn_options_set_stdio(sopts, CLOVE_STDIO_FILE, "") == CLOVE_STATUS_INVALID_ARGUMENT);
   CHECK_NULL(clove_spawn_options_set_restart(NULL, "never", 0, 0), "opts");
   CHECK_NULL(clove_spawn_options_set_restart(sopts, NULL, 0, 0), "policy");
   CHECK_NULL(clove_spawn_options_set_limits(NULL, 0, 0, 0, 0), "opts");
