@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Builds clove-bench in release and runs it: the protocol benchmark twice, pinned to one CPU and
-# unpinned, then the spawn-latency benchmark once, printing every table.
+# unpinned, then the spawn-latency benchmark once, then the fair-queue simulation, printing every table.
 #
 #   benches/run.sh                      # everything
 #   benches/run.sh --requests 50000     # extra arguments go to both protocol runs
 #   benches/run.sh protocol [ARGS..]    # only the protocol benchmark
 #   benches/run.sh spawn [ARGS..]       # only the spawn benchmark (e.g. --runs 200)
+#   benches/run.sh fair [ARGS..]        # only the fair LLM queue vs FIFO (a simulation; e.g. --minutes 600)
 #
 # Nothing here fails on a slow figure: a missed target is reported in the table, not enforced.
 set -euo pipefail
@@ -15,7 +16,7 @@ cd "$root"
 
 which="all"
 case "${1:-}" in
-    protocol | spawn)
+    protocol | spawn | fair)
         which="$1"
         shift
         ;;
@@ -26,6 +27,11 @@ echo "machine: $(nproc) CPUs${model:+ ($model)}, kernel $(uname -r), $(date -u +
 
 cargo build --release --quiet -p clove-bench
 bin="${CARGO_TARGET_DIR:-$root/target}/release/clove-bench"
+
+if [ "$which" = fair ]; then
+    echo
+    exec "$bin" --fair "$@"
+fi
 
 if [ "$which" != spawn ]; then
     echo
@@ -55,4 +61,9 @@ if [ "$which" != protocol ]; then
     else
         "$bin" --spawn
     fi
+fi
+
+if [ "$which" = all ]; then
+    echo
+    "$bin" --fair
 fi

@@ -110,6 +110,27 @@ typedef enum clove_event_kind {
    * The kernel killed one of its processes for exceeding its memory limit; EXITED follows.
    */
   CLOVE_EVENT_KIND_OOM = 6,
+  /**
+   * The bus events below come once subscribed to with `clove_runtime_subscribe`; `data_json`
+   * holds their data. A message reached an agent's mailbox.
+   */
+  CLOVE_EVENT_KIND_MESSAGE_RECEIVED = 7,
+  /**
+   * A state store key changed.
+   */
+  CLOVE_EVENT_KIND_STATE_CHANGED = 8,
+  /**
+   * The policy refused one of the agent's requests.
+   */
+  CLOVE_EVENT_KIND_SYSCALL_BLOCKED = 9,
+  /**
+   * An agent hit a limit (its mailbox was full, ...).
+   */
+  CLOVE_EVENT_KIND_RESOURCE_WARNING = 10,
+  /**
+   * An agent emitted a custom event; `name` is its type.
+   */
+  CLOVE_EVENT_KIND_CUSTOM = 11,
 } clove_event_kind;
 
 /**
@@ -198,7 +219,7 @@ typedef struct clove_agent_info {
 } clove_agent_info;
 
 /**
- * A lifecycle event. Fields that do not apply to its kind are 0.
+ * An event. Fields that do not apply to its kind are 0 or NULL.
  */
 typedef struct clove_event {
   uint64_t agent_id;
@@ -223,6 +244,15 @@ typedef struct clove_event {
    * When it happened, in milliseconds since the Unix epoch.
    */
   uint64_t timestamp_ms;
+  /**
+   * For bus events: the seed's type name (`"MESSAGE_RECEIVED"`), or for CUSTOM the emitter's
+   * own name. NULL for lifecycle events.
+   */
+  const char *name;
+  /**
+   * For bus events: the event's data as a JSON object. NULL for lifecycle events.
+   */
+  const char *data_json;
 } clove_event;
 
 /**
@@ -743,7 +773,8 @@ void clove_agent_list_free(struct clove_agent_list *list);
 /**
  * Takes the oldest unread event into `out`, waiting up to `timeout_ms` (< 0: forever);
  * `CLOVE_STATUS_TIMEOUT` when none came. Events are queued whether or not a callback is set; when
- * the host falls behind, the oldest are dropped.
+ * the host falls behind, the oldest are dropped. A bus event's `name` and `data_json` stay valid
+ * until the next call of this function on the same thread.
  *
  * Thread-safety: any thread, concurrently with other calls on the runtime; each event goes to
  * one caller only.
@@ -770,6 +801,28 @@ enum clove_status clove_runtime_next_event(struct clove_runtime *rt,
 enum clove_status clove_runtime_set_event_callback(struct clove_runtime *rt,
                                                    clove_event_callback callback,
                                                    void *user_data);
+
+/**
+ * Adds a bus event type the host gets, as events of the bus kinds: `"MESSAGE_RECEIVED"`,
+ * `"STATE_CHANGED"`, `"SYSCALL_BLOCKED"`, `"RESOURCE_WARNING"`, `"CUSTOM"`, a custom event's own
+ * name, or `"*"` for all. Lifecycle events always come.
+ *
+ * Thread-safety: any thread but the reactor's, concurrently with other calls on the runtime.
+ *
+ * # Safety
+ * `rt` is NULL or a live runtime; `event_type` is NULL or a NUL-terminated string.
+ */
+enum clove_status clove_runtime_subscribe(struct clove_runtime *rt, const char *event_type);
+
+/**
+ * Removes a bus event type `clove_runtime_subscribe` added.
+ *
+ * Thread-safety: any thread but the reactor's, concurrently with other calls on the runtime.
+ *
+ * # Safety
+ * `rt` is NULL or a live runtime; `event_type` is NULL or a NUL-terminated string.
+ */
+enum clove_status clove_runtime_unsubscribe(struct clove_runtime *rt, const char *event_type);
 
 /**
  * Writes to `out_json` a JSON array of audit entries, oldest first: those of `category`

@@ -7,6 +7,8 @@ command -v gcc >/dev/null || need_apt+=(gcc)
 command -v valgrind >/dev/null || need_apt+=(valgrind)
 command -v python3 >/dev/null || need_apt+=(python3 python3-pip)
 command -v bash >/dev/null || need_apt+=(bash)
+command -v g++ >/dev/null || need_apt+=(g++)
+command -v go >/dev/null || need_apt+=(golang-go)
 if ((${#need_apt[@]})); then
   echo "setup: installing ${need_apt[*]} from apt"
   apt-get update -qq

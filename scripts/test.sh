@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test: lints, Rust unit and integration tests, the no_std probe, the Python SDK, the C ABI
-# under valgrind, and the end-to-end checks through the static clove-run.
+# under valgrind, the language bindings and example hosts, and the end-to-end checks through the
+# static clove-run.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh || exit 1
@@ -27,10 +28,17 @@ suite "rust tests" cargo test -q --workspace --exclude clove-nostd-probe -- --sk
 # The escape suite prints its table of attempts and the layer that stopped each.
 suite "escape suite" cargo test -q -p clove-core --test escape -- --nocapture
 # The end-to-end suites use the static binary, as users get it.
-static_bin=$(bash scripts/build-static.sh) && export CLOVE_RUN="$PWD/$static_bin"
+static_bin=$(bash scripts/build-static.sh) && export CLOVE_RUN="$static_bin"
 suite "static clove-run" test -x "${CLOVE_RUN:-/nonexistent}"
-suite "python sdk" python3 -m pytest -q bindings/python/tests
+# The Python host API (ctypes) loads the debug libclove.so.
+export CLOVE_LIB="${CARGO_TARGET_DIR:-$PWD/target}/debug/libclove.so"
+python_tests() { cargo build -q -p clove-ffi && python3 -m pytest -q bindings/python/tests; }
+suite "python sdk and host api" python_tests
 suite "c abi (valgrind)" bash tests/c/run.sh
+suite "go binding" bash bindings/go/test.sh
+suite "c++ binding" bash bindings/cpp/test.sh
+# Each language's host runs the same scenario and must print the same lines.
+suite "example hosts" bash examples/run.sh
 suite "demo" "${CLOVE_RUN:-/nonexistent}" demo
 
 echo

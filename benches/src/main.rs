@@ -8,9 +8,13 @@
 //! `clove-bench --spawn` is a second mode: spawn latency of Clove's plain and sandboxed agents next
 //! to fork+exec, bwrap and unshare(1), and of a Python agent next to the interpreter's own start
 //! (`src/spawn.rs`).
+//!
+//! `clove-bench --fair` is a third: the fair LLM queue beside FIFO, simulated on its injected clock
+//! (`src/fair.rs`).
 
 mod client;
 mod echo;
+mod fair;
 mod frames;
 mod memory;
 mod pipeline;
@@ -29,6 +33,7 @@ use pipeline::Writes;
 pub type Result<T> = std::result::Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
 const USAGE: &str = "usage: clove-bench --spawn [--runs N] [--warmup N]   (spawn latency; --spawn --help)
+       clove-bench --fair [--minutes N] [--seed N]    (fair LLM queue vs FIFO, simulated; --fair --help)
        clove-bench [--mode LABEL] [--requests N] [--warmup N] [--rounds N] \
 [--batch N] [--agents N] [--blocks N]
 
@@ -134,9 +139,23 @@ fn spawn_main() {
     }
 }
 
+fn fair_main() {
+    let result = fair::parse_args(std::env::args().skip(1)).and_then(|options| fair::run(&options));
+    match result {
+        Ok(results) => println!("{}", fair::render(&results)),
+        Err(e) => {
+            eprintln!("clove-bench --fair: {e}");
+            std::process::exit(1);
+        }
+    }
+}
+
 fn main() {
     if std::env::args().skip(1).any(|a| a == "--spawn") {
         return spawn_main();
+    }
+    if std::env::args().skip(1).any(|a| a == "--fair") {
+        return fair_main();
     }
     let options = match parse_args() {
         Ok(options) => options,

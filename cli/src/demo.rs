@@ -1,4 +1,4 @@
-//! `clove-run demo`: the main job. Five Python agents at different levels share one runtime; each
+//! `clove-run demo`: the main job. Python agents at different levels share one runtime; each
 //! reports what it tried, and the table shows what the policy decided. The demo checks its own
 //! outcome: it fails if the policy allowed what it must deny, or denied what it must allow.
 
@@ -12,13 +12,12 @@ use clove_core::policy::Level;
 use clove_core::protocol::{AuditQuery, Limits, RestartPolicy, RestartSpec};
 use clove_core::runtime::{AgentId, AgentStdio, EventKind, Runtime, RuntimeConfig, SpawnSpec};
 
-/// The agent SDK and the demo agents, carried inside the binary so the demo runs from anywhere.
-const FILES: &[(&str, &str)] = &[
-    ("sdk/clove_sdk/__init__.py", include_str!("../../bindings/python/clove_sdk/__init__.py")),
-    ("sdk/clove_sdk/client.py", include_str!("../../bindings/python/clove_sdk/client.py")),
-    ("sdk/clove_sdk/codec.py", include_str!("../../bindings/python/clove_sdk/codec.py")),
-    ("sdk/clove_sdk/_unserved.py", include_str!("../../bindings/python/clove_sdk/_unserved.py")),
-    ("sdk/clove_sdk/_metrics.py", include_str!("../../bindings/python/clove_sdk/_metrics.py")),
+/// The agent SDK, every module of it (listed by `build.rs`), carried inside the binary so the demo
+/// runs from anywhere.
+const SDK_FILES: &[(&str, &str)] = include!(concat!(env!("OUT_DIR"), "/sdk_files.rs"));
+
+/// The demo agents.
+const AGENT_FILES: &[(&str, &str)] = &[
     ("agents/_demo.py", include_str!("../demo/_demo.py")),
     ("agents/echo_agent.py", include_str!("../demo/echo_agent.py")),
     ("agents/snoop_agent.py", include_str!("../demo/snoop_agent.py")),
@@ -27,6 +26,8 @@ const FILES: &[(&str, &str)] = &[
     ("agents/crasher_agent.py", include_str!("../demo/crasher_agent.py")),
     ("agents/hog_agent.py", include_str!("../demo/hog_agent.py")),
     ("agents/spinner_agent.py", include_str!("../demo/spinner_agent.py")),
+    ("agents/ping_agent.py", include_str!("../demo/ping_agent.py")),
+    ("agents/pong_agent.py", include_str!("../demo/pong_agent.py")),
 ];
 
 struct DemoAgent {
@@ -113,6 +114,24 @@ fn agents() -> Vec<DemoAgent> {
             expect: &[("busy loop", "throttled")],
             expect_lifecycle: None,
         },
+        DemoAgent {
+            name: "ping",
+            script: "ping_agent.py",
+            level: Level::Minimal,
+            restart: RestartSpec::default(),
+            limits: Limits::default(),
+            expect: &[("IPC ping-pong", "allowed")],
+            expect_lifecycle: None,
+        },
+        DemoAgent {
+            name: "pong",
+            script: "pong_agent.py",
+            level: Level::Minimal,
+            restart: RestartSpec::default(),
+            limits: Limits::default(),
+            expect: &[("REGISTER pong", "allowed"), ("answered balls", "allowed")],
+            expect_lifecycle: None,
+        },
     ]
 }
 
@@ -133,7 +152,7 @@ pub fn run() -> Result<ExitCode> {
 }
 
 fn run_in(dir: &Path) -> Result<ExitCode> {
-    for (path, text) in FILES {
+    for (path, text) in SDK_FILES.iter().chain(AGENT_FILES) {
         let path = dir.join(path);
         std::fs::create_dir_all(path.parent().unwrap_or(dir))
             .with_context(|| format!("creating {}", path.display()))?;
@@ -143,9 +162,12 @@ fn run_in(dir: &Path) -> Result<ExitCode> {
     std::fs::create_dir_all(&work)?;
     std::fs::create_dir_all(dir.join("logs"))?;
 
-    println!("Clove demo: one runtime inside this process, seven Python agents at different levels and limits.\n");
-    let runtime = Runtime::start(RuntimeConfig::default())?;
     let plan = agents();
+    println!(
+        "Clove demo: one runtime inside this process, {} Python agents at different levels and limits.\n",
+        plan.len()
+    );
+    let runtime = Runtime::start(RuntimeConfig::default())?;
     let mut ids: BTreeMap<AgentId, &DemoAgent> = BTreeMap::new();
     let mut skipped = Vec::new();
     for agent in &plan {
@@ -231,6 +253,7 @@ fn follow_until_settled(runtime: &Runtime, ids: &BTreeMap<AgentId, &DemoAgent>) 
             EventKind::Oom => "OOM-killed (memory limit)".into(),
             EventKind::Paused => "paused".into(),
             EventKind::Resumed => "resumed".into(),
+            EventKind::Bus(bus) => bus.event_type.to_lowercase(),
         };
         let done = match event.kind {
             EventKind::Exited(_) => !restarts,

@@ -13,7 +13,8 @@ use crate::protocol::AuditQuery;
 pub struct AuditEntry {
     pub id: u64,
     pub timestamp_ms: u64,
-    /// `security` (denials), `lifecycle` (spawn, exit, kill, pause, resume, level changes).
+    /// `security` (denials), `lifecycle` (spawn, exit, kill, pause, resume, level changes),
+    /// `syscall`, `ipc`, `state`, `resource`, `network`: the categories of [`AuditConfig`].
     pub category: String,
     pub event: String,
     pub agent_id: u64,
@@ -24,6 +25,52 @@ pub struct AuditEntry {
 
 /// The most entries a query returns.
 pub const MAX_QUERY_LIMIT: u32 = 1_000;
+
+/// Which categories are written to the log (SET_AUDIT_CONFIG), with the seed's names. Every
+/// category is on by default except `syscalls`, an entry for every request served.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditConfig {
+    pub log_syscalls: bool,
+    pub log_security: bool,
+    pub log_lifecycle: bool,
+    pub log_ipc: bool,
+    pub log_state: bool,
+    pub log_resource: bool,
+    pub log_network: bool,
+    pub log_world: bool,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        AuditConfig {
+            log_syscalls: false,
+            log_security: true,
+            log_lifecycle: true,
+            log_ipc: true,
+            log_state: true,
+            log_resource: true,
+            log_network: true,
+            log_world: true,
+        }
+    }
+}
+
+impl AuditConfig {
+    /// Whether entries of `category` are logged; categories it does not name always are.
+    pub fn logs(&self, category: &str) -> bool {
+        match category {
+            "syscall" => self.log_syscalls,
+            "security" => self.log_security,
+            "lifecycle" => self.log_lifecycle,
+            "ipc" => self.log_ipc,
+            "state" => self.log_state,
+            "resource" => self.log_resource,
+            "network" => self.log_network,
+            "world" => self.log_world,
+            _ => true,
+        }
+    }
+}
 
 /// A ring of the newest entries; ids keep increasing as old entries fall off.
 #[derive(Debug)]
@@ -36,6 +83,18 @@ pub struct AuditLog {
 impl AuditLog {
     pub fn new(capacity: usize) -> Self {
         AuditLog { entries: VecDeque::new(), capacity: capacity.max(1), next_id: 1 }
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// Keeps at most `capacity` entries from now on, dropping the oldest beyond it.
+    pub fn set_capacity(&mut self, capacity: usize) {
+        self.capacity = capacity.max(1);
+        while self.entries.len() > self.capacity {
+            self.entries.pop_front();
+        }
     }
 
     /// Appends an entry, dropping the oldest when full; returns the entry as recorded.

@@ -15,6 +15,7 @@ extern crate alloc;
 
 pub mod audit;
 pub mod backoff;
+pub mod fair;
 pub mod policy;
 pub mod protocol;
 

@@ -326,7 +326,7 @@ fn event_callback_runs_on_the_reactor_and_may_clear_itself() {
     let seen = Arc::new(Mutex::new(Vec::new()));
     let (seen2, weak) = (Arc::clone(&seen), Arc::downgrade(&rt));
     rt.set_event_callback(Some(Arc::new(move |event: &clove_core::runtime::Event| {
-        seen2.lock().unwrap().push((std::thread::current().name().map(String::from), event.kind.name()));
+        seen2.lock().unwrap().push((std::thread::current().name().map(String::from), event.kind.name().to_string()));
         if matches!(event.kind, EventKind::Exited(_)) {
             // Replacing the callback from inside it must not deadlock.
             if let Some(rt) = weak.upgrade() {
@@ -340,7 +340,7 @@ fn event_callback_runs_on_the_reactor_and_may_clear_itself() {
     rt.wait(second, Some(Duration::from_secs(10))).unwrap();
     let seen = seen.lock().unwrap().clone();
     let reactor = Some("clove-reactor".to_string());
-    assert_eq!(seen, [(reactor.clone(), "AGENT_SPAWNED"), (reactor, "AGENT_EXITED")]);
+    assert_eq!(seen, [(reactor.clone(), "AGENT_SPAWNED".to_string()), (reactor, "AGENT_EXITED".to_string())]);
 }
 
 #[test]
@@ -401,8 +401,9 @@ fn wait_waits_through_restarts_until_the_agent_is_done() {
     assert_eq!(exit.code, Some(3));
     // One restart after the 1 s backoff, then the escalation ends it.
     assert!(started.elapsed() >= Duration::from_secs(1), "returned before the restart");
-    let kinds: Vec<&str> =
-        std::iter::from_fn(|| rt.next_event(Some(Duration::from_millis(50)))).map(|e| e.kind.name()).collect();
+    let kinds: Vec<String> = std::iter::from_fn(|| rt.next_event(Some(Duration::from_millis(50))))
+        .map(|e| e.kind.name().to_string())
+        .collect();
     assert_eq!(
         kinds,
         ["AGENT_SPAWNED", "AGENT_EXITED", "AGENT_RESTARTING", "AGENT_SPAWNED", "AGENT_EXITED", "AGENT_ESCALATED"]

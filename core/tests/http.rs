@@ -309,3 +309,30 @@ fn a_busy_agent_is_limited_and_dropping_the_runtime_interrupts_its_requests() {
     let dropping = std::thread::spawn(move || drop(fx));
     assert!(common::eventually(Duration::from_secs(15), || dropping.is_finished()), "drop waited for the server");
 }
+
+#[test]
+fn a_recorded_response_is_replayed_once_the_live_allowlist_agrees() {
+    let server = FakeServer::start(|r| Reply::new(200, format!("live #{}", r.path)));
+    let fx = fixture("http-record");
+    let mut recorder = agent(&fx, &[server.endpoint()], &["GET"]);
+    let start = RecordStartRequest { include_http: true, ..Default::default() };
+    let _: RecordStatus = recorder.call(Opcode::RECORD_START, &start).unwrap();
+    let live: HttpReply = recorder.call(Opcode::HTTP, &get(&server.url("/a"))).unwrap();
+    let _: RecordStatus = recorder.call(Opcode::RECORD_STOP, &()).unwrap();
+    let exported: RecordStatus = recorder.call(Opcode::RECORD_STATUS, &RecordStatusRequest { export: true }).unwrap();
+    let recording = exported.recording_json.unwrap();
+
+    let mut replayer = agent(&fx, &[server.endpoint()], &["GET"]);
+    let req = ReplayStartRequest { recording_json: recording.clone(), source_agent_id: None };
+    let _: ReplayStatus = replayer.call(Opcode::REPLAY_START, &req).unwrap();
+    let replayed: HttpReply = replayer.call(Opcode::HTTP, &get(&server.url("/a"))).unwrap();
+    assert_eq!(replayed, live);
+    assert_eq!(server.requests().len(), 1, "the replay reached the server");
+
+    // A recording gives an agent nothing its own allowlist refuses.
+    let mut outsider = agent(&fx, &["elsewhere.example".to_string()], &["GET"]);
+    let req = ReplayStartRequest { recording_json: recording, source_agent_id: None };
+    let _: ReplayStatus = outsider.call(Opcode::REPLAY_START, &req).unwrap();
+    let err = outsider.call::<_, HttpReply>(Opcode::HTTP, &get(&server.url("/a"))).unwrap_err();
+    assert_eq!(err.code, ErrorCode::PermissionDenied as u16, "{}", err.message);
+}

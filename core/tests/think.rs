@@ -335,7 +335,7 @@ fn async_think_is_accepted_then_delivered_once() {
     let again: AsyncPollReply = c.call(Opcode::ASYNC_POLL, &AsyncPollRequest { max: 10 }).unwrap();
     assert!(again.results.is_empty());
 
-    let query = AuditQuery { category: Some("syscall".into()), limit: 10, ..Default::default() };
+    let query = AuditQuery { category: Some("network".into()), limit: 10, ..Default::default() };
     let log: AuditLogReply = c.call(Opcode::GET_AUDIT_LOG, &query).unwrap();
     let entry = log.entries.iter().find(|e| e.event == "THINK").expect("a THINK audit entry");
     let details: serde_json::Value = serde_json::from_str(&entry.details_json).unwrap();
@@ -369,4 +369,37 @@ fn replacing_the_handler_waits_for_calls_in_flight() {
     let (header, payload) = c.read_frame().unwrap();
     assert_eq!(header.request_id, id);
     assert_eq!(decode::<ThinkReply>(&payload).unwrap().text, "slow");
+}
+
+#[test]
+fn a_recorded_think_is_replayed_without_asking_anyone() {
+    let fx = fixture("think-record", None);
+    let (handler, calls) = recording_handler();
+    fx.runtime.set_think_handler(Some(handler)).unwrap();
+    let mut recorder = fx.connect();
+    let start = RecordStartRequest { include_think: true, ..Default::default() };
+    let _: RecordStatus = recorder.call(Opcode::RECORD_START, &start).unwrap();
+    let live: ThinkReply = recorder.call(Opcode::THINK, &prompt("abc")).unwrap();
+    let _: Accepted = recorder.call(Opcode::THINK, &ThinkRequest { run_async: true, ..prompt("xyz") }).unwrap();
+    assert!(common::eventually(Duration::from_secs(10), || {
+        let status: RecordStatus = recorder.call(Opcode::RECORD_STATUS, &RecordStatusRequest::default()).unwrap();
+        status.entries == 2
+    }));
+    let _: RecordStatus = recorder.call(Opcode::RECORD_STOP, &()).unwrap();
+    let exported: RecordStatus = recorder.call(Opcode::RECORD_STATUS, &RecordStatusRequest { export: true }).unwrap();
+    let recording = exported.recording_json.unwrap();
+    assert!(recording.contains("\"cba\"") && recording.contains("\"zyx\""), "{recording}");
+
+    // No handler now: the answers can only come from the recording.
+    fx.runtime.set_think_handler(None).unwrap();
+    let mut replayer = fx.connect();
+    let req = ReplayStartRequest { recording_json: recording, source_agent_id: None };
+    let _: ReplayStatus = replayer.call(Opcode::REPLAY_START, &req).unwrap();
+    let replayed: ThinkReply = replayer.call(Opcode::THINK, &prompt("abc")).unwrap();
+    assert_eq!(replayed, live);
+    let accepted: Accepted = replayer.call(Opcode::THINK, &ThinkRequest { run_async: true, ..prompt("xyz") }).unwrap();
+    let polled: AsyncPollReply = replayer.call(Opcode::ASYNC_POLL, &AsyncPollRequest { max: 10 }).unwrap();
+    assert_eq!(polled.results[0].request_id, accepted.request_id);
+    assert_eq!(decode::<ThinkReply>(&polled.results[0].payload).unwrap().text, "zyx");
+    assert_eq!(calls.lock().unwrap().len(), 2, "the replay asked the handler");
 }

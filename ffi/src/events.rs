@@ -1,12 +1,14 @@
-//! Lifecycle events: polled from a bounded queue, or pushed to a callback on the reactor thread.
+//! Events: lifecycle events and the bus events the host subscribed to, polled from a bounded queue
+//! or pushed to a callback on the reactor thread.
 
-use std::ffi::c_void;
+use std::cell::RefCell;
+use std::ffi::{c_char, c_void, CString};
 use std::sync::Arc;
 
 use clove_core::runtime::{Event, EventCallback, EventKind};
 
 use crate::agents::clove_exit;
-use crate::boundary::{clove_status, guard, out_arg, Error};
+use crate::boundary::{clove_status, guard, out_arg, str_arg, Error};
 use crate::handle::BoxHandle;
 use crate::runtime::{clove_runtime, timeout};
 
@@ -26,9 +28,20 @@ pub enum clove_event_kind {
     Escalated = 5,
     /// The kernel killed one of its processes for exceeding its memory limit; EXITED follows.
     Oom = 6,
+    /// The bus events below come once subscribed to with `clove_runtime_subscribe`; `data_json`
+    /// holds their data. A message reached an agent's mailbox.
+    MessageReceived = 7,
+    /// A state store key changed.
+    StateChanged = 8,
+    /// The policy refused one of the agent's requests.
+    SyscallBlocked = 9,
+    /// An agent hit a limit (its mailbox was full, ...).
+    ResourceWarning = 10,
+    /// An agent emitted a custom event; `name` is its type.
+    Custom = 11,
 }
 
-/// A lifecycle event. Fields that do not apply to its kind are 0.
+/// An event. Fields that do not apply to its kind are 0 or NULL.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct clove_event {
@@ -44,40 +57,78 @@ pub struct clove_event {
     pub delay_ms: u64,
     /// When it happened, in milliseconds since the Unix epoch.
     pub timestamp_ms: u64,
+    /// For bus events: the seed's type name (`"MESSAGE_RECEIVED"`), or for CUSTOM the emitter's
+    /// own name. NULL for lifecycle events.
+    pub name: *const c_char,
+    /// For bus events: the event's data as a JSON object. NULL for lifecycle events.
+    pub data_json: *const c_char,
 }
 
-impl From<&Event> for clove_event {
-    fn from(event: &Event) -> Self {
-        let mut c = clove_event {
-            agent_id: event.agent_id.0,
-            kind: clove_event_kind::Spawned,
-            pid: 0,
-            exit: clove_exit::default(),
-            attempt: 0,
-            delay_ms: 0,
-            timestamp_ms: event.timestamp_ms,
-        };
-        c.kind = match event.kind {
-            EventKind::Spawned { pid } => {
-                c.pid = pid;
-                clove_event_kind::Spawned
+/// The strings a bus event's `clove_event` points into.
+struct EventStrings {
+    name: CString,
+    data_json: CString,
+}
+
+thread_local! {
+    /// The strings of the last event `clove_runtime_next_event` gave this thread: valid until its
+    /// next call there.
+    static LAST_EVENT: RefCell<Option<EventStrings>> = const { RefCell::new(None) };
+}
+
+/// An event as C sees it, and the strings it points into (which must outlive it).
+fn to_c(event: &Event) -> (clove_event, Option<EventStrings>) {
+    let mut c = clove_event {
+        agent_id: event.agent_id.0,
+        kind: clove_event_kind::Spawned,
+        pid: 0,
+        exit: clove_exit::default(),
+        attempt: 0,
+        delay_ms: 0,
+        timestamp_ms: event.timestamp_ms,
+        name: std::ptr::null(),
+        data_json: std::ptr::null(),
+    };
+    let mut strings = None;
+    c.kind = match &event.kind {
+        EventKind::Spawned { pid } => {
+            c.pid = *pid;
+            clove_event_kind::Spawned
+        }
+        EventKind::Exited(exit) => {
+            c.exit = (*exit).into();
+            clove_event_kind::Exited
+        }
+        EventKind::Paused => clove_event_kind::Paused,
+        EventKind::Resumed => clove_event_kind::Resumed,
+        EventKind::Restarting { attempt, delay_ms } => {
+            c.attempt = *attempt;
+            c.delay_ms = *delay_ms;
+            clove_event_kind::Restarting
+        }
+        EventKind::Escalated => clove_event_kind::Escalated,
+        EventKind::Oom => clove_event_kind::Oom,
+        EventKind::Bus(bus) => {
+            // Names and JSON come from the runtime and hold no NUL; one that did would read as "".
+            let text = |s: &str| CString::new(s).unwrap_or_default();
+            let made = EventStrings {
+                name: text(bus.custom_type.as_deref().unwrap_or(&bus.event_type)),
+                data_json: text(&bus.data_json),
+            };
+            c.name = made.name.as_ptr();
+            c.data_json = made.data_json.as_ptr();
+            strings = Some(made);
+            match bus.event_type.as_str() {
+                "MESSAGE_RECEIVED" => clove_event_kind::MessageReceived,
+                "STATE_CHANGED" => clove_event_kind::StateChanged,
+                "SYSCALL_BLOCKED" => clove_event_kind::SyscallBlocked,
+                "RESOURCE_WARNING" => clove_event_kind::ResourceWarning,
+                _ => clove_event_kind::Custom,
             }
-            EventKind::Exited(exit) => {
-                c.exit = exit.into();
-                clove_event_kind::Exited
-            }
-            EventKind::Paused => clove_event_kind::Paused,
-            EventKind::Resumed => clove_event_kind::Resumed,
-            EventKind::Restarting { attempt, delay_ms } => {
-                c.attempt = attempt;
-                c.delay_ms = delay_ms;
-                clove_event_kind::Restarting
-            }
-            EventKind::Escalated => clove_event_kind::Escalated,
-            EventKind::Oom => clove_event_kind::Oom,
-        };
-        c
-    }
+        }
+    };
+    // Moving a CString does not move its heap bytes, which the pointers above name.
+    (c, strings)
 }
 
 /// Called on the runtime's reactor thread for every event, with the `user_data` given to
@@ -104,16 +155,18 @@ unsafe impl Sync for Callback {}
 
 impl Callback {
     fn deliver(&self, event: &Event) {
-        let event = clove_event::from(event);
-        // SAFETY: `call` came from C as a function of this signature; `&event` is valid for the
-        // whole call; `user_data` is passed back untouched, as the caller asked.
+        let (event, _strings) = to_c(event);
+        // SAFETY: `call` came from C as a function of this signature; `&event` and the strings it
+        // points into (`_strings`) are valid for the whole call; `user_data` is passed back
+        // untouched, as the caller asked.
         unsafe { (self.call)(&event, self.user_data) }
     }
 }
 
 /// Takes the oldest unread event into `out`, waiting up to `timeout_ms` (< 0: forever);
 /// `CLOVE_STATUS_TIMEOUT` when none came. Events are queued whether or not a callback is set; when
-/// the host falls behind, the oldest are dropped.
+/// the host falls behind, the oldest are dropped. A bus event's `name` and `data_json` stay valid
+/// until the next call of this function on the same thread.
 ///
 /// Thread-safety: any thread, concurrently with other calls on the runtime; each event goes to
 /// one caller only.
@@ -132,7 +185,9 @@ pub unsafe extern "C" fn clove_runtime_next_event(
         let event = rt
             .next_event(timeout(timeout_ms))
             .ok_or_else(|| Error::new(clove_status::Timeout, format!("no event within {timeout_ms} ms")))?;
-        out.write(clove_event::from(&event));
+        let (c, strings) = to_c(&event);
+        LAST_EVENT.with(|last| *last.borrow_mut() = strings);
+        out.write(c);
         Ok(())
     })
 }
@@ -158,6 +213,40 @@ pub unsafe extern "C" fn clove_runtime_set_event_callback(
         let rt = unsafe { clove_runtime::borrow(rt, "rt") }?;
         let callback = callback.map(|call| Callback { call, user_data });
         rt.set_event_callback(callback.map(|c| -> EventCallback { Arc::new(move |event| c.deliver(event)) }));
+        Ok(())
+    })
+}
+
+/// Adds a bus event type the host gets, as events of the bus kinds: `"MESSAGE_RECEIVED"`,
+/// `"STATE_CHANGED"`, `"SYSCALL_BLOCKED"`, `"RESOURCE_WARNING"`, `"CUSTOM"`, a custom event's own
+/// name, or `"*"` for all. Lifecycle events always come.
+///
+/// Thread-safety: any thread but the reactor's, concurrently with other calls on the runtime.
+///
+/// # Safety
+/// `rt` is NULL or a live runtime; `event_type` is NULL or a NUL-terminated string.
+#[no_mangle]
+pub unsafe extern "C" fn clove_runtime_subscribe(rt: *mut clove_runtime, event_type: *const c_char) -> clove_status {
+    guard("clove_runtime_subscribe", || {
+        // SAFETY: the caller's contract on `rt` and `event_type`.
+        let (rt, event_type) = unsafe { (clove_runtime::borrow(rt, "rt")?, str_arg(event_type, "event_type")?) };
+        rt.subscribe(&[event_type])?;
+        Ok(())
+    })
+}
+
+/// Removes a bus event type `clove_runtime_subscribe` added.
+///
+/// Thread-safety: any thread but the reactor's, concurrently with other calls on the runtime.
+///
+/// # Safety
+/// `rt` is NULL or a live runtime; `event_type` is NULL or a NUL-terminated string.
+#[no_mangle]
+pub unsafe extern "C" fn clove_runtime_unsubscribe(rt: *mut clove_runtime, event_type: *const c_char) -> clove_status {
+    guard("clove_runtime_unsubscribe", || {
+        // SAFETY: the caller's contract on `rt` and `event_type`.
+        let (rt, event_type) = unsafe { (clove_runtime::borrow(rt, "rt")?, str_arg(event_type, "event_type")?) };
+        rt.unsubscribe(&[event_type])?;
         Ok(())
     })
 }

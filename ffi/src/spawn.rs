@@ -175,7 +175,10 @@ pub unsafe extern "C" fn clove_spawn_options_set_stdio(
             clove_stdio::Inherit => AgentStdio::Inherit,
             clove_stdio::Null => AgentStdio::Null,
             // SAFETY: the caller's contract on `path`.
-            clove_stdio::File => AgentStdio::File(unsafe { str_arg(path, "path") }?.into()),
+            clove_stdio::File => match unsafe { str_arg(path, "path") }? {
+                "" => return Err(Error::invalid("`path` is empty: name the file the output goes to")),
+                path => AgentStdio::File(path.into()),
+            },
         };
         Ok(())
     })

@@ -56,6 +56,7 @@ if ! "${valgrind[@]}" "$out/pidfd_probe" 2>/dev/null; then
     echo "!! that start agents are skipped there; they run natively and under ASAN below."
 fi
 
+export CLOVE_SDK_PATH="$root/bindings/python"
 status=0
 run() {
     echo "== $*"

@@ -2,11 +2,11 @@
  * The C ABI from C: a real program against include/clove.h, run by tests/c/run.sh against both
  * libclove.so and libclove.a under valgrind and ASAN. Prints one line per check and
  * "N passed, M failed, K skipped"; exits non-zero on any failure. CLOVE_TEST_SKIP_AGENTS=1 skips the
- * checks that start agent processes (for a valgrind that cannot run pidfd_open).
+ * checks that start agent processes (for a valgrind that cannot run pidfd_open). CLOVE_SDK_PATH
+ * names bindings/python, for the agent that emits a bus event.
  */
 #define _POSIX_C_SOURCE 200809L
 
-#include <limits.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -284,11 +284,14 @@ static void on_think(const clove_think_request *request, clove_think_answer *ans
 
 /* A Python agent thinks twice; the C handler answers; the agent's exit code says what it got. */
 static void test_think_handler(clove_runtime *rt) {
+  const char *sdk = getenv("CLOVE_SDK_PATH");
+  if (!sdk) {
+    printf("SKIPPED - think handler: CLOVE_SDK_PATH does not name the Python SDK\n");
+    skipped++;
+    return;
+  }
   struct think_seen seen = {.rt = rt};
   CHECK(clove_runtime_set_think_handler(rt, on_think, &seen) == CLOVE_STATUS_OK);
-  char cwd[PATH_MAX], pythonpath[PATH_MAX + 32];
-  CHECK(getcwd(cwd, sizeof cwd) != NULL);
-  snprintf(pythonpath, sizeof pythonpath, "%s/bindings/python", cwd);
   const char *script =
       "from clove_sdk import CloveClient\n"
       "with CloveClient() as c:\n"
@@ -304,7 +307,7 @@ static void test_think_handler(clove_runtime *rt) {
   CHECK(clove_spawn_options_add_arg(opts, "python3") == CLOVE_STATUS_OK);
   CHECK(clove_spawn_options_add_arg(opts, "-c") == CLOVE_STATUS_OK);
   CHECK(clove_spawn_options_add_arg(opts, script) == CLOVE_STATUS_OK);
-  CHECK(clove_spawn_options_set_env(opts, "PYTHONPATH", pythonpath) == CLOVE_STATUS_OK);
+  CHECK(clove_spawn_options_set_env(opts, "PYTHONPATH", sdk) == CLOVE_STATUS_OK);
   uint64_t id = 0;
   CHECK(clove_runtime_spawn(rt, opts, &id) == CLOVE_STATUS_OK);
   clove_spawn_options_free(opts);
@@ -317,6 +320,40 @@ static void test_think_handler(clove_runtime *rt) {
   CHECK(seen.null_text == CLOVE_STATUS_INVALID_ARGUMENT);
   CHECK(seen.reentry == CLOVE_STATUS_CONFLICT);
   CHECK(clove_runtime_set_think_handler(rt, NULL, NULL) == CLOVE_STATUS_OK);
+}
+
+/* A Python agent (the SDK from CLOVE_SDK_PATH) emits a custom event the host subscribed to. */
+static void test_bus_events(clove_runtime *rt) {
+  const char *sdk = getenv("CLOVE_SDK_PATH");
+  if (!sdk) {
+    printf("SKIPPED - bus events: CLOVE_SDK_PATH does not name the Python SDK\n");
+    skipped++;
+    return;
+  }
+  CHECK(clove_runtime_subscribe(rt, "deploy_done") == CLOVE_STATUS_OK);
+  CHECK(clove_runtime_subscribe(rt, "") == CLOVE_STATUS_INVALID_ARGUMENT);
+  clove_spawn_options *opts = NULL;
+  CHECK(clove_spawn_options_new("emitter", &opts) == CLOVE_STATUS_OK);
+  CHECK(clove_spawn_options_add_arg(opts, "python3") == CLOVE_STATUS_OK);
+  CHECK(clove_spawn_options_add_arg(opts, "-c") == CLOVE_STATUS_OK);
+  CHECK(clove_spawn_options_add_arg(
+            opts, "from clove_sdk import CloveClient\n"
+                  "with CloveClient() as c:\n"
+                  "    c.emit_event('ignored', {})\n"
+                  "    c.emit_event('deploy_done', {'v': 1})\n") == CLOVE_STATUS_OK);
+  CHECK(clove_spawn_options_set_env(opts, "PYTHONPATH", sdk) == CLOVE_STATUS_OK);
+  CHECK(clove_spawn_options_set_stdio(opts, CLOVE_STDIO_NULL, NULL) == CLOVE_STATUS_OK);
+  uint64_t id = 0;
+  CHECK(clove_runtime_spawn(rt, opts, &id) == CLOVE_STATUS_OK);
+  clove_spawn_options_free(opts);
+  clove_event event;
+  CHECK(await_event(rt, id, CLOVE_EVENT_KIND_CUSTOM, &event));
+  CHECK(event.name != NULL && strcmp(event.name, "deploy_done") == 0);
+  /* The emitter's JSON, as it wrote it. */
+  CHECK(event.data_json != NULL && strcmp(event.data_json, "{\"v\": 1}") == 0);
+  clove_exit exit;
+  CHECK(clove_runtime_wait(rt, id, DEADLINE_MS, &exit) == CLOVE_STATUS_OK && exit.has_code && exit.code == 0);
+  CHECK(clove_runtime_unsubscribe(rt, "deploy_done") == CLOVE_STATUS_OK);
 }
 
 static void test_listen_and_audit(clove_runtime *rt) {
@@ -380,6 +417,7 @@ static void test_nulls(clove_runtime *rt) {
   CHECK_NULL(clove_spawn_options_set_level(sopts, NULL), "level");
   CHECK_NULL(clove_spawn_options_set_stdio(NULL, CLOVE_STDIO_NULL, NULL), "opts");
   CHECK_NULL(clove_spawn_options_set_stdio(sopts, CLOVE_STDIO_FILE, NULL), "path");
+  CHECK(clove_spawn_options_set_stdio(sopts, CLOVE_STDIO_FILE, "") == CLOVE_STATUS_INVALID_ARGUMENT);
   CHECK_NULL(clove_spawn_options_set_restart(NULL, "never", 0, 0), "opts");
   CHECK_NULL(clove_spawn_options_set_restart(sopts, NULL, 0, 0), "policy");
   CHECK_NULL(clove_spawn_options_set_limits(NULL, 0, 0, 0, 0), "opts");
@@ -410,6 +448,10 @@ static void test_nulls(clove_runtime *rt) {
 
   CHECK_NULL(clove_runtime_next_event(NULL, 0, &event), "rt");
   CHECK_NULL(clove_runtime_next_event(rt, 0, NULL), "out");
+  CHECK_NULL(clove_runtime_subscribe(NULL, "CUSTOM"), "rt");
+  CHECK_NULL(clove_runtime_subscribe(rt, NULL), "event_type");
+  CHECK_NULL(clove_runtime_unsubscribe(NULL, "CUSTOM"), "rt");
+  CHECK_NULL(clove_runtime_unsubscribe(rt, NULL), "event_type");
   CHECK_NULL(clove_runtime_set_event_callback(NULL, on_event, NULL), "rt");
   CHECK_NULL(clove_runtime_options_set_llm(NULL, "openai", NULL, NULL, NULL), "opts");
   CHECK(clove_runtime_options_set_llm(ropts, "mystery", NULL, NULL, NULL) ==
@@ -449,7 +491,7 @@ int main(void) {
   const char *skip = getenv("CLOVE_TEST_SKIP_AGENTS");
   if (skip && strcmp(skip, "1") == 0) {
     printf("SKIPPED - agent processes: exit code, list, pause/resume, kill, restart, callback, "
-           "think handler\n");
+           "bus events, think handler\n");
     skipped++;
   } else {
     struct seen seen = {0};
@@ -457,6 +499,7 @@ int main(void) {
     test_exit_code(rt);
     test_sleeper(rt);
     test_restart(rt);
+    test_bus_events(rt);
     test_think_handler(rt);
     CHECK(clove_runtime_set_event_callback(rt, NULL, NULL) == CLOVE_STATUS_OK);
     /* exit42, sleeper, and flaky twice. */

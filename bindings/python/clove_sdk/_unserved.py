@@ -6,7 +6,7 @@ payload; the runtime answers ``unsupported``, returned as ``{"success": False, "
 """
 
 import functools
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, Optional
 
 from .codec import Opcode
 
@@ -27,29 +27,6 @@ def _unserved(opcode: Opcode) -> Callable[[Callable[..., None]], Callable[..., R
 class UnservedMethods:
     """Mixed into :class:`~clove_sdk.CloveClient`, which provides ``_unserved(opcode)``."""
 
-    # -- IPC --
-
-    @_unserved(Opcode.REGISTER)
-    def register_name(self, name: str) -> None:
-        """Registers this agent's name for IPC."""
-
-    def register(self, name: str) -> Result:
-        """Alias of :meth:`register_name`."""
-        return self.register_name(name)
-
-    @_unserved(Opcode.SEND)
-    def send_message(self, message: Any, to: Optional[int] = None,
-                     to_name: Optional[str] = None) -> None:
-        """Sends a message to another agent."""
-
-    @_unserved(Opcode.RECV)
-    def recv_messages(self, max_messages: int = 10) -> None:
-        """Takes pending messages."""
-
-    @_unserved(Opcode.BROADCAST)
-    def broadcast(self, message: Any, include_self: bool = False) -> None:
-        """Sends a message to every registered agent."""
-
     # -- state --
 
     @_unserved(Opcode.STORE)
@@ -68,24 +45,6 @@ class UnservedMethods:
     @_unserved(Opcode.KEYS)
     def list_keys(self, prefix: str = "") -> None:
         """Lists keys."""
-
-    # -- events --
-
-    @_unserved(Opcode.SUBSCRIBE)
-    def subscribe(self, event_types: List[str]) -> None:
-        """Subscribes to event types."""
-
-    @_unserved(Opcode.UNSUBSCRIBE)
-    def unsubscribe(self, event_types: List[str]) -> None:
-        """Unsubscribes from event types."""
-
-    @_unserved(Opcode.POLL_EVENTS)
-    def poll_events(self, max_events: int = 10) -> None:
-        """Takes pending events."""
-
-    @_unserved(Opcode.EMIT)
-    def emit_event(self, event_type: str, data: Optional[Dict[str, Any]] = None) -> None:
-        """Emits a custom event."""
 
     # -- worlds --
 
@@ -150,31 +109,3 @@ class UnservedMethods:
                       token: Optional[str] = None,
                       reconnect_interval: Optional[int] = None) -> None:
         """Configures the relay connection."""
-
-    # -- audit config, recording and replay --
-
-    @_unserved(Opcode.SET_AUDIT_CONFIG)
-    def set_audit_config(self, **kwargs: Any) -> None:
-        """Configures audit logging (``log_security=``, ``max_entries=``, ...)."""
-
-    @_unserved(Opcode.RECORD_START)
-    def start_recording(self, include_think: bool = False, include_http: bool = False,
-                        include_exec: bool = False, filter_agents: Optional[List[int]] = None,
-                        max_entries: int = 50000) -> None:
-        """Starts recording requests."""
-
-    @_unserved(Opcode.RECORD_STOP)
-    def stop_recording(self) -> None:
-        """Stops recording."""
-
-    @_unserved(Opcode.RECORD_STATUS)
-    def get_recording_status(self, export: bool = False) -> None:
-        """The recording's status, optionally with its data."""
-
-    @_unserved(Opcode.REPLAY_START)
-    def start_replay(self, recording_data: str) -> None:
-        """Replays a recording."""
-
-    @_unserved(Opcode.REPLAY_STATUS)
-    def get_replay_status(self) -> None:
-        """The replay's progress."""

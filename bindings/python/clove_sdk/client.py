@@ -11,10 +11,12 @@ import os
 import socket
 from typing import Any, Dict, List, Optional, Sequence, Union
 
+from ._ipc import IpcMethods
 from ._metrics import MetricsMethods
 from ._net import NET_ASYNC_REPLIES, NetMethods
+from ._record import RecordMethods
 from ._unserved import UnservedMethods
-from .codec import (ERROR_NAMES, FLAG_REPLY, Frame, FrameDecoder, FrameError, Opcode, decode,
+from .codec import (AUDIT_CATEGORIES, ERROR_NAMES, FLAG_REPLY, Frame, FrameDecoder, FrameError, Opcode, decode,
                     encode, encode_frame)
 
 CLIENT_NAME = "clove_sdk/0.1"
@@ -86,7 +88,7 @@ def _target(name: Union[str, int, None], agent_id: Optional[int]) -> Dict[str, A
     raise ValueError("name or agent_id is required")
 
 
-class CloveClient(MetricsMethods, NetMethods, UnservedMethods):
+class CloveClient(IpcMethods, MetricsMethods, NetMethods, RecordMethods, UnservedMethods):
     """A connection to the Clove runtime.
 
     With no ``socket_path`` it adopts the inherited socket in ``CLOVE_FD``, else connects to
@@ -423,6 +425,19 @@ class CloveClient(MetricsMethods, NetMethods, UnservedMethods):
             "success": e["success"], "details": json.loads(e["details_json"]),
         } for e in reply["entries"]]
         return {"success": True, "count": len(entries), "entries": entries}
+
+    def set_audit_config(self, max_entries: Optional[int] = None, **categories: bool) -> Result:
+        """Switches audit categories (``log_syscalls=True``, ``log_ipc=False``, ...; the others
+        keep their setting) and sets how many entries are kept. Needs unrestricted rights."""
+        unknown = set(categories) - set(AUDIT_CATEGORIES)
+        if unknown:
+            raise TypeError(f"unknown audit categories: {', '.join(sorted(unknown))}")
+        request = {name: categories.get(name) for name in AUDIT_CATEGORIES}
+        request["max_entries"] = max_entries
+        reply = self._rpc(Opcode.SET_AUDIT_CONFIG, "SetAuditConfigRequest", request, "AuditConfigReply")
+        if _failed(reply):
+            return reply
+        return {"success": True, "config": {**reply["config"], "max_entries": reply["max_entries"]}}
 
 
 AgentOSClient = CloveClient

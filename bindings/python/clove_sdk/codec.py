@@ -258,6 +258,9 @@ LEVEL = Enum("unrestricted", "standard", "sandboxed", "readonly", "minimal")
 AGENT_STATE = Enum("running", "paused", "exited")
 RESTART_POLICY = Enum("never", "on-failure", "always")
 TARGET = Tagged(("Id", U64), ("Name", STR))
+#: SET_AUDIT_CONFIG's switches, in wire order.
+AUDIT_CATEGORIES = ("log_syscalls", "log_security", "log_lifecycle", "log_ipc", "log_state",
+                    "log_resource", "log_network", "log_world")
 
 SCHEMAS: Dict[str, List[Tuple[str, Type]]] = {
     "ErrorReply": [("code", U16), ("message", STR)],
@@ -266,6 +269,24 @@ SCHEMAS: Dict[str, List[Tuple[str, Type]]] = {
                    ("name", STR), ("level", LEVEL), ("features", Vec(STR))],
     "Echo": [("data", BYTES)],
     "KeyValue": [("key", STR), ("value", STR)],
+    # core/src/protocol/ipc.rs
+    "RegisterRequest": [("name", STR)],
+    "RegisterReply": [("agent_id", U64), ("name", STR)],
+    "SendRequest": [("to", TARGET), ("message_json", STR)],
+    "SendReply": [("delivered_to", U64)],
+    "RecvRequest": [("max", U32), ("wait_ms", Option(U32))],
+    "Message": [("from", U64), ("from_name", Option(STR)), ("message_json", STR), ("age_ms", U64)],
+    "RecvReply": [("messages", Vec(Struct("Message")))],
+    "BroadcastRequest": [("message_json", STR), ("include_self", BOOL)],
+    "BroadcastReply": [("delivered_count", U32), ("full", Vec(U64))],
+    "SubscribeRequest": [("event_types", Vec(STR)), ("all", BOOL)],
+    "SubscribeReply": [("subscribed", Vec(STR))],
+    "PollEventsRequest": [("max", U32)],
+    "BusEvent": [("event_type", STR), ("custom_type", Option(STR)), ("data_json", STR),
+                 ("source_agent_id", U64), ("timestamp_ms", U64)],
+    "PollEventsReply": [("events", Vec(Struct("BusEvent"))), ("dropped", U64)],
+    "EmitRequest": [("event_type", STR), ("data_json", STR)],
+    "EmitReply": [("delivered", U32)],
     "ExecRequest": [("argv", Vec(STR)), ("command", Option(STR)), ("cwd", Option(STR)),
                     ("env", Vec(Struct("KeyValue"))), ("stdin", BYTES),
                     ("timeout_ms", Option(U32)), ("max_output", Option(U32)),
@@ -304,6 +325,19 @@ SCHEMAS: Dict[str, List[Tuple[str, Type]]] = {
     "AuditQuery": [("category", Option(STR)), ("agent_id", Option(U64)),
                    ("since_id", Option(U64)), ("limit", U32)],
     "AuditLogReply": [("entries", Vec(Struct("AuditEntry")))],
+    # core/src/protocol/record.rs
+    "RecordStartRequest": [("include_think", BOOL), ("include_http", BOOL), ("include_exec", BOOL),
+                           ("filter_agents", Vec(U64)), ("max_entries", U32)],
+    "RecordStatusRequest": [("export", BOOL)],
+    "RecordStatus": [("recording", BOOL), ("entries", U32), ("truncated", U64),
+                     ("recording_json", Option(STR))],
+    "ReplayStartRequest": [("recording_json", STR), ("source_agent_id", Option(U64))],
+    "ReplayStatus": [("active", BOOL), ("position", U32), ("total", U32),
+                     ("diverged", Option(STR))],
+    "SetAuditConfigRequest": [(name, Option(BOOL)) for name in AUDIT_CATEGORIES]
+                             + [("max_entries", Option(U32))],
+    "AuditConfig": [(name, BOOL) for name in AUDIT_CATEGORIES],
+    "AuditConfigReply": [("config", Struct("AuditConfig")), ("max_entries", U32)],
     "MetricsRequest": [("agent_id", Option(U64))],
     "SyscallCount": [("opcode", U8), ("count", U64)],
     "CgroupMetrics": [("cpu_usage_us", U64), ("cpu_throttled_us", U64), ("nr_throttled", U64),

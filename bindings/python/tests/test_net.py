@@ -12,8 +12,8 @@ import threading
 import pytest
 
 from clove_sdk.codec import Opcode, encode
+from conftest import SDK, agent_script
 from test_client_offline import env, error, pair, reply  # noqa: F401 (fixtures)
-from test_runtime_e2e import SDK, agent_script, clove_run  # noqa: F401 (fixture)
 
 THINK_REPLY = {"text": "4", "model": "m-1", "provider": "openai", "input_tokens": 12,
                "output_tokens": 1}

@@ -45,6 +45,8 @@ pub enum Denial {
     EndpointNotAllowed(String),
     #[error("permission denied: agent {0} is not a descendant of the caller")]
     NotDescendant(u64),
+    #[error("permission denied: {0} is the runtime's own event type; emit a custom type of your own")]
+    ReservedEvent(String),
     #[error("invalid permissions: {0}")]
     Invalid(String),
 }

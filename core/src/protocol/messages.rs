@@ -332,6 +332,28 @@ pub struct AuditQuery {
     pub limit: u32,
 }
 
+/// SET_AUDIT_CONFIG: the categories to change (the others keep their setting) and the number of
+/// entries to keep.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct SetAuditConfigRequest {
+    pub log_syscalls: Option<bool>,
+    pub log_security: Option<bool>,
+    pub log_lifecycle: Option<bool>,
+    pub log_ipc: Option<bool>,
+    pub log_state: Option<bool>,
+    pub log_resource: Option<bool>,
+    pub log_network: Option<bool>,
+    pub log_world: Option<bool>,
+    pub max_entries: Option<u32>,
+}
+
+/// The audit configuration after SET_AUDIT_CONFIG.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditConfigReply {
+    pub config: crate::audit::AuditConfig,
+    pub max_entries: u32,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuditLogReply {
     pub entries: Vec<crate::audit::AuditEntry>,

@@ -1,17 +1,21 @@
 //! The wire protocol: a fixed header ([`frame`]), opcode numbers ([`opcode`]) and postcard payloads
-//! ([`messages`]).
+//! ([`messages`], [`ipc`] for the services between agents, [`record`] for record and replay).
 
 pub mod frame;
+pub mod ipc;
 pub mod messages;
 pub mod opcode;
+pub mod record;
 
 use alloc::vec::Vec;
 
 use serde::{Deserialize, Serialize};
 
 pub use frame::{Decoded, FrameDecoder, FrameError, FrameHeader, DEFAULT_MAX_PAYLOAD};
+pub use ipc::*;
 pub use messages::*;
 pub use opcode::Opcode;
+pub use record::*;
 
 /// Why a payload could not be decoded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -38,6 +38,42 @@ fn samples() -> Vec<(&'static str, serde_json::Value, Vec<u8>)> {
             },
         ),
         s("Echo", Echo { data: b"ping \x00\xff".to_vec() }),
+        s("RegisterRequest", RegisterRequest { name: "ipc-worker".into() }),
+        s("RegisterReply", RegisterReply { agent_id: 9, name: "ipc-worker".into() }),
+        s("SendRequest", SendRequest { to: Target::Name("ipc-worker".into()), message_json: r#"{"n":[1,2]}"#.into() }),
+        s("SendReply", SendReply { delivered_to: 9 }),
+        s("RecvRequest", RecvRequest { max: 10, wait_ms: Some(500) }),
+        s(
+            "RecvReply",
+            RecvReply {
+                messages: vec![Message {
+                    from: 3,
+                    from_name: Some("ipc-main".into()),
+                    message_json: "\"hi\"".into(),
+                    age_ms: 12,
+                }],
+            },
+        ),
+        s("BroadcastRequest", BroadcastRequest { message_json: "1".into(), include_self: true }),
+        s("BroadcastReply", BroadcastReply { delivered_count: 2, full: vec![7] }),
+        s("SubscribeRequest", SubscribeRequest { event_types: vec!["CUSTOM".into(), "*".into()], all: false }),
+        s("SubscribeReply", SubscribeReply { subscribed: vec!["CUSTOM".into()] }),
+        s("PollEventsRequest", PollEventsRequest { max: 100 }),
+        s(
+            "PollEventsReply",
+            PollEventsReply {
+                events: vec![BusEvent {
+                    event_type: "CUSTOM".into(),
+                    custom_type: Some("deploy_done".into()),
+                    data_json: "{}".into(),
+                    source_agent_id: 4,
+                    timestamp_ms: 1_700_000_000_000,
+                }],
+                dropped: 1,
+            },
+        ),
+        s("EmitRequest", EmitRequest { event_type: "deploy_done".into(), data_json: r#"{"v":3}"#.into() }),
+        s("EmitReply", EmitReply { delivered: 2 }),
         s("Echo", Echo { data: vec![0xAB; 200] }),
         s(
             "ExecRequest",
@@ -200,6 +236,22 @@ fn samples() -> Vec<(&'static str, serde_json::Value, Vec<u8>)> {
                 runtime_rss_bytes: 3 << 20,
             },
         ),
+        s(
+            "RecordStartRequest",
+            RecordStartRequest { include_exec: true, filter_agents: vec![3], max_entries: 10, ..Default::default() },
+        ),
+        s("RecordStatusRequest", RecordStatusRequest { export: true }),
+        s(
+            "RecordStatus",
+            RecordStatus { recording: false, entries: 2, truncated: 1, recording_json: Some("{}".into()) },
+        ),
+        s("ReplayStartRequest", ReplayStartRequest { recording_json: "{}".into(), source_agent_id: Some(3) }),
+        s("ReplayStatus", ReplayStatus { active: false, position: 1, total: 2, diverged: Some("why".into()) }),
+        s(
+            "SetAuditConfigRequest",
+            SetAuditConfigRequest { log_syscalls: Some(true), max_entries: Some(500), ..Default::default() },
+        ),
+        s("AuditConfigReply", AuditConfigReply { config: crate::audit::AuditConfig::default(), max_entries: 500 }),
         s(
             "AuditQuery",
             AuditQuery { category: Some("security".into()), agent_id: None, since_id: Some(12), limit: 50 },

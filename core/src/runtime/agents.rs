@@ -99,6 +99,12 @@ pub(super) struct Agent {
     pub work_dir: Option<PathBuf>,
     /// What its EXECs share with it, when it is sandboxed.
     pub confinement: Option<super::sandbox::Confinement>,
+    /// Messages from other agents, for RECV.
+    pub mailbox: super::ipc::Mailbox,
+    /// The event types it subscribed to, and their queue, for POLL_EVENTS.
+    pub subscription: super::bus::Subscription,
+    /// A recording it is replaying: its recorded syscalls are answered from it.
+    pub replay: Option<super::record::Replay>,
     /// THINK tokens and calls spent, against its quota.
     pub llm_usage: super::net::LlmUsage,
 }
@@ -145,6 +151,9 @@ impl Agent {
             oom_kills_seen: 0,
             work_dir: None,
             confinement: None,
+            mailbox: Default::default(),
+            subscription: Default::default(),
+            replay: None,
             llm_usage: Default::default(),
         }
     }

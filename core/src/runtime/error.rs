@@ -40,6 +40,8 @@ pub enum RuntimeError {
     Unsupported(Opcode),
     #[error("the runtime has stopped")]
     Stopped,
+    #[error("internal error: {0}")]
+    Internal(String),
 }
 
 impl RuntimeError {
@@ -69,7 +71,7 @@ impl RuntimeError {
                 CgroupError::InvalidName(_) => ErrorCode::InvalidArgument,
                 CgroupError::Parse { .. } | CgroupError::Io { .. } => ErrorCode::Io,
             },
-            RuntimeError::Stopped => ErrorCode::Internal,
+            RuntimeError::Stopped | RuntimeError::Internal(_) => ErrorCode::Internal,
         }
     }
 

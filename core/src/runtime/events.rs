@@ -27,11 +27,14 @@ pub enum EventKind {
     },
     /// Its restart budget is spent; it will not be started again.
     Escalated,
+    /// An event of the agents' bus the host subscribed to ([`super::Runtime::subscribe`]):
+    /// MESSAGE_RECEIVED, STATE_CHANGED, SYSCALL_BLOCKED, RESOURCE_WARNING or CUSTOM.
+    Bus(crate::protocol::BusEvent),
 }
 
 impl EventKind {
     /// The seed's event type name.
-    pub fn name(&self) -> &'static str {
+    pub fn name(&self) -> &str {
         match self {
             EventKind::Spawned { .. } => "AGENT_SPAWNED",
             EventKind::Oom => "AGENT_OOM",
@@ -40,6 +43,7 @@ impl EventKind {
             EventKind::Resumed => "AGENT_RESUMED",
             EventKind::Restarting { .. } => "AGENT_RESTARTING",
             EventKind::Escalated => "AGENT_ESCALATED",
+            EventKind::Bus(event) => &event.event_type,
         }
     }
 }

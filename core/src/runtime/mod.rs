@@ -6,6 +6,7 @@
 //! agent and joins the reactor thread. Every method may be called from any thread.
 
 mod agents;
+mod bus;
 pub mod cgroup;
 mod conn;
 mod error;
@@ -13,6 +14,7 @@ mod events;
 mod exec;
 mod fs;
 mod ids;
+mod ipc;
 mod lifecycle;
 mod listener;
 mod metrics;
@@ -20,6 +22,7 @@ mod net;
 mod pool;
 mod process;
 mod reactor;
+mod record;
 mod sandbox;
 mod spec;
 mod syscalls;
@@ -56,6 +59,9 @@ pub struct RuntimeConfig {
     pub exited_retention: usize,
     /// Also append every audit entry to this file as a JSON line (created 0600; default none).
     pub audit_file: Option<PathBuf>,
+    /// Which categories the audit log records; agents with unrestricted rights change it with
+    /// SET_AUDIT_CONFIG.
+    pub audit_config: crate::audit::AuditConfig,
     /// How long the reactor keeps polling without sleeping after it last had work (default 50 µs):
     /// a request that arrives meanwhile is served without a cross-CPU wake-up. Zero disables it, and
     /// so does a process allowed only one CPU.
@@ -70,6 +76,7 @@ impl Default for RuntimeConfig {
             max_payload: DEFAULT_MAX_PAYLOAD,
             home: std::env::var("HOME").unwrap_or_else(|_| "/root".to_string()),
             audit_capacity: 10_000,
+            audit_config: Default::default(),
             event_capacity: 1_024,
             exited_retention: 256,
             audit_file: None,
@@ -117,6 +124,8 @@ enum Command {
     Audit(AuditQuery, Reply<Vec<AuditEntry>>),
     Metrics(AgentId, Reply<AgentMetrics>),
     Prewarm(Box<SpawnSpec>, usize, Reply<()>),
+    /// Adds (`true`) or removes bus event types the host gets; answers the types it has.
+    Subscribe(Vec<String>, bool, Reply<Vec<String>>),
     /// From the pool's filling thread: a warm sandbox for pool `.0`, or why it could not be made.
     Filled(usize, Box<Result<pool::WarmSandbox>>),
     /// From an HTTP or THINK worker: the outcome of in-flight request `.0`.
@@ -216,12 +225,27 @@ impl Runtime {
         self.call(|r| Command::Audit(query, r))
     }
 
-    /// The oldest unread lifecycle event, waiting up to `timeout` (forever with `None`).
+    /// Adds bus event types the host gets through [`Runtime::next_event`] and the callback, as
+    /// [`EventKind::Bus`]: `MESSAGE_RECEIVED`, `STATE_CHANGED`, `SYSCALL_BLOCKED`,
+    /// `RESOURCE_WARNING`, `CUSTOM`, a custom event's own name, or `*`. Lifecycle events always
+    /// come, as their own kinds. Returns the types subscribed.
+    pub fn subscribe(&self, types: &[&str]) -> Result<Vec<String>> {
+        let types = types.iter().map(|t| t.to_string()).collect();
+        self.call(|r| Command::Subscribe(types, true, r))
+    }
+
+    /// Removes bus event types the host gets; returns the types still subscribed.
+    pub fn unsubscribe(&self, types: &[&str]) -> Result<Vec<String>> {
+        let types = types.iter().map(|t| t.to_string()).collect();
+        self.call(|r| Command::Subscribe(types, false, r))
+    }
+
+    /// The oldest unread event, waiting up to `timeout` (forever with `None`).
     pub fn next_event(&self, timeout: Option<Duration>) -> Option<Event> {
         self.events.next(timeout)
     }
 
-    /// Sets (or clears) a callback run on the reactor thread for every lifecycle event.
+    /// Sets (or clears) a callback run on the reactor thread for every event.
     pub fn set_event_callback(&self, callback: Option<EventCallback>) {
         self.events.set_callback(callback);
     }

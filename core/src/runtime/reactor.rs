@@ -108,6 +108,8 @@ fn remove_leftovers(root: &CgroupRoot) {
 pub(super) enum Timer {
     ExecDeadline(u64),
     Restart(AgentId),
+    /// The end of a RECV's wait for a first message.
+    RecvWait(AgentId),
 }
 
 pub(super) struct Reactor {
@@ -117,6 +119,12 @@ pub(super) struct Reactor {
     pub config: RuntimeConfig,
     pub events: Arc<EventHub>,
     pub agents: AgentTable,
+    /// Names agents registered for IPC.
+    pub names: super::ipc::Names,
+    /// The bus event types the host subscribed to.
+    pub host_interest: super::bus::Interest,
+    /// The recording running or last stopped (RECORD_*).
+    pub recording: Option<super::record::Recording>,
     pub execs: SlotMap<ExecJob>,
     pub listener: Option<Listener>,
     pub(super) timers: BTreeSet<(Instant, Timer)>,
@@ -171,6 +179,9 @@ impl Reactor {
             config,
             events,
             agents: AgentTable::default(),
+            names: Default::default(),
+            recording: None,
+            host_interest: Default::default(),
             execs: SlotMap::default(),
             listener: None,
             timers: BTreeSet::new(),
@@ -310,6 +321,9 @@ impl Reactor {
             }
             Command::Prewarm(template, count, reply) => {
                 let _ = reply.send(self.prewarm(template, count));
+            }
+            Command::Subscribe(types, on, reply) => {
+                let _ = reply.send(self.host_interest.update(types, on, false));
             }
             Command::Filled(pool, made) => self.filled(pool, *made),
             Command::NetDone(key, outcome) => self.net_done(key, *outcome),
@@ -494,9 +508,11 @@ impl Reactor {
         if let Some(mut conn) = agent.conn.take() {
             let _ = registry.deregister(&mut conn.stream);
         }
-        let connected = (agent.origin == Origin::Connected).then(|| agent.name.clone());
+        agent.subscription = Default::default();
+        let (origin, admitted_name) = (agent.origin, agent.name.clone());
+        self.forget_ipc(id);
         self.abandon_net_of(id);
-        if let Some(admitted_name) = connected {
+        if origin == Origin::Connected {
             self.abandon_execs_of(id);
             self.record(id, "lifecycle", "DISCONNECTED", true, serde_json::json!({ "name": admitted_name }));
             self.agents.remove(id);
@@ -517,6 +533,7 @@ impl Reactor {
                     }
                 }
                 Timer::Restart(id) => self.restart(id),
+                Timer::RecvWait(id) => self.recv_wait_over(id),
             }
         }
     }
@@ -577,13 +594,29 @@ impl Reactor {
         self.cgroups.as_ref().ok_or_else(|| RuntimeError::Conflict("cgroups not detected".into()))
     }
 
+    /// Tells the host and the agents that see `id` what happened to it.
     pub fn publish(&mut self, id: AgentId, kind: EventKind) {
+        self.emit_lifecycle(id, &kind);
         let agent_name = self.agents.get(id).map(|a| a.name.clone()).unwrap_or_default();
         self.events.publish(Event { agent_id: id, agent_name, kind, timestamp_ms: now_ms() });
     }
 
-    /// Appends an audit entry about agent `id`.
+    /// Appends an audit entry about agent `id`, if the audit configuration logs its category.
     pub fn record(&mut self, id: AgentId, category: &str, event: &str, success: bool, details: serde_json::Value) {
+        if self.config.audit_config.logs(category) {
+            self.append_audit(id, category, event, success, details);
+        }
+    }
+
+    /// Appends an audit entry whatever the configuration says.
+    pub fn append_audit(
+        &mut self,
+        id: AgentId,
+        category: &str,
+        event: &str,
+        success: bool,
+        details: serde_json::Value,
+    ) {
         let agent_name = self.agents.get(id).map(|a| a.name.clone()).unwrap_or_default();
         let entry = self.audit.record(AuditEntry {
             id: 0,
@@ -601,7 +634,7 @@ impl Reactor {
             // Stop writing a file that fails, and say so in the log that still works.
             self.audit_file = None;
             let details = serde_json::json!({ "error": e.to_string() });
-            self.record(id, "security", "AUDIT_FILE_FAILED", false, details);
+            self.append_audit(id, "security", "AUDIT_FILE_FAILED", false, details);
         }
     }
 

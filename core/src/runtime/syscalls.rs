@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use super::agents::Agent;
+use super::bus::{Audience, EventType};
 use super::exec::{ExecCaller, ExecJob, ExecSpec, DEFAULT_MAX_OUTPUT};
 use super::reactor::Reactor;
 use super::{fs, metrics, AgentId, AgentStdio, Result, RuntimeError, SpawnSpec};
@@ -30,6 +31,9 @@ const FEATURES: &[&str] = &[
     "audit",
     "async",
     "metrics",
+    "ipc",
+    "events",
+    "record",
     "think",
     "http",
 ];
@@ -78,11 +82,23 @@ impl Reactor {
             return;
         };
         let admitted = self.agents.get(id).and_then(|a| a.conn.as_ref()).is_some_and(|c| c.admitted);
+        if admitted && self.replayed(id, op, request_id, payload, out) {
+            return;
+        }
         let answer = if admitted || op == Opcode::HELLO {
             self.serve(id, op, request_id, payload)
         } else {
             Err(RuntimeError::NotAdmitted("present the token with HELLO first"))
         };
+        if answer.is_ok() && self.config.audit_config.log_syscalls {
+            self.record(id, "syscall", op.name(), true, serde_json::json!({ "request_id": request_id }));
+        }
+        let served = match &answer {
+            Ok(Answer::Now(reply)) => Ok(Some(reply.as_slice())),
+            Ok(_) => Ok(None),
+            Err(error) => Err(error.to_reply()),
+        };
+        self.note_served(id, op, request_id, payload, served);
         match answer {
             Ok(Answer::Now(reply)) => frame::write_frame(out, op as u8, frame::flags::REPLY, request_id, &reply),
             Ok(Answer::Echo) => frame::write_frame(out, op as u8, frame::flags::REPLY, request_id, payload),
@@ -94,6 +110,11 @@ impl Reactor {
             Err(error) => {
                 if error.code() == ErrorCode::PermissionDenied || !admitted {
                     self.record(id, "security", op.name(), false, serde_json::json!({ "error": error.to_string() }));
+                }
+                if error.code() == ErrorCode::PermissionDenied {
+                    let data =
+                        serde_json::json!({ "agent_id": id.0, "syscall": op.name(), "error": error.to_string() });
+                    self.emit(id, EventType::SyscallBlocked, data, Audience::ObserversOf(id));
                 }
                 write_error(out, op as u8, request_id, &error.to_reply());
                 if !admitted {
@@ -147,7 +168,16 @@ impl Reactor {
             Opcode::EXIT => Ok(Answer::Closing(Vec::new())),
             Opcode::GET_PERMS => now(&self.perms_reply(id)?),
             Opcode::SET_PERMS => self.set_perms(id, request(payload, op)?),
+            Opcode::RECORD_START => now(&self.record_start(id, request(payload, op)?)?),
+            Opcode::RECORD_STOP => now(&self.record_stop(id)?),
+            Opcode::RECORD_STATUS => {
+                let req: RecordStatusRequest = request(payload, op)?;
+                now(&self.record_status(req.export)?)
+            }
+            Opcode::REPLAY_START => now(&self.replay_start(id, request(payload, op)?)?),
+            Opcode::REPLAY_STATUS => now(&self.replay_status(id)?),
             Opcode::GET_AUDIT_LOG => self.audit_log(id, request(payload, op)?),
+            Opcode::SET_AUDIT_CONFIG => now(&self.set_audit_config(id, request(payload, op)?)?),
             Opcode::ASYNC_POLL => {
                 let req: AsyncPollRequest = request(payload, op)?;
                 let max = if req.max == 0 { 10 } else { req.max as usize };
@@ -168,6 +198,17 @@ impl Reactor {
                     .min(agent.async_results.len());
                 now(&AsyncPollReply { results: agent.async_results.drain(..take).collect() })
             }
+            Opcode::REGISTER => now(&self.register_name(id, request(payload, op)?)?),
+            Opcode::SEND => now(&self.send_message(id, request(payload, op)?)?),
+            Opcode::RECV => match self.recv_messages(id, request_id, request(payload, op)?)? {
+                Some(reply) => now(&reply),
+                None => Ok(Answer::Later),
+            },
+            Opcode::BROADCAST => now(&self.broadcast(id, request(payload, op)?)?),
+            Opcode::SUBSCRIBE => now(&self.subscribe(id, request(payload, op)?, true)?),
+            Opcode::UNSUBSCRIBE => now(&self.subscribe(id, request(payload, op)?, false)?),
+            Opcode::POLL_EVENTS => now(&self.poll_events(id, request(payload, op)?)?),
+            Opcode::EMIT => now(&self.emit_custom(id, request(payload, op)?)?),
             Opcode::METRICS_SYSTEM => {
                 let running = self.agents.iter().filter(|(_, a)| a.is_running()).count() as u32;
                 now(&metrics::system(running))
@@ -289,6 +330,8 @@ impl Reactor {
 
     /// Delivers a finished exec's result: as a reply, or into the caller's async queue.
     pub(super) fn exec_done(&mut self, caller: ExecCaller, result: Result<ExecReply>) {
+        let encoded = result.as_ref().map(encode).map_err(RuntimeError::to_reply);
+        self.note_result(caller.agent, caller.request_id, encoded.as_deref().map_err(Clone::clone));
         if caller.run_async {
             let (error, payload) = match result {
                 Ok(reply) => (None, encode(&reply)),
@@ -385,16 +428,23 @@ impl Reactor {
     /// The agent whose records `caller` asks to see (itself when `target` is `None`): itself or a
     /// descendant, or any agent when the caller's level and ceiling are both unrestricted.
     fn observed(&self, caller: AgentId, target: Option<u64>) -> Result<AgentId> {
-        let agent = self.caller(caller)?;
+        self.caller(caller)?;
         let target = target.map_or(caller, AgentId);
         self.caller(target)?;
-        let sees_all =
-            agent.policy.level == Some(Level::Unrestricted) && agent.policy.ceiling_level == Some(Level::Unrestricted);
-        if sees_all || target == caller || self.agents.is_descendant(target, caller) {
+        if self.sees(caller, target) {
             Ok(target)
         } else {
             Err(Denial::NotDescendant(target.0).into())
         }
+    }
+
+    /// Whether `viewer` may observe `target`: itself, its descendants, or anyone when the viewer's
+    /// level and ceiling are both unrestricted.
+    pub(super) fn sees(&self, viewer: AgentId, target: AgentId) -> bool {
+        let Some(agent) = self.agents.get(viewer) else { return false };
+        let sees_all =
+            agent.policy.level == Some(Level::Unrestricted) && agent.policy.ceiling_level == Some(Level::Unrestricted);
+        sees_all || target == viewer || self.agents.is_descendant(target, viewer)
     }
 
     pub(super) fn agent_metrics(&self, id: AgentId) -> Result<AgentMetrics> {
@@ -458,6 +508,39 @@ impl Reactor {
         let name = self.caller(target)?.policy.level_name();
         self.record(target, "lifecycle", "SET_PERMS", true, serde_json::json!({ "by": id.0, "level": name }));
         now(&self.perms_reply(target)?)
+    }
+
+    /// SET_AUDIT_CONFIG: what the log records is the runtime's, so only an agent whose level and
+    /// ceiling are both unrestricted may change it.
+    fn set_audit_config(&mut self, id: AgentId, req: SetAuditConfigRequest) -> Result<AuditConfigReply> {
+        let agent = self.caller(id)?;
+        if agent.policy.level != Some(Level::Unrestricted) || agent.policy.ceiling_level != Some(Level::Unrestricted) {
+            return Err(Denial::Capability("changing the audit configuration").into());
+        }
+        let config = &mut self.config.audit_config;
+        let fields = [
+            (req.log_syscalls, &mut config.log_syscalls),
+            (req.log_security, &mut config.log_security),
+            (req.log_lifecycle, &mut config.log_lifecycle),
+            (req.log_ipc, &mut config.log_ipc),
+            (req.log_state, &mut config.log_state),
+            (req.log_resource, &mut config.log_resource),
+            (req.log_network, &mut config.log_network),
+            (req.log_world, &mut config.log_world),
+        ];
+        for (asked, field) in fields {
+            if let Some(on) = asked {
+                *field = on;
+            }
+        }
+        if let Some(max) = req.max_entries {
+            self.audit.set_capacity(max as usize);
+        }
+        let reply = AuditConfigReply { config: self.config.audit_config, max_entries: self.audit.capacity() as u32 };
+        // Changing what is audited is itself always audited.
+        let details = serde_json::to_value(reply.config).unwrap_or_default();
+        self.append_audit(id, "security", "SET_AUDIT_CONFIG", true, details);
+        Ok(reply)
     }
 
     /// GET_AUDIT_LOG: an unrestricted agent sees everything; others see themselves and their

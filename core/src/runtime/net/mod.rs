@@ -20,6 +20,7 @@ pub use error::NetError;
 pub(super) use llm::LlmUsage;
 pub use llm::{ProviderConfig, ProviderKind, ThinkAnswer, ThinkCall, ThinkHandler};
 
+use super::bus::{Audience, EventType};
 use super::ids::SlotMap;
 use super::reactor::Reactor;
 use super::{AgentId, Command, Result, RuntimeError};
@@ -309,7 +310,7 @@ impl Reactor {
                     details["input_tokens"] = serde_json::json!(reply.input_tokens);
                     details["output_tokens"] = serde_json::json!(reply.output_tokens);
                 }
-                (Opcode::THINK, "syscall", result.map(|r| crate::protocol::encode(&r)))
+                (Opcode::THINK, "network", result.map(|r| crate::protocol::encode(&r)))
             }
         };
         // An HTTP body is capped to fit; an answer from an LLM or the host handler may not fit.
@@ -322,11 +323,18 @@ impl Reactor {
             _ => Ok(payload),
         });
         let result = result.map_err(|e| RuntimeError::from(e).to_reply());
+        self.note_result(job.agent, job.request_id, result.as_deref().map_err(Clone::clone));
+        let denied = result.as_ref().err().filter(|e| e.code == ErrorCode::PermissionDenied as u16);
+        if let Some(e) = denied {
+            // Refused on the worker (a redirect, an address): a blocked syscall like any other.
+            let data = serde_json::json!({ "agent_id": job.agent.0, "syscall": op.name(), "error": e.message });
+            self.emit(job.agent, EventType::SyscallBlocked, data, Audience::ObserversOf(job.agent));
+        }
         let (category, success) = match &result {
             Ok(_) => (category, true),
             Err(e) => {
                 details["error"] = serde_json::json!(e.message);
-                (if e.code == ErrorCode::PermissionDenied as u16 { "security" } else { category }, false)
+                (if denied.is_some() { "security" } else { category }, false)
             }
         };
         self.record(job.agent, category, op.name(), success, details);
@@ -354,6 +362,13 @@ impl Reactor {
             Err(e) => crate::protocol::write_error(&mut out, op as u8, job.request_id, &e),
         }
         self.send_bytes(job.agent, &out);
+    }
+
+    /// Whether the caller's policy allows `req` (for a request answered from a recording).
+    pub(super) fn http_allowed(&self, id: AgentId, req: HttpRequest) -> Result<()> {
+        let agent = self.agents.get(id).ok_or_else(|| RuntimeError::NotFound(id.to_string()))?;
+        HttpJob::new(req, &agent.policy, 0)?;
+        Ok(())
     }
 
     /// An agent's connection closed: its requests in flight have nobody to answer.

@@ -1,0 +1,3 @@
+module clove.dev/clove
+
+go 1.19
