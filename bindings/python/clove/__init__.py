@@ -14,9 +14,10 @@ from . import _lib
 from .errors import (BadFrame, BadPayload, CloveError, Conflict, InternalError, InvalidArgument,
                      IoError, LibraryError, LimitExceeded, NotFound, PermissionDenied, Status,
                      Timeout, UnknownOpcode, Unsupported)
-from .options import Limits, Mount, Restart, Stdio
+from .options import Limits, Llm, Mount, Restart, Stdio
 from .runtime import Agent, Runtime
-from .values import AgentInfo, AgentState, CgroupMetrics, Event, EventKind, Exit, Metrics
+from .values import (AgentInfo, AgentState, CgroupMetrics, Event, EventKind, Exit, Metrics,
+                     ThinkAnswer, ThinkRequest)
 
 __version__ = "0.1.0"
 
@@ -29,7 +30,7 @@ def library_version() -> str:
 __all__ = [
     "Agent", "AgentInfo", "AgentState", "BadFrame", "BadPayload", "CgroupMetrics", "CloveError",
     "Conflict", "Event", "EventKind", "Exit", "InternalError", "InvalidArgument", "IoError",
-    "LibraryError", "LimitExceeded", "Limits", "Metrics", "Mount", "NotFound", "PermissionDenied",
-    "Restart", "Runtime", "Status", "Stdio", "Timeout", "UnknownOpcode", "Unsupported",
-    "library_version",
+    "LibraryError", "LimitExceeded", "Limits", "Llm", "Metrics", "Mount", "NotFound",
+    "PermissionDenied", "Restart", "Runtime", "Status", "Stdio", "ThinkAnswer", "ThinkRequest",
+    "Timeout", "UnknownOpcode", "Unsupported", "library_version",
 ]

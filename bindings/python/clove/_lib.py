@@ -13,8 +13,8 @@ import ctypes
 import ctypes.util
 import functools
 import os
-from ctypes import (CFUNCTYPE, POINTER, Structure, c_bool, c_char, c_char_p, c_int, c_int32,
-                    c_int64, c_size_t, c_uint32, c_uint64, c_void_p)
+from ctypes import (CFUNCTYPE, POINTER, Structure, c_bool, c_char, c_char_p, c_double, c_int,
+                    c_int32, c_int64, c_size_t, c_uint8, c_uint32, c_uint64, c_void_p)
 from pathlib import Path
 from typing import Dict, List, Tuple
 
@@ -45,6 +45,10 @@ class clove_spawn_options(Structure):
 
 
 class clove_agent_list(Structure):
+    """Opaque."""
+
+
+class clove_think_answer(Structure):
     """Opaque."""
 
 
@@ -103,7 +107,26 @@ class clove_agent_metrics(Structure):
     ]
 
 
+class clove_think_request(Structure):
+    _fields_ = [
+        ("agent_id", c_uint64),
+        ("agent_name", c_char_p),
+        ("prompt", c_char_p),
+        ("system_instruction", c_char_p),
+        ("model", c_char_p),
+        ("image", POINTER(c_uint8)),
+        ("image_len", c_size_t),
+        ("image_mime_type", c_char_p),
+        ("has_temperature", c_bool),
+        ("temperature", c_double),
+        ("max_tokens", c_uint32),
+        ("thinking_level", c_char_p),
+    ]
+
+
 clove_event_callback = CFUNCTYPE(None, POINTER(clove_event), c_void_p)
+clove_think_handler = CFUNCTYPE(None, POINTER(clove_think_request), POINTER(clove_think_answer),
+                                c_void_p)
 
 # `const char *` arguments are c_char_p; a string the caller must free is an owned_string, so that
 # ctypes keeps the address for clove_string_free instead of converting it to bytes.
@@ -112,6 +135,7 @@ runtime_ptr = POINTER(clove_runtime)
 runtime_options_ptr = POINTER(clove_runtime_options)
 spawn_options_ptr = POINTER(clove_spawn_options)
 agent_list_ptr = POINTER(clove_agent_list)
+think_answer_ptr = POINTER(clove_think_answer)
 
 PROTOTYPES: Dict[str, Tuple[object, List[object]]] = {
     "clove_abi_version": (c_uint32, []),
@@ -164,6 +188,16 @@ PROTOTYPES: Dict[str, Tuple[object, List[object]]] = {
     "clove_string_free": (None, [owned_string]),
     "clove_runtime_agent_metrics": (
         clove_status, [runtime_ptr, c_uint64, POINTER(clove_agent_metrics)]),
+    "clove_runtime_options_set_llm": (
+        clove_status, [runtime_options_ptr, c_char_p, c_char_p, c_char_p, c_char_p]),
+    "clove_runtime_options_set_http_refuse_non_public": (
+        clove_status, [runtime_options_ptr, c_bool]),
+    "clove_think_answer_set_text": (clove_status, [think_answer_ptr, c_char_p]),
+    "clove_think_answer_set_model": (clove_status, [think_answer_ptr, c_char_p]),
+    "clove_think_answer_set_usage": (clove_status, [think_answer_ptr, c_uint64, c_uint64]),
+    "clove_think_answer_set_error": (clove_status, [think_answer_ptr, c_char_p]),
+    "clove_runtime_set_think_handler": (
+        clove_status, [runtime_ptr, clove_think_handler, c_void_p]),
 }
 
 

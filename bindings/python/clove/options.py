@@ -50,6 +50,18 @@ class Restart:
 
 
 @dataclass(frozen=True)
+class Llm:
+    """The LLM provider THINK asks when no think handler is set, instead of the one the
+    environment names: ``provider`` is "openai" (any OpenAI-compatible server), "gemini" or
+    "anthropic", or None for none at all; the others default to the provider's (no key)."""
+
+    provider: Optional[str]
+    base_url: Optional[str] = None
+    api_key: Optional[str] = None
+    model: Optional[str] = None
+
+
+@dataclass(frozen=True)
 class Mount:
     """Show host path ``host`` at ``guest`` inside a sandboxed agent; both absolute."""
 
@@ -151,6 +163,8 @@ def runtime_options(
     event_capacity: Optional[int] = None,
     exited_retention: Optional[int] = None,
     audit_file: Optional[PathLike] = None,
+    llm: Optional[Llm] = None,
+    http_refuse_non_public: Optional[bool] = None,
 ) -> Iterator[ctypes._Pointer[_lib.clove_runtime_options]]:
     """A ``clove_runtime_options`` handle with these set (None keeps the library's default), freed
     on leaving the block. :class:`Runtime <clove.Runtime>` documents each keyword."""
@@ -174,6 +188,12 @@ def runtime_options(
             lib.clove_runtime_options_set_exited_retention(opts, exited_retention)
         if audit_file is not None:
             lib.clove_runtime_options_set_audit_file(opts, c_str(audit_file))
+        if llm is not None:
+            lib.clove_runtime_options_set_llm(
+                opts, optional_c_str(llm.provider), optional_c_str(llm.base_url),
+                optional_c_str(llm.api_key), optional_c_str(llm.model))
+        if http_refuse_non_public is not None:
+            lib.clove_runtime_options_set_http_refuse_non_public(opts, http_refuse_non_public)
         yield opts
     finally:
         lib.clove_runtime_options_free(opts)

@@ -16,8 +16,9 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Unio
 
 from . import _lib
 from .errors import NotFound, Timeout
-from .options import PathLike, c_str, c_unsigned, optional_c_str, runtime_options, spawn_options
-from .values import AgentInfo, Event, Exit, Metrics
+from .options import (Llm, PathLike, c_str, c_unsigned, optional_c_str, runtime_options,
+                      spawn_options)
+from .values import AgentInfo, Event, Exit, Metrics, ThinkAnswer, ThinkRequest
 
 log = logging.getLogger("clove")
 
@@ -27,6 +28,7 @@ log = logging.getLogger("clove")
 WAIT_SLICE_MS = 100
 
 EventCallback = Callable[[Event], None]
+ThinkHandler = Callable[[ThinkRequest], Union[ThinkAnswer, str]]
 
 
 class _ReactorThread:
@@ -50,12 +52,16 @@ class Runtime:
     - ``audit_capacity``: how many audit entries are kept in memory (10 000);
     - ``event_capacity``: how many events can queue unread before the oldest is dropped (1 024);
     - ``exited_retention``: how many ended agents are remembered for wait and list (256);
-    - ``audit_file``: also append every audit entry to this file, as JSON lines (mode 0600).
+    - ``audit_file``: also append every audit entry to this file, as JSON lines (mode 0600);
+    - ``llm``: the :class:`Llm` provider THINK asks (default: the one the environment names);
+    - ``http_refuse_non_public``: whether agents' HTTP is refused for loopback, private and
+      link-local addresses (True by default; docs/services.md).
     """
 
     def __init__(self, *, home: Optional[PathLike] = None, max_payload: Optional[int] = None,
                  audit_capacity: Optional[int] = None, event_capacity: Optional[int] = None,
-                 exited_retention: Optional[int] = None, audit_file: Optional[PathLike] = None):
+                 exited_retention: Optional[int] = None, audit_file: Optional[PathLike] = None,
+                 llm: Optional[Llm] = None, http_refuse_non_public: Optional[bool] = None):
         self._handle: Optional[ctypes._Pointer[_lib.clove_runtime]] = None
         self._state = threading.Condition()
         self._calls = 0
@@ -63,12 +69,16 @@ class Runtime:
         # the one C has (another would be collected while C still calls it).
         self._callback: Optional[Any] = None
         self._callback_lock = threading.Lock()
+        # Likewise for the think handler.
+        self._think: Optional[Any] = None
+        self._think_lock = threading.Lock()
         self._reactor = _ReactorThread()
         lib = _lib.load()
         handle = _lib.runtime_ptr()
         with runtime_options(home=home, max_payload=max_payload, audit_capacity=audit_capacity,
                              event_capacity=event_capacity, exited_retention=exited_retention,
-                             audit_file=audit_file) as opts:
+                             audit_file=audit_file, llm=llm,
+                             http_refuse_non_public=http_refuse_non_public) as opts:
             lib.clove_runtime_new(opts, byref(handle))
         self._handle = handle
         _open_runtimes.add(self)
@@ -101,6 +111,7 @@ class Runtime:
         _open_runtimes.discard(self)
         _lib.load().clove_runtime_free(handle)
         self._callback = None  # clove_runtime_free returned: the callback will not run again
+        self._think = None  # nor the think handler
 
     def __del__(self) -> None:
         if getattr(self, "_handle", None) is None:
@@ -320,6 +331,22 @@ class Runtime:
             _lib.load().clove_runtime_set_event_callback(handle, trampoline, None)
             self._callback = trampoline
 
+    def on_think(self, handler: Optional[ThinkHandler]) -> None:
+        """Answers every agent's THINK with ``handler(request)`` instead of the LLM provider,
+        replacing any handler set before; None removes it. It gets a :class:`ThinkRequest` and
+        returns a :class:`ThinkAnswer` or the text alone; an exception it raises fails that THINK
+        with its message.
+
+        It runs on the runtime's THINK worker threads, several at once when several agents think
+        (never on the reactor thread): it may call this runtime's other methods, but not
+        ``on_think`` nor ``close``. Once this method returns, the previous handler is not running
+        and will not run again.
+        """
+        trampoline = _lib.clove_think_handler() if handler is None else _think_trampoline(handler)
+        with self._think_lock, self._live() as handle:
+            _lib.load().clove_runtime_set_think_handler(handle, trampoline, None)
+            self._think = trampoline
+
 
 class Agent:
     """A handle to an agent started by :meth:`Runtime.spawn`. The agent's life is not tied to the
@@ -409,6 +436,31 @@ def _trampoline(callback: EventCallback, reactor: _ReactorThread) -> Any:
             log.exception("clove event callback %r raised", callback)
 
     return _lib.clove_event_callback(call)
+
+
+def _think_trampoline(handler: ThinkHandler) -> Any:
+    """``handler`` as a C think handler: the request copied in, the answer set through the
+    setters (which copy it), and no exception reaching C."""
+
+    def call(request: Any, answer: Any, _user_data: Optional[int]) -> None:
+        lib = _lib.load()
+        try:
+            result = handler(ThinkRequest.from_c(request.contents))
+            result = ThinkAnswer(result) if isinstance(result, str) else result
+            lib.clove_think_answer_set_text(answer, c_str(result.text))
+            if result.model:
+                lib.clove_think_answer_set_model(answer, c_str(result.model))
+            tokens = (c_unsigned(result.input_tokens, 64, "input_tokens"),
+                      c_unsigned(result.output_tokens, 64, "output_tokens"))
+            lib.clove_think_answer_set_usage(answer, *tokens)
+        except BaseException as error:  # noqa: BLE001 - C cannot unwind a Python exception
+            message = f"{type(error).__name__}: {error}".replace("\0", " ")
+            try:
+                lib.clove_think_answer_set_error(answer, message.encode())
+            except BaseException:  # noqa: BLE001
+                log.exception("clove think handler %r raised", handler)
+
+    return _lib.clove_think_handler(call)
 
 
 def _free_later(handle: ctypes._Pointer[_lib.clove_runtime], callback: Any) -> None:

@@ -171,3 +171,43 @@ class Metrics:
         ) if m.has_cgroup else None
         return cls(uptime_ms=m.uptime_ms, cpu_time_us=m.cpu_time_us, rss_bytes=m.rss_bytes,
                    threads=m.threads, fds=m.fds, syscalls=m.syscalls, cgroup=cgroup)
+
+
+@dataclass(frozen=True)
+class ThinkRequest:
+    """A THINK as the host's think handler sees it (:meth:`Runtime.on_think
+    <clove.Runtime.on_think>`), copied out of the C struct."""
+
+    agent_id: int
+    agent_name: str
+    prompt: str
+    system_instruction: Optional[str]
+    model: Optional[str]
+    """The model the agent named, or None for the handler's own choice."""
+    image: Optional[bytes]
+    image_mime_type: Optional[str]
+    temperature: Optional[float]
+    max_tokens: Optional[int]
+    """The agent's cap, lowered to what its quota has left; None for no limit."""
+    thinking_level: Optional[str]
+
+    @classmethod
+    def from_c(cls, c: _lib.clove_think_request) -> ThinkRequest:
+        text = lambda s: None if s is None else s.decode()  # noqa: E731
+        image = bytes(c.image[:c.image_len]) if c.image else None
+        return cls(agent_id=c.agent_id, agent_name=c.agent_name.decode(), prompt=c.prompt.decode(),
+                   system_instruction=text(c.system_instruction), model=text(c.model),
+                   image=image, image_mime_type=text(c.image_mime_type),
+                   temperature=c.temperature if c.has_temperature else None,
+                   max_tokens=c.max_tokens or None, thinking_level=text(c.thinking_level))
+
+
+@dataclass(frozen=True)
+class ThinkAnswer:
+    """What a think handler answers (a plain ``str`` is the text alone). The tokens count
+    against the agent's quota; ``model`` empty means the one asked for."""
+
+    text: str
+    model: str = ""
+    input_tokens: int = 0
+    output_tokens: int = 0

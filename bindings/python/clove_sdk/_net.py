@@ -1,4 +1,4 @@
-"""THINK and HTTP: the seed's ``think`` and ``http``, served by the runtime on the agent's behalf."""
+"""THINK and HTTP: the seed's ``think`` and ``http``, served by the runtime for the agent."""
 
 from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
@@ -64,8 +64,8 @@ class NetMethods:
             "run_async": async_,
         }
         reply_type = "Accepted" if async_ else "ThinkReply"
-        reply = self._rpc(Opcode.THINK, "ThinkRequest", request, reply_type,  # type: ignore[attr-defined]
-                          request_id)
+        rpc = self._rpc  # type: ignore[attr-defined]
+        reply = rpc(Opcode.THINK, "ThinkRequest", request, reply_type, request_id)
         if reply.get("success") is False:
             return {**reply, "content": ""}  # the seed's failed think still had content
         return _accepted(reply) if async_ else _think_result(reply)
@@ -87,8 +87,8 @@ class NetMethods:
             "max_response_bytes": max_response_bytes, "run_async": async_,
         }
         reply_type = "Accepted" if async_ else "HttpReply"
-        reply = self._rpc(Opcode.HTTP, "HttpRequest", request, reply_type,  # type: ignore[attr-defined]
-                          request_id)
+        rpc = self._rpc  # type: ignore[attr-defined]
+        reply = rpc(Opcode.HTTP, "HttpRequest", request, reply_type, request_id)
         if reply.get("success") is False:
             return reply
         return _accepted(reply) if async_ else _http_result(reply)

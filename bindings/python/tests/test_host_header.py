@@ -32,8 +32,8 @@ ENUMS = {
 
 SCALARS = {
     "bool": ctypes.c_bool, "int": ctypes.c_int, "int32_t": ctypes.c_int32,
-    "int64_t": ctypes.c_int64, "uint32_t": ctypes.c_uint32, "uint64_t": ctypes.c_uint64,
-    "size_t": ctypes.c_size_t,
+    "int64_t": ctypes.c_int64, "uint8_t": ctypes.c_uint8, "uint32_t": ctypes.c_uint32,
+    "uint64_t": ctypes.c_uint64, "size_t": ctypes.c_size_t, "double": ctypes.c_double,
 }
 
 
@@ -126,7 +126,7 @@ def test_enums_have_the_headers_values():
 def test_structs_have_the_headers_fields_in_order():
     structs = header_blocks("struct")
     assert sorted(structs) == ["clove_agent_info", "clove_agent_metrics", "clove_event",
-                              "clove_exit"]
+                              "clove_exit", "clove_think_request"]
     for name, body in structs.items():
         fields = [split_decl(decl) for decl in body.split(";") if decl.strip()]
         expected = [(field, ctype_of(ctype)) for ctype, field in fields]
@@ -136,18 +136,18 @@ def test_structs_have_the_headers_fields_in_order():
 def test_opaque_handles_stay_opaque():
     opaque = re.findall(r"typedef struct (\w+) \1;", header())
     assert sorted(opaque) == ["clove_agent_list", "clove_runtime", "clove_runtime_options",
-                              "clove_spawn_options"]
+                              "clove_spawn_options", "clove_think_answer"]
     for name in opaque:
         assert not hasattr(getattr(_lib, name), "_fields_"), name
 
 
-def test_the_callback_type_matches():
-    typedef = re.search(r"typedef ([\w\s*]+?)\(\*(\w+)\)\(([^)]*)\);", header())
-    result, name, params = typedef.groups()
-    assert name == "clove_event_callback"
-    callback = _lib.clove_event_callback
-    assert callback._restype_ is ctype_of(result.strip())
-    assert list(callback._argtypes_) == [ctype_of(split_decl(p)[0]) for p in params.split(",")]
+def test_the_callback_types_match():
+    typedefs = re.findall(r"typedef ([\w\s*]+?)\(\*(\w+)\)\(([^)]*)\);", header())
+    assert sorted(name for _, name, _ in typedefs) == ["clove_event_callback", "clove_think_handler"]
+    for result, name, params in typedefs:
+        callback = getattr(_lib, name)
+        assert callback._restype_ is ctype_of(result.strip()), name
+        assert list(callback._argtypes_) == [ctype_of(split_decl(p)[0]) for p in params.split(",")]
 
 
 def test_the_abi_version_matches():

@@ -75,7 +75,8 @@ def test_http_sends_the_seed_arguments_and_returns_the_seed_keys(pair):
                       "headers": {"x-a": "1", "set-cookie": "a=1, b=2"},
                       "body": "café \ufffd", "data": b"caf\xc3\xa9 \xff", "truncated": True,
                       "url": "http://h/x"}
-    runtime.answer = lambda f: [error(f, 4, "permission denied: h:80 is not in the network allowlist")]
+    denial = "permission denied: h:80 is not in the network allowlist"
+    runtime.answer = lambda f: [error(f, 4, denial)]
     assert client.http("http://h/")["code"] == "permission_denied"
 
 
@@ -87,7 +88,8 @@ class _Fake(http.server.BaseHTTPRequestHandler):
 
     def _serve(self):
         length = int(self.headers.get("content-length") or 0)
-        request = {"method": self.command, "path": self.path, "headers": {k.lower(): v for k, v in self.headers.items()},
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        request = {"method": self.command, "path": self.path, "headers": headers,
                    "body": self.rfile.read(length)}
         self.server.requests.append(request)
         status, content_type, body = self.server.answer(request)
