@@ -28,6 +28,9 @@ type Runtime struct {
 
 	callbackMu sync.Mutex
 	callback   cgo.Handle // the function given to OnEvent; 0 when none
+
+	thinkMu sync.Mutex
+	think   cgo.Handle // the function given to OnThink; 0 when none
 }
 
 // An Option configures NewRuntime.
@@ -140,6 +143,13 @@ func (rt *Runtime) Close() error {
 			rt.callback = 0
 		}
 		rt.callbackMu.Unlock()
+		// And the think handler, once the calls in flight returned.
+		rt.thinkMu.Lock()
+		if rt.think != 0 {
+			rt.think.Delete()
+			rt.think = 0
+		}
+		rt.thinkMu.Unlock()
 		rt.readers.Wait()
 	})
 	return nil
