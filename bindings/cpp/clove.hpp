@@ -20,13 +20,12 @@
 #include <string>
 #include <string_view>
 #include <utility>
+#include <vector>
 #if __has_include(<version>)
 #include <version>
 #endif
 #ifdef __cpp_lib_span
 #include <span>
-#else
-#include <vector>
 #endif
 
 #include "clove.h"
@@ -213,6 +212,29 @@ struct event {
   std::string data_json;  ///< bus events: the data, a JSON object
 };
 
+/// An agent's THINK as the runtime's think handler sees it (`runtime::on_think`), copied out.
+struct think_request {
+  agent_id agent = 0;
+  std::string agent_name;
+  std::string prompt;
+  std::optional<std::string> system_instruction;
+  std::optional<std::string> model;  ///< empty: the handler's own choice
+  std::vector<std::uint8_t> image;   ///< empty when none came
+  std::string image_mime_type;
+  std::optional<double> temperature;
+  std::uint32_t max_tokens = 0;  ///< the agent's cap lowered to its quota; 0 for no limit
+  std::string thinking_level;
+};
+
+/// What a think handler answers. The tokens count against the agent's quota; an empty `model`
+/// means the one asked for.
+struct think_answer {
+  std::string text;
+  std::string model;
+  std::uint64_t input_tokens = 0;
+  std::uint64_t output_tokens = 0;
+};
+
 /// One agent of an `agent_list`, copied out of it.
 struct agent_info {
   agent_id id = 0;
@@ -357,6 +379,21 @@ class runtime_options {
   /// Also appends every audit entry to this file as a JSON line (mode 0600).
   runtime_options& audit_file(std::string_view path) {
     detail::check(clove_runtime_options_set_audit_file(handle_.get(), detail::c_str(path)));
+    return *this;
+  }
+  /// The LLM provider THINK asks when no think handler is set, instead of the environment's:
+  /// "openai" (any OpenAI-compatible server), "gemini" or "anthropic", or empty for none at all.
+  /// Empty `base_url`, `api_key` or `model` keep the provider's default (no key).
+  runtime_options& llm(std::string_view provider, std::string_view base_url = {},
+                       std::string_view api_key = {}, std::string_view model = {}) {
+    detail::check(clove_runtime_options_set_llm(
+        handle_.get(), detail::c_str(provider, true), detail::c_str(base_url, true),
+        detail::c_str(api_key, true), detail::c_str(model, true)));
+    return *this;
+  }
+  /// Whether agents' HTTP is refused for loopback, private and link-local addresses (default).
+  runtime_options& http_refuse_non_public(bool refuse) {
+    detail::check(clove_runtime_options_set_http_refuse_non_public(handle_.get(), refuse));
     return *this;
   }
 
@@ -549,6 +586,45 @@ inline void deliver_event(const clove_event* raw, void* user_data) noexcept {
   delivering_for = nullptr;
 }
 
+using think_function = std::function<think_answer(const think_request&)>;
+
+inline std::optional<std::string> optional_string(const char* text) {
+  return text ? std::optional<std::string>(text) : std::nullopt;
+}
+
+inline think_request to_think_request(const clove_think_request& raw) {
+  think_request request;
+  request.agent = raw.agent_id;
+  request.agent_name = raw.agent_name;
+  request.prompt = raw.prompt;
+  request.system_instruction = optional_string(raw.system_instruction);
+  request.model = optional_string(raw.model);
+  if (raw.image) request.image.assign(raw.image, raw.image + raw.image_len);
+  request.image_mime_type = optional_string(raw.image_mime_type).value_or("");
+  if (raw.has_temperature) request.temperature = raw.temperature;
+  request.max_tokens = raw.max_tokens;
+  request.thinking_level = optional_string(raw.thinking_level).value_or("");
+  return request;
+}
+
+/// The C think handler, on a THINK worker thread. An exception must not unwind into the library,
+/// so one thrown by the handler fails the THINK with its message.
+inline void answer_think(const clove_think_request* raw, clove_think_answer* answer,
+                         void* user_data) noexcept {
+  try {
+    const think_answer result = (*static_cast<think_function*>(user_data))(to_think_request(*raw));
+    check(clove_think_answer_set_text(answer, c_str(result.text)));
+    if (!result.model.empty()) check(clove_think_answer_set_model(answer, c_str(result.model)));
+    check(clove_think_answer_set_usage(answer, result.input_tokens, result.output_tokens));
+  } catch (const std::exception& e) {
+    std::string message = e.what();
+    std::replace(message.begin(), message.end(), '\0', ' ');
+    clove_think_answer_set_error(answer, message.c_str());
+  } catch (...) {
+    clove_think_answer_set_error(answer, "the think handler threw");
+  }
+}
+
 }  // namespace detail
 
 /// A runtime in this process: one reactor thread owning every agent. Destroying it kills every
@@ -566,6 +642,7 @@ class runtime {
     if (this != &other) {
       handle_.reset();  // first: its reactor may be running the handler replaced below
       handler_ = std::move(other.handler_);
+      think_ = std::move(other.think_);
       handle_ = std::move(other.handle_);
     }
     return *this;
@@ -644,6 +721,23 @@ class runtime {
     handler_ = std::move(next);
   }
 
+  /// Answers every agent's THINK with `handler` instead of the LLM provider, replacing any handler
+  /// before; an empty function removes it. It runs on the runtime's THINK worker threads, several
+  /// at once, never the reactor thread: it may call this runtime, but not `on_think` (that throws
+  /// `conflict`) nor destroy it. An exception it throws fails that THINK with its message. Once
+  /// this returns, the previous handler is not running and will not run again.
+  void on_think(std::function<think_answer(const think_request&)> handler) {
+    clove_runtime* rt = live();
+    if (!handler) {
+      detail::check(clove_runtime_set_think_handler(rt, nullptr, nullptr));
+      think_.reset();
+      return;
+    }
+    auto next = std::make_unique<detail::think_function>(std::move(handler));
+    detail::check(clove_runtime_set_think_handler(rt, detail::answer_think, next.get()));
+    think_ = std::move(next);
+  }
+
   /// Adds a bus event type to get as events: "MESSAGE_RECEIVED", "STATE_CHANGED",
   /// "SYSCALL_BLOCKED", "RESOURCE_WARNING", "CUSTOM", a custom event's own name, or "*" for all.
   /// Lifecycle events always come.
@@ -704,6 +798,7 @@ class runtime {
   }
 
   std::unique_ptr<detail::event_handler> handler_;
+  std::unique_ptr<detail::think_function> think_;  // both outlive handle_, declared after them
   detail::handle<clove_runtime, clove_runtime_free> handle_;
 };
 

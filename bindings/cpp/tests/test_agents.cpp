@@ -330,6 +330,58 @@ void test_sandboxed_python() {
   rmdir(dir);
 }
 
+// A Python agent's THINK is answered by a C++ handler, on a worker thread.
+void test_think_handler() {
+  const char* repo = std::getenv("CLOVE_REPO");
+  if (!repo) {
+    check::skip("think handler: the thinking agent needs the Python SDK, found through CLOVE_REPO");
+    return;
+  }
+  std::mutex mutex;
+  std::vector<clove::think_request> seen;  // outlives the runtime, whose handler fills it
+  std::atomic<bool> reentry_refused{false};
+  clove::runtime_options options;
+  options.llm("").http_refuse_non_public(true);
+  clove::runtime rt(options);
+  rt.on_think([&](const clove::think_request& request) {
+    {
+      std::lock_guard<std::mutex> lock(mutex);
+      seen.push_back(request);
+    }
+    try {
+      rt.on_think({});
+    } catch (const clove::conflict&) {
+      reentry_refused = true;
+    }
+    if (request.prompt == "fail") throw std::runtime_error("no model for that");
+    return clove::think_answer{"echo: " + request.prompt, "cpp-model", 7, 3};
+  });
+  clove::spawn_options opts("thinker");
+  opts.args({"python3", "-c",
+             "from clove_sdk import CloveClient\n"
+             "with CloveClient() as c:\n"
+             "    r = c.think('hello', image=b'\\x01\\x02', image_mime_type='image/png',\n"
+             "                system_instruction='sys', temperature=0.5)\n"
+             "    f = c.think('fail')\n"
+             "    ok = (r['content'], r['model'], r['provider'], r['tokens']) == "
+             "('echo: hello', 'cpp-model', 'host', 10)\n"
+             "    ok = ok and f['success'] is False and 'no model for that' in f['error']\n"
+             "    raise SystemExit(0 if ok else 1)\n"})
+      .env("PYTHONPATH", std::string(repo) + "/bindings/python")
+      .discard_output();
+  const clove::agent_id id = rt.spawn(opts);
+  const auto exit = rt.wait_for(id, check::deadline);
+  CHECK(exit && exit->code == 0);
+  rt.on_think({});
+  std::lock_guard<std::mutex> lock(mutex);
+  CHECK(seen.size() == 2 && seen[0].agent == id && seen[0].prompt == "hello");
+  CHECK(!seen.empty() && seen[0].system_instruction == "sys" && !seen[0].model);
+  const std::vector<std::uint8_t> image = {1, 2};
+  CHECK(!seen.empty() && seen[0].image == image && seen[0].image_mime_type == "image/png" &&
+        seen[0].temperature == 0.5);
+  CHECK(reentry_refused);
+}
+
 }  // namespace
 
 void test_agents() {
@@ -346,5 +398,6 @@ void test_agents() {
   unlink(audit_file.c_str());  // once the runtime that writes it is gone
   test_event_handler();
   test_bus_events();
+  test_think_handler();
   test_sandboxed_python();
 }
