@@ -25,7 +25,7 @@ use super::ids::SlotMap;
 use super::reactor::Reactor;
 use super::{AgentId, Command, Result, RuntimeError};
 use crate::protocol::{
-    frame, Accepted, AsyncResult, ErrorCode, HttpReply, HttpRequest, Opcode, ThinkReply, ThinkRequest,
+    frame, Accepted, AsyncResult, ErrorCode, ErrorReply, HttpReply, HttpRequest, Opcode, ThinkReply, ThinkRequest,
 };
 use http::HttpJob;
 use llm::dispatch::ThinkDispatch;
@@ -58,6 +58,9 @@ impl Default for NetConfig {
         NetConfig { refuse_non_public: true, http_workers: 4, think_workers: 4, llm: ProviderConfig::from_env() }
     }
 }
+
+/// An encoded reply, or the error the agent gets instead.
+type Encoded = std::result::Result<Vec<u8>, ErrorReply>;
 
 /// What a worker reports.
 pub(super) enum Outcome {
@@ -285,10 +288,31 @@ impl Reactor {
 
     /// A worker's result: charged, audited and delivered, unless its connection is gone.
     pub(super) fn net_done(&mut self, key: u64, outcome: Outcome) {
-        let Some(job) = self.net.in_flight.remove(key) else { return };
-        let mut details = job.audit;
+        let Some(mut job) = self.net.in_flight.remove(key) else { return };
+        let (op, result) = self.settle(&mut job, outcome);
+        self.note_result(job.agent, job.request_id, result.as_deref().map_err(Clone::clone));
+        let denied = result.as_ref().err().filter(|e| e.code == ErrorCode::PermissionDenied as u16);
+        if let Some(e) = denied {
+            // Refused on the worker (a redirect, an address): a blocked syscall like any other.
+            let data = serde_json::json!({ "agent_id": job.agent.0, "syscall": op.name(), "error": e.message });
+            self.emit(job.agent, EventType::SyscallBlocked, data, Audience::ObserversOf(job.agent));
+        }
+        if let Err(e) = &result {
+            job.audit["error"] = serde_json::json!(e.message);
+        }
+        let category = if denied.is_some() { "security" } else { "network" };
+        self.record(job.agent, category, op.name(), result.is_ok(), std::mem::take(&mut job.audit));
+        if !job.abandoned {
+            self.deliver_net(&job, op, result);
+        }
+    }
+
+    /// Charges a THINK's tokens, notes the outcome in the job's audit details, and encodes the
+    /// reply, refusing one that does not fit a frame.
+    fn settle(&mut self, job: &mut InFlight, outcome: Outcome) -> (Opcode, Encoded) {
+        let details = &mut job.audit;
         details["duration_ms"] = serde_json::json!(job.started.elapsed().as_millis() as u64);
-        let (op, category, result) = match outcome {
+        let (op, result) = match outcome {
             Outcome::Http(result) => {
                 if let Ok(reply) = &result {
                     details["status"] = serde_json::json!(reply.status);
@@ -298,7 +322,7 @@ impl Reactor {
                         details["final_url"] = serde_json::json!(reply.url);
                     }
                 }
-                (Opcode::HTTP, "network", result.map(|r| crate::protocol::encode(&r)))
+                (Opcode::HTTP, result.map(|r| crate::protocol::encode(&r)))
             }
             Outcome::Think(result) => {
                 if let Ok(reply) = &result {
@@ -310,7 +334,7 @@ impl Reactor {
                     details["input_tokens"] = serde_json::json!(reply.input_tokens);
                     details["output_tokens"] = serde_json::json!(reply.output_tokens);
                 }
-                (Opcode::THINK, "network", result.map(|r| crate::protocol::encode(&r)))
+                (Opcode::THINK, result.map(|r| crate::protocol::encode(&r)))
             }
         };
         // An HTTP body is capped to fit; an answer from an LLM or the host handler may not fit.
@@ -322,37 +346,19 @@ impl Reactor {
             ))),
             _ => Ok(payload),
         });
-        let result = result.map_err(|e| RuntimeError::from(e).to_reply());
-        self.note_result(job.agent, job.request_id, result.as_deref().map_err(Clone::clone));
-        let denied = result.as_ref().err().filter(|e| e.code == ErrorCode::PermissionDenied as u16);
-        if let Some(e) = denied {
-            // Refused on the worker (a redirect, an address): a blocked syscall like any other.
-            let data = serde_json::json!({ "agent_id": job.agent.0, "syscall": op.name(), "error": e.message });
-            self.emit(job.agent, EventType::SyscallBlocked, data, Audience::ObserversOf(job.agent));
-        }
-        let (category, success) = match &result {
-            Ok(_) => (category, true),
-            Err(e) => {
-                details["error"] = serde_json::json!(e.message);
-                (if denied.is_some() { "security" } else { category }, false)
-            }
-        };
-        self.record(job.agent, category, op.name(), success, details);
-        if job.abandoned {
-            return;
-        }
+        (op, result.map_err(|e| RuntimeError::from(e).to_reply()))
+    }
+
+    /// The reply frame now, or the result into the caller's ASYNC_POLL queue.
+    fn deliver_net(&mut self, job: &InFlight, op: Opcode, result: Encoded) {
         if job.run_async {
             let (error, payload) = match result {
                 Ok(payload) => (None, payload),
                 Err(e) => (Some(e), Vec::new()),
             };
+            let request_id = job.request_id;
             if let Some(agent) = self.agents.get_mut(job.agent) {
-                agent.async_results.push_back(AsyncResult {
-                    request_id: job.request_id,
-                    opcode: op as u8,
-                    error,
-                    payload,
-                });
+                agent.async_results.push_back(AsyncResult { request_id, opcode: op as u8, error, payload });
             }
             return;
         }
