@@ -103,6 +103,14 @@ impl AgentPolicy {
         self.both(|p| p.require(p.can_think, "think"))
     }
 
+    /// The state store: reading (FETCH, KEYS) needs `can_read`, writing (STORE, DELETE) `can_write`.
+    pub fn check_state(&self, access: Access) -> Result<(), Denial> {
+        self.both(|p| match access {
+            Access::Read => p.require(p.can_read, "reading state"),
+            Access::Write => p.require(p.can_write, "writing state"),
+        })
+    }
+
     /// Decides whether and how an EXEC runs: as argv, as a command line split into words, or through
     /// `/bin/sh -c` when both sets allow a shell. Never by concatenating strings into a shell.
     pub fn plan_exec(&self, argv: &[String], command: Option<&str>) -> Result<ExecPlan, Denial> {

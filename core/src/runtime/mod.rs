@@ -24,6 +24,7 @@ mod reactor;
 mod record;
 mod sandbox;
 mod spec;
+mod store;
 mod syscalls;
 
 use std::path::PathBuf;
@@ -36,10 +37,12 @@ pub use error::{Result, RuntimeError};
 pub use events::{Event, EventCallback, EventKind};
 pub use ids::AgentId;
 pub use spec::{AgentStdio, Mount, Profile, SpawnSpec};
+pub use store::StoreError;
 
 use crate::audit::AuditEntry;
 use crate::policy::Level;
 use crate::protocol::{AgentInfo, AgentMetrics, AuditQuery, ExitInfo, DEFAULT_MAX_PAYLOAD};
+use crate::state::StateLimits;
 use events::EventHub;
 
 /// Options of a runtime. Every field has a default; see [`RuntimeConfig::default`].
@@ -64,6 +67,11 @@ pub struct RuntimeConfig {
     /// a request that arrives meanwhile is served without a cross-CPU wake-up. Zero disables it, and
     /// so does a process allowed only one CPU.
     pub busy_poll: Duration,
+    /// Keeps the state store's global keys in this database file (created 0600), so they outlive
+    /// the runtime; each STORE and DELETE of one is answered once committed. Default: memory only.
+    pub state_path: Option<PathBuf>,
+    /// The state store's caps and per-agent quotas.
+    pub state_limits: StateLimits,
 }
 
 impl Default for RuntimeConfig {
@@ -77,6 +85,8 @@ impl Default for RuntimeConfig {
             exited_retention: 256,
             audit_file: None,
             busy_poll: Duration::from_micros(50),
+            state_path: None,
+            state_limits: StateLimits::default(),
         }
     }
 }
@@ -123,6 +133,8 @@ enum Command {
     Subscribe(Vec<String>, bool, Reply<Vec<String>>),
     /// From the pool's filling thread: a warm sandbox for pool `.0`, or why it could not be made.
     Filled(usize, Box<Result<pool::WarmSandbox>>),
+    /// From the state store's writer thread: batches committed, or failed.
+    StateCommitted(store::Committed),
     Shutdown,
 }
 
