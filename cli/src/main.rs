@@ -43,6 +43,9 @@ enum Command {
         limits: LimitArgs,
         #[command(flatten)]
         isolation: IsolationArgs,
+        /// Keep the state store's global keys in this database file, across runs.
+        #[arg(long, value_name = "PATH")]
+        state: Option<PathBuf>,
         /// The program and its arguments.
         #[arg(required = true, last = true)]
         command: Vec<String>,
@@ -60,6 +63,9 @@ enum Command {
         /// Append every audit entry (denials, lifecycle) to this file as JSON lines.
         #[arg(long)]
         audit_log: Option<PathBuf>,
+        /// Keep the state store's global keys in this database file, across runs.
+        #[arg(long, value_name = "PATH")]
+        state: Option<PathBuf>,
     },
     /// Run the main job: several agents at different levels, and what the policy decided.
     Demo,
@@ -176,11 +182,12 @@ fn parse_level(name: &str) -> Result<Level, String> {
 
 fn main() -> ExitCode {
     match Cli::parse().command {
-        Command::Run { name, level, timeout, env, cwd, limits, isolation, command } => {
-            report(run(RunArgs { name, level, timeout, env, cwd, limits, isolation, command }))
+        Command::Run { name, level, timeout, env, cwd, limits, isolation, state, command } => {
+            report(run(RunArgs { name, level, timeout, env, cwd, limits, isolation, state, command }))
         }
-        Command::Kernel { socket, max_level, token, audit_log } => {
-            report(kernel(socket, max_level, token, audit_log).map(|()| ExitCode::SUCCESS))
+        Command::Kernel { socket, max_level, token, audit_log, state } => {
+            let config = RuntimeConfig { audit_file: audit_log, state_path: state, ..RuntimeConfig::default() };
+            report(kernel(socket, max_level, token, config).map(|()| ExitCode::SUCCESS))
         }
         Command::Demo => report(demo::run()),
     }
@@ -213,12 +220,13 @@ struct RunArgs {
     cwd: Option<PathBuf>,
     limits: LimitArgs,
     isolation: IsolationArgs,
+    state: Option<PathBuf>,
     command: Vec<String>,
 }
 
 fn run(args: RunArgs) -> Result<ExitCode> {
-    let RunArgs { name, level, timeout, env, cwd, limits, isolation, command } = args;
-    let runtime = Runtime::start(RuntimeConfig::default())?;
+    let RunArgs { name, level, timeout, env, cwd, limits, isolation, state, command } = args;
+    let runtime = Runtime::start(RuntimeConfig { state_path: state, ..RuntimeConfig::default() })?;
     let mut spec = SpawnSpec::new(name, command);
     spec.level = level;
     spec.env = env_pairs(&env)?;
@@ -251,10 +259,10 @@ fn run(args: RunArgs) -> Result<ExitCode> {
     Ok(ExitCode::from(code.clamp(0, 255) as u8))
 }
 
-fn kernel(socket: PathBuf, max_level: Level, token: Option<String>, audit_file: Option<PathBuf>) -> Result<()> {
+fn kernel(socket: PathBuf, max_level: Level, token: Option<String>, config: RuntimeConfig) -> Result<()> {
     let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM])
         .context("installing signal handlers")?;
-    let runtime = Runtime::start(RuntimeConfig { audit_file, ..RuntimeConfig::default() })?;
+    let runtime = Runtime::start(config)?;
     let mut listen = ListenConfig::new(&socket);
     listen.max_level = max_level;
     listen.token = token;
