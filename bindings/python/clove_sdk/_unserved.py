@@ -41,25 +41,6 @@ class UnservedMethods:
              request_id: Optional[int] = None) -> None:
         """Makes an HTTP request."""
 
-    # -- state --
-
-    @_unserved(Opcode.STORE)
-    def store(self, key: str, value: Any, scope: str = "global",
-              ttl: Optional[int] = None) -> None:
-        """Stores a value."""
-
-    @_unserved(Opcode.FETCH)
-    def fetch(self, key: str) -> None:
-        """Fetches a value."""
-
-    @_unserved(Opcode.DELETE)
-    def delete_key(self, key: str) -> None:
-        """Deletes a key."""
-
-    @_unserved(Opcode.KEYS)
-    def list_keys(self, prefix: str = "") -> None:
-        """Lists keys."""
-
     # -- worlds --
 
     @_unserved(Opcode.WORLD_CREATE)
