@@ -143,6 +143,9 @@ pub struct Change {
     pub namespace: Namespace,
     pub key: String,
     pub action: Action,
+    /// What the key held before, to put back ([`Table::restore`]) if the disk does not take the
+    /// change.
+    pub replaced: Option<Entry>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -61,10 +61,13 @@ impl Table {
         self.spaces.get(&namespace)?.get(key)
     }
 
-    /// Puts an entry read back from disk, past the caps: a store reopened with smaller caps keeps
-    /// what it holds.
-    pub fn load(&mut self, namespace: Namespace, key: String, entry: Entry) {
-        self.insert(namespace, key, entry);
+    /// Sets what a key holds, past the caps: an entry read back from disk (a store reopened with
+    /// smaller caps keeps what it holds), or what a change replaced, to undo it.
+    pub fn restore(&mut self, namespace: Namespace, key: String, entry: Option<Entry>) {
+        match entry {
+            Some(entry) => self.insert(namespace, key, entry),
+            None => self.remove(namespace, &key),
+        };
     }
 
     /// STORE: puts `value_json` under `key` in the caller's namespace of `scope`, expiring `ttl_ms`
@@ -100,8 +103,8 @@ impl Table {
         let namespace = caller.namespace(scope);
         let entry = Entry { value_json, expires_at_ms, writer: caller.agent };
         self.check_quota(caller.agent, namespace, key, entry.size(key))?;
-        self.insert(namespace, key.to_string(), entry);
-        Ok(Change { namespace, key: key.into(), action: Action::Stored })
+        let replaced = self.insert(namespace, key.to_string(), entry);
+        Ok(Change { namespace, key: key.into(), action: Action::Stored, replaced })
     }
 
     /// Whether `writer` may hold `size` bytes more under `key` (replacing what is there).
@@ -139,8 +142,8 @@ impl Table {
     /// DELETE: removes the live entry the caller sees under `key`, as FETCH finds it.
     pub fn delete(&mut self, caller: Caller, key: &str, scope: Option<Scope>, now_ms: u64) -> Option<Change> {
         let namespace = caller.namespace(self.resolve(caller, key, scope, now_ms)?);
-        self.remove(namespace, key)?;
-        Some(Change { namespace, key: key.into(), action: Action::Deleted })
+        let replaced = self.remove(namespace, key)?;
+        Some(Change { namespace, key: key.into(), action: Action::Deleted, replaced: Some(replaced) })
     }
 
     fn resolve(&self, caller: Caller, key: &str, scope: Option<Scope>, now_ms: u64) -> Option<Scope> {
@@ -190,8 +193,8 @@ impl Table {
         let mut changes = Vec::new();
         while self.expiries.first().is_some_and(|(at, _, _)| *at <= now_ms) {
             let Some((_, namespace, key)) = self.expiries.pop_first() else { break };
-            self.remove(namespace, &key);
-            changes.push(Change { namespace, key, action: Action::Expired });
+            let replaced = self.remove(namespace, &key);
+            changes.push(Change { namespace, key, action: Action::Expired, replaced });
         }
         changes
     }
@@ -209,8 +212,9 @@ impl Table {
         }
     }
 
-    fn insert(&mut self, namespace: Namespace, key: String, entry: Entry) {
-        self.remove(namespace, &key);
+    /// Puts an entry, returning the one it replaced.
+    fn insert(&mut self, namespace: Namespace, key: String, entry: Entry) -> Option<Entry> {
+        let replaced = self.remove(namespace, &key);
         let usage = self.usage.entry(entry.writer).or_default();
         usage.keys += 1;
         usage.bytes += entry.size(&key);
@@ -219,6 +223,7 @@ impl Table {
             self.expiries.insert((at, namespace, key.clone()));
         }
         self.spaces.entry(namespace).or_default().insert(key, entry);
+        replaced
     }
 
     fn remove(&mut self, namespace: Namespace, key: &str) -> Option<Entry> {

@@ -79,7 +79,9 @@ fn expired_keys_vanish_at_once_and_are_removed_on_expire() {
 
     assert!(t.expire(T0 + 999).is_empty());
     let expired = t.expire(T0 + 1_500);
-    assert_eq!(expired, vec![Change { namespace: Namespace::Global, key: "t".into(), action: Action::Expired }]);
+    let was = Entry { value_json: "\"v\"".into(), expires_at_ms: Some(T0 + 1_000), writer: A.agent };
+    let gone = Change { namespace: Namespace::Global, key: "t".into(), action: Action::Expired, replaced: Some(was) };
+    assert_eq!(expired, vec![gone]);
     assert_eq!((t.get(Namespace::Global, "t"), t.next_expiry(), t.total_bytes()), (None, None, 0));
 }
 
@@ -207,7 +209,7 @@ fn loaded_entries_count_against_nobody_and_pass_the_caps() {
     let mut t = Table::new(StateLimits { max_keys_per_agent: 1, ..StateLimits::default() });
     for key in ["x", "y"] {
         let entry = Entry { value_json: "0".into(), expires_at_ms: Some(T0 + 10), writer: EARLIER_RUN };
-        t.load(Namespace::Global, key.into(), entry);
+        t.restore(Namespace::Global, key.into(), Some(entry));
     }
     // Agent 1 of this run is not charged for what an agent 1 of the last run wrote.
     put(&mut t, A, Scope::Global, "z", "0").unwrap();
@@ -224,4 +226,27 @@ fn dropping_a_namespace_frees_it_and_its_expiries() {
     assert_eq!((t.get(Namespace::Agent(1), "b"), t.next_expiry()), (None, None));
     assert_eq!(t.total_bytes(), 2);
     assert!(t.expire(u64::MAX).is_empty());
+}
+
+#[test]
+fn a_change_carries_what_it_replaced_so_it_can_be_undone() {
+    let mut t = Table::new(StateLimits::default());
+    let first = put(&mut t, A, Scope::Global, "k", "1").unwrap();
+    assert_eq!(first.replaced, None);
+    let second = put(&mut t, B, Scope::Global, "k", "2").unwrap();
+    let one = Entry { value_json: "1".into(), expires_at_ms: None, writer: A.agent };
+    assert_eq!(second.replaced.as_ref(), Some(&one));
+    let deleted = t.delete(A, "k", None, T0).unwrap();
+
+    // Undone newest first, the table is as before all three, usage included.
+    t.restore(deleted.namespace, deleted.key, deleted.replaced);
+    assert_eq!(value(&t, A, "k", T0).unwrap().1, "2");
+    t.restore(second.namespace, second.key, second.replaced);
+    t.restore(first.namespace, first.key, first.replaced);
+    assert_eq!((t.get(Namespace::Global, "k"), t.total_bytes()), (None, 0));
+    let limits = StateLimits { max_keys_per_agent: 1, ..StateLimits::default() };
+    let mut t = Table::new(limits);
+    let change = put(&mut t, A, Scope::Global, "x", "1").unwrap();
+    t.restore(change.namespace, change.key, change.replaced);
+    put(&mut t, A, Scope::Global, "y", "1").unwrap();
 }
