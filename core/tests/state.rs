@@ -215,6 +215,66 @@ fn keys_come_in_pages_of_what_the_caller_sees() {
     assert_eq!(keys(&mut b, "job:b"), [("job:b".into(), Scope::Agent)]);
 }
 
+/// The STATE_CHANGED events queued for `c`: (key, scope, action, source agent).
+fn state_events(c: &mut Client) -> Vec<(String, String, String, u64)> {
+    let reply: PollEventsReply = c.call(Opcode::POLL_EVENTS, &PollEventsRequest { max: 0 }).unwrap();
+    reply
+        .events
+        .into_iter()
+        .filter(|e| e.event_type == "STATE_CHANGED")
+        .map(|e| {
+            let data: Value = serde_json::from_str(&e.data_json).unwrap();
+            let field = |name: &str| data[name].as_str().unwrap().to_string();
+            (field("key"), field("scope"), field("action"), e.source_agent_id)
+        })
+        .collect()
+}
+
+#[test]
+fn state_changed_reaches_those_who_can_read_the_key() {
+    let fx = Fixture::new("state-events", Level::Standard);
+    let (mut a, mut b, mut blind) = (fx.connect(), fx.connect(), fx.connect());
+    let a_id = a.call::<_, HelloReply>(Opcode::HELLO, &Hello::default()).unwrap().agent_id;
+    let subscribe = SubscribeRequest { event_types: vec!["STATE_CHANGED".into()], all: false };
+    for c in [&mut a, &mut b, &mut blind] {
+        c.call::<_, SubscribeReply>(Opcode::SUBSCRIBE, &subscribe).unwrap();
+    }
+    // An agent without the read right learns nothing about keys, not even their names.
+    blind
+        .call::<_, PermsReply>(
+            Opcode::SET_PERMS,
+            &SetPermsRequest { level: Some(Level::Minimal), ..Default::default() },
+        )
+        .unwrap();
+
+    store(&mut a, "g", &json!(5), Scope::Global, None).unwrap();
+    store(&mut a, "mine", &json!(1), Scope::Agent, None).unwrap();
+    store(&mut a, "ours", &json!(1), Scope::Session, None).unwrap();
+    delete(&mut b, "g", None).unwrap();
+    store(&mut b, "brief", &json!(1), Scope::Global, Some(50)).unwrap();
+
+    let event = |key: &str, scope: &str, action: &str, by: u64| (key.into(), scope.into(), action.into(), by);
+    let b_id = b.call::<_, HelloReply>(Opcode::HELLO, &Hello::default()).unwrap().agent_id;
+    assert!(common::eventually(Duration::from_secs(5), || fetch(&mut a, "brief").is_none()));
+    let expected_b = [
+        event("g", "global", "store", a_id),
+        event("g", "global", "delete", b_id),
+        event("brief", "global", "store", b_id),
+    ];
+    let mut seen_b = state_events(&mut b);
+    // The expiry is announced by the timer at its time, by the runtime (source 0).
+    assert!(common::eventually(Duration::from_secs(5), || {
+        seen_b.extend(state_events(&mut b));
+        seen_b.len() > 3
+    }));
+    assert_eq!(seen_b[..3], expected_b);
+    assert_eq!(seen_b[3..], [event("brief", "global", "expire", 0)]);
+    let seen_a = state_events(&mut a);
+    assert_eq!(seen_a[1..3], [event("mine", "agent", "store", a_id), event("ours", "session", "store", a_id)]);
+    assert_eq!(seen_a.len(), 6);
+    assert!(state_events(&mut blind).is_empty());
+}
+
 #[test]
 fn unknown_and_malformed_state_requests_get_errors_and_the_connection_lives() {
     let fx = Fixture::new("state-malformed", Level::Standard);

@@ -1,11 +1,11 @@
-//! The durable backend: global keys in a redb database file. One writer thread commits what the
-//! reactor sends it, several batches to a transaction when they queue up (each commit waits for the
-//! disk), and reports each commit back. After a failed commit it writes nothing more.
+//! The durable backend: global keys in a redb database file, read once at the start. Then one
+//! writer thread commits what the reactor sends it, several batches to a transaction when they
+//! queue up (each commit waits for the disk), and reports each commit back. After a failed commit
+//! it writes nothing more (the library wants the file reopened after an I/O error).
 
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, Receiver, Sender};
-use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use redb::{Database, ReadableTable, TableDefinition};
@@ -45,15 +45,18 @@ pub struct Committed {
 
 pub(super) struct Durable {
     path: PathBuf,
-    db: Arc<Database>,
     batches: Option<Sender<Batch>>,
     writer: Option<JoinHandle<()>>,
 }
 
 impl Durable {
-    /// Opens the database at `path` (created 0600 if absent) and starts its writer thread, which
-    /// calls `report` after each commit.
-    pub fn open(path: &Path, report: impl Fn(Committed) + Send + 'static) -> Result<Durable, StoreError> {
+    /// Opens the database at `path` (created 0600 if absent), reads its global keys into `table`,
+    /// and starts the writer thread, which calls `report` after each commit.
+    pub fn open(
+        path: &Path,
+        table: &mut Table,
+        report: impl Fn(Committed) + Send + 'static,
+    ) -> Result<Durable, StoreError> {
         let failed = |reason: String| StoreError::Open { path: path.to_path_buf(), reason };
         let file = std::fs::OpenOptions::new()
             .read(true)
@@ -69,38 +72,17 @@ impl Durable {
             DbResult::Ok(db)
         })
         .map_err(failed)?;
-        let db = Arc::new(db);
+        load(&db, path, table)?;
         let (batches, inbox) = mpsc::channel();
-        let writer_db = Arc::clone(&db);
         let writer = std::thread::Builder::new()
             .name("clove-state".into())
-            .spawn(move || write_batches(&writer_db, &inbox, report))
+            .spawn(move || write_batches(&db, &inbox, report))
             .map_err(|e| failed(format!("starting the writer thread: {e}")))?;
-        Ok(Durable { path: path.to_path_buf(), db, batches: Some(batches), writer: Some(writer) })
+        Ok(Durable { path: path.to_path_buf(), batches: Some(batches), writer: Some(writer) })
     }
 
     pub fn path(&self) -> &Path {
         &self.path
-    }
-
-    /// Replaces the table's global keys with what the database holds: at the start, and after a
-    /// failed commit, when the disk is the truth.
-    pub fn load(&self, table: &mut Table) -> Result<(), StoreError> {
-        let rows = contained(|| read_global(&self.db))
-            .map_err(|reason| StoreError::Read { path: self.path.clone(), reason })?;
-        let mut entries = Vec::with_capacity(rows.len());
-        for (key, bytes) in rows {
-            let corrupt = |reason: String| StoreError::Corrupt { path: self.path.clone(), key: key.clone(), reason };
-            let (value_json, expires_at_ms): (String, Option<u64>) =
-                crate::protocol::decode(&bytes).map_err(|e| corrupt(e.to_string()))?;
-            serde_json::from_str::<serde::de::IgnoredAny>(&value_json).map_err(|e| corrupt(e.to_string()))?;
-            entries.push((key, Entry { value_json, expires_at_ms, writer: EARLIER_RUN }));
-        }
-        table.drop_namespace(Namespace::Global);
-        for (key, entry) in entries {
-            table.load(Namespace::Global, key, entry);
-        }
-        Ok(())
     }
 
     /// Hands a batch to the writer thread.
@@ -122,6 +104,19 @@ impl Drop for Durable {
     fn drop(&mut self) {
         self.close();
     }
+}
+
+/// Reads every global key of the database into `table`, checking that each value is JSON.
+fn load(db: &Database, path: &Path, table: &mut Table) -> Result<(), StoreError> {
+    let rows = contained(|| read_global(db)).map_err(|reason| StoreError::Read { path: path.to_path_buf(), reason })?;
+    for (key, bytes) in rows {
+        let corrupt = |reason: String| StoreError::Corrupt { path: path.to_path_buf(), key: key.clone(), reason };
+        let (value_json, expires_at_ms): (String, Option<u64>) =
+            crate::protocol::decode(&bytes).map_err(|e| corrupt(e.to_string()))?;
+        serde_json::from_str::<serde::de::IgnoredAny>(&value_json).map_err(|e| corrupt(e.to_string()))?;
+        table.restore(Namespace::Global, key, Some(Entry { value_json, expires_at_ms, writer: EARLIER_RUN }));
+    }
+    Ok(())
 }
 
 /// Runs a database call, turning a panic into an error: the library asserts on some damaged files

@@ -3,8 +3,9 @@
 //! session keys belong to agents of this run, which end with it (and whose ids the next run hands
 //! out again).
 //!
-//! A durable write is answered once the disk has it. Until then every later state reply waits
-//! behind it, so that no agent is shown a value a crash could still take back.
+//! A durable write is answered once the disk has it. Until then every later state reply and
+//! STATE_CHANGED event waits behind it, so that no agent is shown a value a crash could still take
+//! back; if the commit fails, the write is undone.
 
 mod durable;
 mod serve;
@@ -18,8 +19,8 @@ pub use durable::Committed;
 use durable::{Batch, Durable, Write};
 
 use super::{AgentId, Command, RuntimeConfig};
-use crate::protocol::{frame, write_error, ErrorCode, ErrorReply, Opcode};
-use crate::state::{Action, Change, Namespace, Table};
+use crate::protocol::{ErrorCode, ErrorReply, Opcode};
+use crate::state::{Action, Change, Entry, Namespace, Table};
 
 /// Why the database cannot serve.
 #[derive(Debug, thiserror::Error)]
@@ -36,23 +37,30 @@ pub enum StoreError {
     Failed { path: PathBuf, reason: String },
 }
 
-/// A reply that waits for batch `after` to be committed.
+/// What may have to wait for a commit before it goes out.
+pub(in crate::runtime) enum Waiting {
+    /// A state reply: its payload, or the error it became when the commit failed.
+    Reply { agent: AgentId, opcode: Opcode, request_id: u32, reply: Result<Vec<u8>, ErrorReply> },
+    /// The STATE_CHANGED event of a change that agent `by` made (0: the clock).
+    Event { by: AgentId, change: Change },
+}
+
+/// Something waiting for batch `after` to be committed.
 struct Held {
     after: u64,
-    agent: AgentId,
-    opcode: Opcode,
-    request_id: u32,
-    payload: Vec<u8>,
+    waiting: Waiting,
 }
 
 pub(in crate::runtime) struct StateStore {
     pub table: Table,
     durable: Option<Durable>,
     held: VecDeque<Held>,
+    /// What each global key sent to the disk held before, by batch, until that batch is committed.
+    undo: Vec<(u64, String, Option<Entry>)>,
     /// The last batch handed to the writer thread, and the last it committed.
     sent: u64,
     committed: u64,
-    /// The last batch that changed what agents can see: replies made after it wait for it.
+    /// The last batch that changed what agents can see: replies and events after it wait for it.
     shown: u64,
     /// Why a commit failed, once one has; global keys are read-only from then on.
     failed: Option<String>,
@@ -77,9 +85,7 @@ impl StateStore {
                         let _ = waker.wake();
                     }
                 };
-                let durable = Durable::open(path, report)?;
-                durable.load(&mut table)?;
-                Some(durable)
+                Some(Durable::open(path, &mut table, report)?)
             }
             None => None,
         };
@@ -87,6 +93,7 @@ impl StateStore {
             table,
             durable,
             held: VecDeque::new(),
+            undo: Vec::new(),
             sent: 0,
             committed: 0,
             shown: 0,
@@ -106,14 +113,15 @@ impl StateStore {
     }
 
     /// Sends what `changes` did to global keys to the disk. `shown`: agents can see the changes, so
-    /// later replies wait for their commit (expired keys were invisible already).
-    pub fn persist(&mut self, changes: &[Change], shown: bool) -> Result<(), StoreError> {
+    /// later replies and events wait for their commit, and a failed commit undoes them (expired keys
+    /// were invisible already: their removal needs neither).
+    pub fn persist(&mut self, changes: &mut [Change], shown: bool) -> Result<(), StoreError> {
         let Some(durable) = self.durable.as_ref().filter(|_| self.failed.is_none()) else { return Ok(()) };
         let writes: Vec<Write> = changes
             .iter()
             .filter(|c| c.namespace == Namespace::Global)
-            .map(|c| match self.table.get(Namespace::Global, &c.key) {
-                Some(entry) if c.action == Action::Stored => Write::Put {
+            .map(|c| match (c.action, self.table.get(Namespace::Global, &c.key)) {
+                (Action::Stored, Some(entry)) => Write::Put {
                     key: c.key.clone(),
                     value_json: entry.value_json.clone(),
                     expires_at_ms: entry.expires_at_ms,
@@ -128,6 +136,9 @@ impl StateStore {
         durable.send(Batch { seq: self.sent, writes })?;
         if shown {
             self.shown = self.sent;
+            for change in changes.iter_mut().filter(|c| c.namespace == Namespace::Global) {
+                self.undo.push((self.sent, change.key.clone(), change.replaced.take()));
+            }
         }
         Ok(())
     }
@@ -138,37 +149,55 @@ impl StateStore {
         if self.shown <= self.committed {
             return Some(payload);
         }
-        self.held.push_back(Held { after: self.shown, agent, opcode, request_id, payload });
+        self.hold(Waiting::Reply { agent, opcode, request_id, reply: Ok(payload) });
         None
     }
 
-    /// The writer's report: the held replies it releases, as frames for their agents, and the
-    /// failure, the first time there is one. After a failure the table's global keys are read back
-    /// from the disk, and what waited is answered with the error.
-    pub fn committed(&mut self, report: Committed) -> (Vec<(AgentId, Vec<u8>)>, Option<StoreError>) {
-        let mut frames = Vec::new();
+    /// A change to announce now, or `None` when its event is held behind a commit, in order with
+    /// the replies.
+    pub fn announce(&mut self, by: AgentId, change: Change) -> Option<(AgentId, Change)> {
+        if self.shown <= self.committed {
+            return Some((by, change));
+        }
+        self.hold(Waiting::Event { by, change });
+        None
+    }
+
+    fn hold(&mut self, waiting: Waiting) {
+        self.held.push_back(Held { after: self.shown, waiting });
+    }
+
+    /// The writer's report: what it releases, in order, and the failure, the first time there is
+    /// one. After a failure every uncommitted change is undone in the table, newest first, the
+    /// replies that waited carry the error, and their events are dropped: those changes did not
+    /// happen.
+    pub fn committed(&mut self, report: Committed) -> (Vec<Waiting>, Option<StoreError>) {
         if let (Some(reason), None, Some(durable)) = (report.error, &self.failed, &self.durable) {
             let failure = StoreError::Failed { path: durable.path().to_path_buf(), reason: reason.clone() };
             let error = ErrorReply { code: ErrorCode::Io as u16, message: failure.to_string() };
-            for held in self.held.drain(..) {
-                let mut out = Vec::new();
-                write_error(&mut out, held.opcode as u8, held.request_id, &error);
-                frames.push((held.agent, out));
+            let replies = self.held.drain(..).filter_map(|held| match held.waiting {
+                Waiting::Reply { agent, opcode, request_id, .. } => {
+                    Some(Waiting::Reply { agent, opcode, request_id, reply: Err(error.clone()) })
+                }
+                Waiting::Event { .. } => None,
+            });
+            let released = replies.collect();
+            while let Some((_, key, before)) = self.undo.pop() {
+                self.table.restore(Namespace::Global, key, before);
             }
-            // Nothing sent will be committed now; if even reading fails, the table keeps its own.
-            let _ = durable.load(&mut self.table);
             (self.committed, self.shown) = (self.sent, self.sent);
             self.failed = Some(reason);
-            return (frames, Some(failure));
+            return (released, Some(failure));
         }
         self.committed = self.committed.max(report.through);
+        let done = self.undo.partition_point(|(batch, _, _)| *batch <= self.committed);
+        self.undo.drain(..done);
+        let mut released = Vec::new();
         while self.held.front().is_some_and(|h| h.after <= self.committed) {
             let Some(held) = self.held.pop_front() else { break };
-            let mut out = Vec::new();
-            frame::write_frame(&mut out, held.opcode as u8, frame::flags::REPLY, held.request_id, &held.payload);
-            frames.push((held.agent, out));
+            released.push(held.waiting);
         }
-        (frames, None)
+        (released, None)
     }
 
     /// Lets the writer thread finish what it was sent, and stops it.

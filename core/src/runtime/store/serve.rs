@@ -4,9 +4,10 @@
 
 use std::time::{Duration, Instant};
 
-use super::Committed;
+use super::{Committed, Waiting};
 use crate::policy::Access;
 use crate::protocol::*;
+use crate::runtime::bus::{Audience, EventType};
 use crate::runtime::reactor::{now_ms, Reactor, Timer};
 use crate::runtime::syscalls::request;
 use crate::runtime::{AgentId, Result, RuntimeError};
@@ -60,7 +61,7 @@ impl Reactor {
         }
         let mut details = serde_json::json!({ "key": req.key, "scope": req.scope.name(), "ttl_ms": req.ttl_ms });
         let stored = self.state.table.store(caller, req.scope, &req.key, req.value_json, req.ttl_ms, now);
-        let change = match stored {
+        let mut change = match stored {
             Ok(change) => change,
             Err(e) => {
                 details["error"] = e.to_string().into();
@@ -68,35 +69,36 @@ impl Reactor {
                 return Err(e.into());
             }
         };
-        self.state.persist(std::slice::from_ref(&change), true)?;
+        self.state.persist(std::slice::from_mut(&mut change), true)?;
         self.record(id, "state", "STORE", true, details);
         let expires_at_ms = self.state.table.get(change.namespace, &change.key).and_then(|e| e.expires_at_ms);
-        self.state_changed(&change);
-        Ok(StoreReply { key: change.key, scope: req.scope, expires_at_ms })
+        let key = change.key.clone();
+        self.state_changed(id, change);
+        Ok(StoreReply { key, scope: req.scope, expires_at_ms })
     }
 
     fn delete_key(&mut self, id: AgentId, caller: Caller, req: KeyRequest, now: u64) -> Result<DeleteReply> {
         if self.state.table.fetch(caller, &req.key, req.scope, now).is_some_and(|(s, _)| s == Scope::Global) {
             self.state.check_writable()?;
         }
-        let Some(change) = self.state.table.delete(caller, &req.key, req.scope, now) else {
+        let Some(mut change) = self.state.table.delete(caller, &req.key, req.scope, now) else {
             return Ok(DeleteReply { deleted: None });
         };
-        self.state.persist(std::slice::from_ref(&change), true)?;
+        self.state.persist(std::slice::from_mut(&mut change), true)?;
         let scope = change.namespace.scope();
         self.record(id, "state", "DELETE", true, serde_json::json!({ "key": req.key, "scope": scope.name() }));
-        self.state_changed(&change);
+        self.state_changed(id, change);
         Ok(DeleteReply { deleted: Some(scope) })
     }
 
     /// Removes the entries whose time has come, on disk too.
     fn expire_state(&mut self, now: u64) {
-        let expired = self.state.table.expire(now);
+        let mut expired = self.state.table.expire(now);
         // Expired keys were invisible already: no reply waits for their removal to be committed.
         // A failure to hand them over leaves them on disk, where the next start expires them.
-        let _ = self.state.persist(&expired, false);
-        for change in &expired {
-            self.state_changed(change);
+        let _ = self.state.persist(&mut expired, false);
+        for change in expired {
+            self.state_changed(AgentId(0), change);
         }
     }
 
@@ -120,11 +122,23 @@ impl Reactor {
         self.arm_state_timer();
     }
 
-    /// The writer thread committed (or failed): releases the replies that waited for it.
+    /// The writer thread committed (or failed): releases the replies and events that waited for it.
     pub(in crate::runtime) fn state_committed(&mut self, report: Committed) {
-        let (frames, failure) = self.state.committed(report);
-        for (agent, frame) in frames {
-            self.send_bytes(agent, &frame);
+        let (released, failure) = self.state.committed(report);
+        for waiting in released {
+            match waiting {
+                Waiting::Reply { agent, opcode, request_id, reply } => {
+                    let mut out = Vec::new();
+                    match reply {
+                        Ok(payload) => {
+                            frame::write_frame(&mut out, opcode as u8, frame::flags::REPLY, request_id, &payload)
+                        }
+                        Err(error) => write_error(&mut out, opcode as u8, request_id, &error),
+                    }
+                    self.send_bytes(agent, &out);
+                }
+                Waiting::Event { by, change } => self.emit_state_changed(by, &change),
+            }
         }
         if let Some(failure) = failure {
             let details = serde_json::json!({ "error": failure.to_string() });
@@ -140,12 +154,37 @@ impl Reactor {
             return;
         }
         self.state.table.drop_namespace(Namespace::Agent(id.0));
-        if !self.agents.iter().any(|(other, agent)| agent.session.unwrap_or(other) == session) {
+        if !self.agents.iter().any(|(other, _)| self.agents.session_of(other) == session) {
             self.state.table.drop_namespace(Namespace::Session(session.0));
         }
     }
 
-    /// TODO(event bus): publish STATE_CHANGED `{key, scope, action}` to the agents that can read
-    /// the key (global: every subscriber; session: its agents; agent: its owner).
-    fn state_changed(&mut self, _change: &Change) {}
+    /// Announces a change made by agent `by` (0: the clock), now or once it is committed.
+    fn state_changed(&mut self, by: AgentId, change: Change) {
+        if let Some((by, change)) = self.state.announce(by, change) {
+            self.emit_state_changed(by, &change);
+        }
+    }
+
+    /// STATE_CHANGED `{key, scope, action}`, to the subscribers that may read the key: any agent
+    /// with the read right for a global key, the session's agents, the owner.
+    fn emit_state_changed(&mut self, by: AgentId, change: &Change) {
+        let data = serde_json::json!({
+            "key": change.key,
+            "scope": change.namespace.scope().name(),
+            "action": change.action.name(),
+        });
+        self.emit(by, EventType::StateChanged, data, Audience::StateReaders(change.namespace));
+    }
+
+    /// Whether agent `id` may read the keys of `namespace`: it reaches the namespace, and its policy
+    /// lets it read state.
+    pub(in crate::runtime) fn reads_state(&self, id: AgentId, namespace: Namespace) -> bool {
+        let reaches = match namespace {
+            Namespace::Global => true,
+            Namespace::Agent(owner) => owner == id.0,
+            Namespace::Session(root) => self.agents.session_of(id).0 == root,
+        };
+        reaches && self.agents.get(id).is_some_and(|a| a.policy.check_state(Access::Read).is_ok())
+    }
 }
