@@ -1,6 +1,6 @@
 """The state store through the static ``clove-run kernel --state``: the seed's scenario S8 with two
-SDK agents, a session down a spawn tree, who may delete, caps, and an acknowledged STORE that
-survives ``kill -9`` of the host."""
+SDK agents (STATE_CHANGED included), a session down a spawn tree, who may delete, caps, and an
+acknowledged STORE that survives ``kill -9`` of the host."""
 
 import signal
 import subprocess
@@ -9,7 +9,7 @@ import time
 import pytest
 
 from clove_sdk import CloveClient
-from test_runtime_e2e import SDK, agent_script, clove_run  # noqa: F401  (a fixture)
+from conftest import SDK, agent_script
 
 
 def start_kernel(clove_run, sock, state, max_level="standard"):
@@ -27,7 +27,7 @@ def start_kernel(clove_run, sock, state, max_level="standard"):
 
 
 @pytest.fixture(params=["standard", "unrestricted"])
-def kernel(request, clove_run, tmp_path):
+def state_kernel(request, clove_run, tmp_path):
     sock = tmp_path / "clove.sock"
     proc = start_kernel(clove_run, sock, tmp_path / "state.redb", request.param)
     yield str(sock)
@@ -39,14 +39,20 @@ def sleep_until(start, seconds):
     time.sleep(max(0.0, start + seconds - time.monotonic()))
 
 
-def test_s8_scopes_ttl_and_nested_values(kernel):
-    with CloveClient(kernel) as a, CloveClient(kernel) as b:
+def test_s8_scopes_ttl_and_nested_values(state_kernel):
+    with CloveClient(state_kernel) as a, CloveClient(state_kernel) as b:
+        assert b.subscribe(["STATE_CHANGED"])["success"]
         assert a.store("k", {"x": 1}, scope="agent")["success"]
         assert b.fetch("k") == {"success": True, "exists": False, "value": None, "scope": None}
         assert a.fetch("k") == {"success": True, "exists": True, "value": {"x": 1}, "scope": "agent"}
 
         assert a.store("g", 5, scope="global")["success"]
         assert b.fetch("g")["value"] == 5
+        # B hears of the global key, and not of A's private one.
+        events = b.poll_events()["events"]
+        assert [(e["type"], e["data"]) for e in events] == [
+            ("STATE_CHANGED", {"key": "g", "scope": "global", "action": "store"})], events
+        assert events[0]["source_agent_id"] == a.hello()["agent_id"]
 
         start = time.monotonic()
         assert a.store("t", "v", ttl=1)["success"]
@@ -63,8 +69,8 @@ def test_s8_scopes_ttl_and_nested_values(kernel):
         assert b.fetch("nested")["value"] == nested
 
 
-@pytest.mark.parametrize("kernel", ["unrestricted"], indirect=True)
-def test_a_session_is_shared_with_spawned_children_only(kernel, tmp_path):
+@pytest.mark.parametrize("state_kernel", ["unrestricted"], indirect=True)
+def test_a_session_is_shared_with_spawned_children_only(state_kernel, tmp_path):
     child = agent_script(tmp_path, "child.py", """
         from clove_sdk import CloveClient
 
@@ -74,7 +80,7 @@ def test_a_session_is_shared_with_spawned_children_only(kernel, tmp_path):
             c.store("reply", {"saw": plan["value"], "scope": plan["scope"],
                               "saw_private": mine["exists"]}, scope="session")
     """)
-    with CloveClient(kernel) as parent, CloveClient(kernel) as stranger:
+    with CloveClient(state_kernel) as parent, CloveClient(state_kernel) as stranger:
         assert parent.store("plan", {"step": 1}, scope="session")["success"]
         assert parent.store("mine", 1, scope="agent")["success"]
         spawned = parent.spawn("child", child, sandboxed=False, env={"PYTHONPATH": str(SDK)})
@@ -90,9 +96,9 @@ def test_a_session_is_shared_with_spawned_children_only(kernel, tmp_path):
         assert stranger.list_keys()["keys"] == []
 
 
-@pytest.mark.parametrize("kernel", ["standard"], indirect=True)
-def test_deletes_reach_only_what_the_caller_sees_and_caps_are_clear(kernel):
-    with CloveClient(kernel) as a, CloveClient(kernel) as b:
+@pytest.mark.parametrize("state_kernel", ["standard"], indirect=True)
+def test_deletes_reach_only_what_the_caller_sees_and_caps_are_clear(state_kernel):
+    with CloveClient(state_kernel) as a, CloveClient(state_kernel) as b:
         assert a.store("k", "a's", scope="agent")["success"]
         assert b.delete_key("k") == {"success": True, "deleted": False, "scope": None}
         assert a.fetch("k")["value"] == "a's"
