@@ -151,6 +151,7 @@ def runtime_options(
     event_capacity: Optional[int] = None,
     exited_retention: Optional[int] = None,
     audit_file: Optional[PathLike] = None,
+    state_path: Optional[PathLike] = None,
 ) -> Iterator[ctypes._Pointer[_lib.clove_runtime_options]]:
     """A ``clove_runtime_options`` handle with these set (None keeps the library's default), freed
     on leaving the block. :class:`Runtime <clove.Runtime>` documents each keyword."""
@@ -174,6 +175,8 @@ def runtime_options(
             lib.clove_runtime_options_set_exited_retention(opts, exited_retention)
         if audit_file is not None:
             lib.clove_runtime_options_set_audit_file(opts, c_str(audit_file))
+        if state_path is not None:
+            lib.clove_runtime_options_set_state_path(opts, c_str(state_path))
         yield opts
     finally:
         lib.clove_runtime_options_free(opts)

@@ -50,12 +50,15 @@ class Runtime:
     - ``audit_capacity``: how many audit entries are kept in memory (10 000);
     - ``event_capacity``: how many events can queue unread before the oldest is dropped (1 024);
     - ``exited_retention``: how many ended agents are remembered for wait and list (256);
-    - ``audit_file``: also append every audit entry to this file, as JSON lines (mode 0600).
+    - ``audit_file``: also append every audit entry to this file, as JSON lines (mode 0600);
+    - ``state_path``: keep the agents' state store (its global keys) in this database file, across
+      runs (default: in memory). A damaged file, or one another runtime has open, is an ``IoError``.
     """
 
     def __init__(self, *, home: Optional[PathLike] = None, max_payload: Optional[int] = None,
                  audit_capacity: Optional[int] = None, event_capacity: Optional[int] = None,
-                 exited_retention: Optional[int] = None, audit_file: Optional[PathLike] = None):
+                 exited_retention: Optional[int] = None, audit_file: Optional[PathLike] = None,
+                 state_path: Optional[PathLike] = None):
         self._handle: Optional[ctypes._Pointer[_lib.clove_runtime]] = None
         self._state = threading.Condition()
         self._calls = 0
@@ -68,7 +71,7 @@ class Runtime:
         handle = _lib.runtime_ptr()
         with runtime_options(home=home, max_payload=max_payload, audit_capacity=audit_capacity,
                              event_capacity=event_capacity, exited_retention=exited_retention,
-                             audit_file=audit_file) as opts:
+                             audit_file=audit_file, state_path=state_path) as opts:
             lib.clove_runtime_new(opts, byref(handle))
         self._handle = handle
         _open_runtimes.add(self)
