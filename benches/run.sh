@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Builds clove-bench in release and runs it: the protocol benchmark twice, pinned to one CPU and
-# unpinned, then the spawn-latency benchmark once, then the fair-queue simulation, printing every table.
+# unpinned, then the spawn-latency benchmark once, then the state store and the fair-queue
+# simulation, printing every table.
 #
 #   benches/run.sh                      # everything
 #   benches/run.sh --requests 50000     # extra arguments go to both protocol runs
 #   benches/run.sh protocol [ARGS..]    # only the protocol benchmark
 #   benches/run.sh spawn [ARGS..]       # only the spawn benchmark (e.g. --runs 200)
+#   benches/run.sh state [ARGS..]       # only the state store (e.g. --writes 1000 --agents 32)
 #   benches/run.sh fair [ARGS..]        # only the fair LLM queue vs FIFO (a simulation; e.g. --minutes 600)
 #
 # Nothing here fails on a slow figure: a missed target is reported in the table, not enforced.
@@ -16,7 +18,7 @@ cd "$root"
 
 which="all"
 case "${1:-}" in
-    protocol | spawn | fair)
+    protocol | spawn | fair | state)
         which="$1"
         shift
         ;;
@@ -28,9 +30,9 @@ echo "machine: $(nproc) CPUs${model:+ ($model)}, kernel $(uname -r), $(date -u +
 cargo build --release --quiet -p clove-bench
 bin="${CARGO_TARGET_DIR:-$root/target}/release/clove-bench"
 
-if [ "$which" = fair ]; then
+if [ "$which" = fair ] || [ "$which" = state ]; then
     echo
-    exec "$bin" --fair "$@"
+    exec "$bin" "--$which" "$@"
 fi
 
 if [ "$which" != spawn ]; then
@@ -64,6 +66,8 @@ if [ "$which" != protocol ]; then
 fi
 
 if [ "$which" = all ]; then
+    echo
+    "$bin" --state
     echo
     "$bin" --fair
 fi

@@ -458,6 +458,20 @@ enum clove_status clove_runtime_options_set_audit_file(struct clove_runtime_opti
                                                        const char *path);
 
 /**
+ * Keeps the state store's global keys in the database file at `path` (created with mode 0600), so
+ * they outlive the runtime: each STORE or DELETE of one is answered once committed to disk. NULL
+ * keeps the store in memory (the default). `clove_runtime_new` fails with `CLOVE_STATUS_IO` and a
+ * last error naming the file when it is damaged or another runtime has it open.
+ *
+ * Thread-safety: not while another call uses the same options.
+ *
+ * # Safety
+ * `opts` is NULL or live options; `path` is NULL or a NUL-terminated string.
+ */
+enum clove_status clove_runtime_options_set_state_path(struct clove_runtime_options *opts,
+                                                       const char *path);
+
+/**
  * Starts a runtime: its reactor thread runs until `clove_runtime_free`. `opts` may be NULL for the
  * defaults; the runtime copies what it needs, so `opts` may be freed at once.
  *

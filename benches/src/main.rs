@@ -11,6 +11,9 @@
 //!
 //! `clove-bench --fair` is a third: the fair LLM queue beside FIFO, simulated on its injected clock
 //! (`src/fair.rs`).
+//!
+//! `clove-bench --state` is a fourth: the state store's STORE and FETCH round trips beside NOOP, and
+//! durable writes per second beside the disk's fdatasync rate (`src/state.rs`).
 
 mod client;
 mod echo;
@@ -20,6 +23,7 @@ mod memory;
 mod pipeline;
 mod roundtrip;
 mod spawn;
+mod state;
 mod table;
 
 use std::path::PathBuf;
@@ -34,6 +38,7 @@ pub type Result<T> = std::result::Result<T, Box<dyn std::error::Error + Send + S
 
 const USAGE: &str = "usage: clove-bench --spawn [--runs N] [--warmup N]   (spawn latency; --spawn --help)
        clove-bench --fair [--minutes N] [--seed N]    (fair LLM queue vs FIFO, simulated; --fair --help)
+       clove-bench --state [--requests N] [--writes N] [--agents N]   (state store; --state --help)
        clove-bench [--mode LABEL] [--requests N] [--warmup N] [--rounds N] \
 [--batch N] [--agents N] [--blocks N]
 
@@ -150,12 +155,30 @@ fn fair_main() {
     }
 }
 
+fn state_main() {
+    let result = state::parse_args(std::env::args().skip(1)).and_then(|options| {
+        let dir = ScratchDir(std::env::temp_dir().join(format!("clove-bench-state-{}", std::process::id())));
+        std::fs::create_dir_all(&dir.0)?;
+        state::run(options, &dir.0)
+    });
+    match result {
+        Ok(results) => println!("{}", state::render(&results)),
+        Err(e) => {
+            eprintln!("clove-bench --state: {e}");
+            std::process::exit(1);
+        }
+    }
+}
+
 fn main() {
     if std::env::args().skip(1).any(|a| a == "--spawn") {
         return spawn_main();
     }
     if std::env::args().skip(1).any(|a| a == "--fair") {
         return fair_main();
+    }
+    if std::env::args().skip(1).any(|a| a == "--state") {
+        return state_main();
     }
     let options = match parse_args() {
         Ok(options) => options,

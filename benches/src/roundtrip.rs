@@ -35,7 +35,7 @@ pub fn measure(clients: [&mut Client; 2], warmup: usize, requests: usize, blocks
     Ok([percentiles(c), percentiles(r)])
 }
 
-fn percentiles(mut times: Vec<Duration>) -> Latency {
+pub fn percentiles(mut times: Vec<Duration>) -> Latency {
     times.sort_unstable();
     let at = |q: f64| {
         let last = times.len().saturating_sub(1);

@@ -396,6 +396,12 @@ class runtime_options {
     detail::check(clove_runtime_options_set_http_refuse_non_public(handle_.get(), refuse));
     return *this;
   }
+  /// Keeps the agents' state store (its global keys) in this database file across runs (mode
+  /// 0600); constructing the runtime throws `io_error` if the file is damaged or in use.
+  runtime_options& state_path(std::string_view path) {
+    detail::check(clove_runtime_options_set_state_path(handle_.get(), detail::c_str(path)));
+    return *this;
+  }
 
   const clove_runtime_options* native_handle() const noexcept { return handle_.get(); }
 

@@ -90,6 +90,16 @@ func WithAuditFile(path string) Option {
 	}
 }
 
+// WithStatePath keeps the agents' state store (its global keys) in the database file at path,
+// across runs (created with mode 0600). "" keeps it in memory, the default. NewRuntime fails with
+// an IO error if the file is damaged or another runtime has it open.
+func WithStatePath(path string) Option {
+	return func(o *runtimeOptions) {
+		file := o.optionalStr(path)
+		o.do(func() C.enum_clove_status { return C.clove_runtime_options_set_state_path(o.c, file) })
+	}
+}
+
 // size converts a count for a size_t setter; a negative one would wrap around.
 func (o *runtimeOptions) size(option string, n int) C.size_t {
 	if n < 0 {

@@ -53,6 +53,21 @@ func TestEveryRuntimeOptionIsAccepted(t *testing.T) {
 	}
 }
 
+func TestAStateFileIsKeptAndADamagedOneRefused(t *testing.T) {
+	state := filepath.Join(t.TempDir(), "state.redb")
+	rt := newRuntime(t, clove.WithStatePath(state))
+	rt.Close()
+	if info, err := os.Stat(state); err != nil || info.Mode().Perm() != 0o600 {
+		t.Fatalf("the state file: %v, %v; want mode 0600", info, err)
+	}
+	if err := os.WriteFile(state, []byte("not a database"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := clove.NewRuntime(clove.WithStatePath(state)); !errors.Is(err, clove.ErrIO) || !strings.Contains(err.Error(), "state.redb") {
+		t.Errorf("NewRuntime on a damaged state file: %v, want an IO error naming the file", err)
+	}
+}
+
 func TestOptionsReachTheRuntime(t *testing.T) {
 	// One queued event: SPAWNED is dropped when EXITED comes.
 	rt := newRuntime(t, clove.WithEventCapacity(1), clove.WithExitedRetention(1))

@@ -43,6 +43,9 @@ enum Command {
         limits: LimitArgs,
         #[command(flatten)]
         isolation: IsolationArgs,
+        /// Keep the state store's global keys in this database file, across runs.
+        #[arg(long, value_name = "PATH")]
+        state: Option<PathBuf>,
         /// Let its HTTP reach loopback, private and link-local addresses (refused by default).
         #[arg(long)]
         http_private: bool,
@@ -63,6 +66,9 @@ enum Command {
         /// Append every audit entry (denials, lifecycle) to this file as JSON lines.
         #[arg(long)]
         audit_log: Option<PathBuf>,
+        /// Keep the state store's global keys in this database file, across runs.
+        #[arg(long, value_name = "PATH")]
+        state: Option<PathBuf>,
         /// Let agents' HTTP reach loopback, private and link-local addresses (refused by default).
         #[arg(long)]
         http_private: bool,
@@ -182,11 +188,11 @@ fn parse_level(name: &str) -> Result<Level, String> {
 
 fn main() -> ExitCode {
     match Cli::parse().command {
-        Command::Run { name, level, timeout, env, cwd, limits, isolation, http_private, command } => {
-            report(run(RunArgs { name, level, timeout, env, cwd, limits, isolation, http_private, command }))
+        Command::Run { name, level, timeout, env, cwd, limits, isolation, state, http_private, command } => {
+            report(run(RunArgs { name, level, timeout, env, cwd, limits, isolation, state, http_private, command }))
         }
-        Command::Kernel { socket, max_level, token, audit_log, http_private } => {
-            let mut config = RuntimeConfig { audit_file: audit_log, ..RuntimeConfig::default() };
+        Command::Kernel { socket, max_level, token, audit_log, state, http_private } => {
+            let mut config = RuntimeConfig { audit_file: audit_log, state_path: state, ..RuntimeConfig::default() };
             config.net.refuse_non_public = !http_private;
             report(kernel(socket, max_level, token, config).map(|()| ExitCode::SUCCESS))
         }
@@ -221,13 +227,14 @@ struct RunArgs {
     cwd: Option<PathBuf>,
     limits: LimitArgs,
     isolation: IsolationArgs,
+    state: Option<PathBuf>,
     http_private: bool,
     command: Vec<String>,
 }
 
 fn run(args: RunArgs) -> Result<ExitCode> {
-    let RunArgs { name, level, timeout, env, cwd, limits, isolation, http_private, command } = args;
-    let mut config = RuntimeConfig::default();
+    let RunArgs { name, level, timeout, env, cwd, limits, isolation, state, http_private, command } = args;
+    let mut config = RuntimeConfig { state_path: state, ..RuntimeConfig::default() };
     config.net.refuse_non_public = !http_private;
     let runtime = Runtime::start(config)?;
     let mut spec = SpawnSpec::new(name, command);

@@ -180,6 +180,28 @@ pub unsafe extern "C" fn clove_runtime_options_set_audit_file(
     })
 }
 
+/// Keeps the state store's global keys in the database file at `path` (created with mode 0600), so
+/// they outlive the runtime: each STORE or DELETE of one is answered once committed to disk. NULL
+/// keeps the store in memory (the default). `clove_runtime_new` fails with `CLOVE_STATUS_IO` and a
+/// last error naming the file when it is damaged or another runtime has it open.
+///
+/// Thread-safety: not while another call uses the same options.
+///
+/// # Safety
+/// `opts` is NULL or live options; `path` is NULL or a NUL-terminated string.
+#[no_mangle]
+pub unsafe extern "C" fn clove_runtime_options_set_state_path(
+    opts: *mut clove_runtime_options,
+    path: *const c_char,
+) -> clove_status {
+    guard("clove_runtime_options_set_state_path", || {
+        // SAFETY: the caller's contract on `opts` and `path`.
+        let (c, path) = unsafe { (clove_runtime_options::borrow_mut(opts, "opts")?, opt_str_arg(path, "path")?) };
+        c.state_path = path.map(Into::into);
+        Ok(())
+    })
+}
+
 /// Starts a runtime: its reactor thread runs until `clove_runtime_free`. `opts` may be NULL for the
 /// defaults; the runtime copies what it needs, so `opts` may be freed at once.
 ///

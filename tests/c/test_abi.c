@@ -135,6 +135,23 @@ static clove_runtime *test_runtime_new(void) {
   CHECK(clove_runtime_new(opts, &rt) == CLOVE_STATUS_OK && rt != NULL);
   clove_runtime_options_free(opts);
 
+  /* A durable state store: a damaged file is refused with an error that names it. */
+  char state_path[128];
+  snprintf(state_path, sizeof state_path, "/tmp/clove-test-abi-%ld.state", (long)getpid());
+  CHECK(clove_runtime_options_new(&opts) == CLOVE_STATUS_OK);
+  CHECK(clove_runtime_options_set_state_path(opts, state_path) == CLOVE_STATUS_OK);
+  clove_runtime *durable = NULL;
+  CHECK(clove_runtime_new(opts, &durable) == CLOVE_STATUS_OK && durable != NULL);
+  clove_runtime_free(durable);
+  FILE *damaged = fopen(state_path, "w");
+  CHECK(damaged != NULL && fputs("not a database", damaged) >= 0 && fclose(damaged) == 0);
+  durable = NULL;
+  CHECK(clove_runtime_new(opts, &durable) == CLOVE_STATUS_IO && durable == NULL);
+  CHECK(strstr(clove_last_error(), state_path) != NULL);
+  CHECK(clove_runtime_options_set_state_path(opts, NULL) == CLOVE_STATUS_OK);
+  clove_runtime_options_free(opts);
+  unlink(state_path);
+
   clove_runtime *defaults = NULL;
   CHECK(clove_runtime_new(NULL, &defaults) == CLOVE_STATUS_OK && defaults != NULL);
   clove_runtime_free(defaults);
@@ -393,6 +410,7 @@ static void test_nulls(clove_runtime *rt) {
   CHECK_NULL(clove_runtime_options_set_exited_retention(NULL, 1), "opts");
   CHECK_NULL(clove_runtime_options_set_audit_file(NULL, "/tmp/x.audit"), "opts");
   CHECK(clove_runtime_options_set_audit_file(ropts, NULL) == CLOVE_STATUS_OK);
+  CHECK_NULL(clove_runtime_options_set_state_path(NULL, "/tmp/x.state"), "opts");
   CHECK_NULL(clove_runtime_new(ropts, NULL), "out");
   CHECK_NULL(clove_runtime_listen(NULL, "/tmp/x.sock", NULL, NULL), "rt");
   CHECK_NULL(clove_runtime_listen(rt, NULL, NULL, NULL), "path");

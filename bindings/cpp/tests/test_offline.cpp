@@ -154,6 +154,15 @@ void test_runtime_without_agents(const std::string& audit) {
   CHECK_THROWS(clove::invalid_argument, CLOVE_STATUS_INVALID_ARGUMENT, rt.listen(socket + "2", "root"));
   CHECK(rt.audit_log_json().front() == '[');
   CHECK(rt.audit_log_json({"lifecycle", 0, 0, 10}).front() == '[');
+
+  // A durable state store; a damaged file is refused.
+  const std::string state = "/tmp/clove-cpp-test-" + std::to_string(getpid()) + ".state";
+  clove::runtime_options durable;
+  durable.state_path(state);
+  { clove::runtime kept(durable); }
+  CHECK(truncate(state.c_str(), 100) == 0);
+  CHECK_THROWS(clove::io_error, CLOVE_STATUS_IO, clove::runtime(durable));
+  unlink(state.c_str());
 }
 
 // A moved-from object may be destroyed, and using it throws instead of crashing.

@@ -149,6 +149,7 @@ PROTOTYPES: Dict[str, Tuple[object, List[object]]] = {
     "clove_runtime_options_set_event_capacity": (clove_status, [runtime_options_ptr, c_size_t]),
     "clove_runtime_options_set_exited_retention": (clove_status, [runtime_options_ptr, c_size_t]),
     "clove_runtime_options_set_audit_file": (clove_status, [runtime_options_ptr, c_char_p]),
+    "clove_runtime_options_set_state_path": (clove_status, [runtime_options_ptr, c_char_p]),
     "clove_runtime_new": (clove_status, [runtime_options_ptr, POINTER(runtime_ptr)]),
     "clove_runtime_free": (None, [runtime_ptr]),
     "clove_runtime_listen": (clove_status, [runtime_ptr, c_char_p, c_char_p, c_char_p]),

@@ -163,6 +163,7 @@ def runtime_options(
     event_capacity: Optional[int] = None,
     exited_retention: Optional[int] = None,
     audit_file: Optional[PathLike] = None,
+    state_path: Optional[PathLike] = None,
     llm: Optional[Llm] = None,
     http_refuse_non_public: Optional[bool] = None,
 ) -> Iterator[ctypes._Pointer[_lib.clove_runtime_options]]:
@@ -188,6 +189,8 @@ def runtime_options(
             lib.clove_runtime_options_set_exited_retention(opts, exited_retention)
         if audit_file is not None:
             lib.clove_runtime_options_set_audit_file(opts, c_str(audit_file))
+        if state_path is not None:
+            lib.clove_runtime_options_set_state_path(opts, c_str(state_path))
         if llm is not None:
             lib.clove_runtime_options_set_llm(
                 opts, optional_c_str(llm.provider), optional_c_str(llm.base_url),

@@ -53,6 +53,8 @@ class Runtime:
     - ``event_capacity``: how many events can queue unread before the oldest is dropped (1 024);
     - ``exited_retention``: how many ended agents are remembered for wait and list (256);
     - ``audit_file``: also append every audit entry to this file, as JSON lines (mode 0600);
+    - ``state_path``: keep the agents' state store (its global keys) in this database file, across
+      runs (default: in memory). A damaged file, or one another runtime has open, is an ``IoError``.
     - ``llm``: the :class:`Llm` provider THINK asks (default: the one the environment names);
     - ``http_refuse_non_public``: whether agents' HTTP is refused for loopback, private and
       link-local addresses (True by default; docs/services.md).
@@ -61,7 +63,8 @@ class Runtime:
     def __init__(self, *, home: Optional[PathLike] = None, max_payload: Optional[int] = None,
                  audit_capacity: Optional[int] = None, event_capacity: Optional[int] = None,
                  exited_retention: Optional[int] = None, audit_file: Optional[PathLike] = None,
-                 llm: Optional[Llm] = None, http_refuse_non_public: Optional[bool] = None):
+                 state_path: Optional[PathLike] = None, llm: Optional[Llm] = None,
+                 http_refuse_non_public: Optional[bool] = None):
         self._handle: Optional[ctypes._Pointer[_lib.clove_runtime]] = None
         self._state = threading.Condition()
         self._calls = 0
@@ -77,7 +80,7 @@ class Runtime:
         handle = _lib.runtime_ptr()
         with runtime_options(home=home, max_payload=max_payload, audit_capacity=audit_capacity,
                              event_capacity=event_capacity, exited_retention=exited_retention,
-                             audit_file=audit_file, llm=llm,
+                             audit_file=audit_file, state_path=state_path, llm=llm,
                              http_refuse_non_public=http_refuse_non_public) as opts:
             lib.clove_runtime_new(opts, byref(handle))
         self._handle = handle

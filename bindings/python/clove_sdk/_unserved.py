@@ -27,25 +27,6 @@ def _unserved(opcode: Opcode) -> Callable[[Callable[..., None]], Callable[..., R
 class UnservedMethods:
     """Mixed into :class:`~clove_sdk.CloveClient`, which provides ``_unserved(opcode)``."""
 
-    # -- state --
-
-    @_unserved(Opcode.STORE)
-    def store(self, key: str, value: Any, scope: str = "global",
-              ttl: Optional[int] = None) -> None:
-        """Stores a value."""
-
-    @_unserved(Opcode.FETCH)
-    def fetch(self, key: str) -> None:
-        """Fetches a value."""
-
-    @_unserved(Opcode.DELETE)
-    def delete_key(self, key: str) -> None:
-        """Deletes a key."""
-
-    @_unserved(Opcode.KEYS)
-    def list_keys(self, prefix: str = "") -> None:
-        """Lists keys."""
-
     # -- worlds --
 
     @_unserved(Opcode.WORLD_CREATE)

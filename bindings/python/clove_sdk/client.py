@@ -15,6 +15,7 @@ from ._ipc import IpcMethods
 from ._metrics import MetricsMethods
 from ._net import NET_ASYNC_REPLIES, NetMethods
 from ._record import RecordMethods
+from ._state import StateMethods
 from ._unserved import UnservedMethods
 from .codec import (AUDIT_CATEGORIES, ERROR_NAMES, FLAG_REPLY, Frame, FrameDecoder, FrameError, Opcode, decode,
                     encode, encode_frame)
@@ -88,7 +89,8 @@ def _target(name: Union[str, int, None], agent_id: Optional[int]) -> Dict[str, A
     raise ValueError("name or agent_id is required")
 
 
-class CloveClient(IpcMethods, MetricsMethods, NetMethods, RecordMethods, UnservedMethods):
+class CloveClient(IpcMethods, MetricsMethods, NetMethods, RecordMethods, StateMethods,
+                  UnservedMethods):
     """A connection to the Clove runtime.
 
     With no ``socket_path`` it adopts the inherited socket in ``CLOVE_FD``, else connects to

@@ -261,6 +261,7 @@ TARGET = Tagged(("Id", U64), ("Name", STR))
 #: SET_AUDIT_CONFIG's switches, in wire order.
 AUDIT_CATEGORIES = ("log_syscalls", "log_security", "log_lifecycle", "log_ipc", "log_state",
                     "log_resource", "log_network", "log_world")
+SCOPE = Enum("global", "agent", "session")
 
 SCHEMAS: Dict[str, List[Tuple[str, Type]]] = {
     "ErrorReply": [("code", U16), ("message", STR)],
@@ -351,6 +352,17 @@ SCHEMAS: Dict[str, List[Tuple[str, Type]]] = {
     "SystemMetrics": [("cpu_count", U32), ("load_avg_milli", Vec(U32)), ("memory_total", U64),
                       ("memory_available", U64), ("uptime_ms", U64), ("agents_running", U32),
                       ("runtime_rss_bytes", U64)],
+    # core/src/protocol/state.rs
+    "StoreRequest": [("key", STR), ("value_json", STR), ("scope", SCOPE), ("ttl_ms", Option(U64))],
+    "StoreReply": [("key", STR), ("scope", SCOPE), ("expires_at_ms", Option(U64))],
+    "KeyRequest": [("key", STR), ("scope", Option(SCOPE))],
+    "StoredValue": [("scope", SCOPE), ("value_json", STR), ("expires_at_ms", Option(U64))],
+    "FetchReply": [("value", Option(Struct("StoredValue")))],
+    "DeleteReply": [("deleted", Option(SCOPE))],
+    "KeysRequest": [("prefix", STR), ("scope", Option(SCOPE)), ("after", Option(STR)),
+                    ("limit", U32)],
+    "KeyEntry": [("key", STR), ("scope", SCOPE)],
+    "KeysReply": [("keys", Vec(Struct("KeyEntry"))), ("more", BOOL)],
     "ThinkRequest": [("prompt", STR), ("image", Option(Struct("ThinkImage"))),
                      ("system_instruction", Option(STR)), ("temperature_milli", Option(U32)),
                      ("model", Option(STR)), ("max_tokens", Option(U32)),

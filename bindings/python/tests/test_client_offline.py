@@ -305,7 +305,7 @@ def test_unserved_methods_send_their_opcode_and_report_unsupported(pair):
     assert [Opcode(f.opcode) for f in runtime.requests[1:]] == [
         Opcode.WORLD_EVENT, Opcode.REGISTER, Opcode.SET_AUDIT_CONFIG]
     with pytest.raises(TypeError):
-        client.store()  # the seed's signature is enforced
+        client.world_join()  # the seed's signature is enforced
 
 
 def test_reply_split_across_two_sends(pair):

@@ -35,6 +35,15 @@ def test_a_runtime_opens_with_every_option_and_closes_once(clove_lib, tmp_path):
     assert {"category": "lifecycle", "event": "SPAWNED"}.items() <= entries[0].items()
 
 
+def test_a_state_file_is_kept_and_a_damaged_one_refused(clove_lib, tmp_path):
+    state = tmp_path / "state.redb"
+    with clove.Runtime(state_path=state):
+        assert state.stat().st_mode & 0o777 == 0o600
+    state.write_bytes(b"not a database")
+    with pytest.raises(clove.IoError, match="state.redb"):
+        clove.Runtime(state_path=state)
+
+
 def test_exit_codes_and_signals(rt):
     assert rt.spawn("exit42", ["sh", "-c", "exit 42"]).wait(DEADLINE_S) == clove.Exit(42, None)
     assert rt.spawn("ok", ["true"]).wait(DEADLINE_S).code == 0

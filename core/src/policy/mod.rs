@@ -107,6 +107,14 @@ impl AgentPolicy {
         self.both(|p| p.require(p.can_think, "think"))
     }
 
+    /// The state store: reading (FETCH, KEYS) needs `can_read`, writing (STORE, DELETE) `can_write`.
+    pub fn check_state(&self, access: Access) -> Result<(), Denial> {
+        self.both(|p| match access {
+            Access::Read => p.require(p.can_read, "reading state"),
+            Access::Write => p.require(p.can_write, "writing state"),
+        })
+    }
+
     /// Whether an http request may go to `host:port` with `method`; `default_port` is its scheme's.
     pub fn check_http(&self, method: &str, host: &str, port: u16, default_port: u16) -> Result<(), Denial> {
         self.both(|p| {

@@ -1,11 +1,13 @@
 //! The wire protocol: a fixed header ([`frame`]), opcode numbers ([`opcode`]) and postcard payloads
-//! ([`messages`], [`ipc`] for the services between agents, [`record`] for record and replay).
+//! ([`messages`], [`ipc`] for the services between agents, [`record`] for record and replay, [`state`]
+//! for the state store).
 
 pub mod frame;
 pub mod ipc;
 pub mod messages;
 pub mod opcode;
 pub mod record;
+pub mod state;
 
 use alloc::vec::Vec;
 
@@ -16,6 +18,7 @@ pub use ipc::*;
 pub use messages::*;
 pub use opcode::Opcode;
 pub use record::*;
+pub use state::*;
 
 /// Why a payload could not be decoded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

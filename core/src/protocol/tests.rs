@@ -236,6 +236,40 @@ fn samples() -> Vec<(&'static str, serde_json::Value, Vec<u8>)> {
                 runtime_rss_bytes: 3 << 20,
             },
         ),
+        // The state store.
+        s(
+            "StoreRequest",
+            StoreRequest {
+                key: "job:1".into(),
+                value_json: r#"{"x":[1,2]}"#.into(),
+                scope: Scope::Session,
+                ttl_ms: Some(1500),
+            },
+        ),
+        s(
+            "StoreReply",
+            StoreReply { key: "job:1".into(), scope: Scope::Agent, expires_at_ms: Some(1_700_000_001_500) },
+        ),
+        s("KeyRequest", KeyRequest { key: "g".into(), scope: None }),
+        s(
+            "FetchReply",
+            FetchReply {
+                value: Some(StoredValue { scope: Scope::Global, value_json: "5".into(), expires_at_ms: None }),
+            },
+        ),
+        s("FetchReply", FetchReply { value: None }),
+        s("DeleteReply", DeleteReply { deleted: Some(Scope::Session) }),
+        s("KeysRequest", KeysRequest { prefix: "job:".into(), scope: None, after: Some("job:1".into()), limit: 2 }),
+        s(
+            "KeysReply",
+            KeysReply {
+                keys: vec![
+                    KeyEntry { key: "job:2".into(), scope: Scope::Global },
+                    KeyEntry { key: "job:2".into(), scope: Scope::Agent },
+                ],
+                more: true,
+            },
+        ),
         s(
             "RecordStartRequest",
             RecordStartRequest { include_exec: true, filter_agents: vec![3], max_entries: 10, ..Default::default() },

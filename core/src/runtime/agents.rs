@@ -79,6 +79,8 @@ pub(super) struct Agent {
     pub conn: Option<Conn>,
     pub policy: AgentPolicy,
     pub parent: Option<AgentId>,
+    /// The root of its spawn tree, whose session-scoped state it shares; `None` when it is the root.
+    pub session: Option<AgentId>,
     pub state: AgentState,
     pub started: Instant,
     pub ended: Option<Instant>,
@@ -137,6 +139,7 @@ impl Agent {
             conn: None,
             policy,
             parent,
+            session: None,
             state: AgentState::Running,
             started: Instant::now(),
             ended: None,
@@ -194,7 +197,18 @@ pub(super) struct AgentTable {
 
 impl AgentTable {
     pub fn insert_with(&mut self, make: impl FnOnce(AgentId) -> Agent) -> AgentId {
-        AgentId(self.map.insert_with(|key| make(AgentId(key))))
+        let id = AgentId(self.map.insert_with(|key| make(AgentId(key))));
+        // A child joins its parent's session, fixed now so that it outlives the parent's record.
+        let session = self.get(id).and_then(|a| a.parent).map(|parent| self.session_of(parent));
+        if let Some(agent) = self.get_mut(id) {
+            agent.session = session;
+        }
+        id
+    }
+
+    /// The session an agent belongs to: the root of its spawn tree.
+    pub fn session_of(&self, id: AgentId) -> AgentId {
+        self.get(id).and_then(|a| a.session).unwrap_or(id)
     }
 
     pub fn get(&self, id: AgentId) -> Option<&Agent> {

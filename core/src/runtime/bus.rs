@@ -66,6 +66,8 @@ pub(super) enum Audience {
     Only(AgentId),
     /// The agent, its ancestors and unrestricted agents.
     ObserversOf(AgentId),
+    /// The agents that may read the keys of this state namespace.
+    StateReaders(crate::state::Namespace),
 }
 
 /// The event types an agent or the host subscribed to.
@@ -147,6 +149,7 @@ impl Reactor {
                 Audience::Everyone => true,
                 Audience::Only(only) => id == only,
                 Audience::ObserversOf(about) => self.sees(id, about),
+                Audience::StateReaders(namespace) => self.reads_state(id, namespace),
             };
             let Some(agent) = self.agents.get_mut(id) else { continue };
             if reaches && agent.conn.is_some() && agent.subscription.interest.wants(&event) {

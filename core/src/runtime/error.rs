@@ -36,6 +36,10 @@ pub enum RuntimeError {
     Net(#[from] super::net::NetError),
     #[error("cgroup: {0}")]
     Cgroup(#[from] super::cgroup::CgroupError),
+    #[error(transparent)]
+    State(#[from] crate::state::StateError),
+    #[error(transparent)]
+    Store(#[from] super::StoreError),
     #[error("opcode {} (0x{:02x}) is not served by this runtime yet", .0.name(), *.0 as u8)]
     Unsupported(Opcode),
     #[error("the runtime has stopped")]
@@ -71,6 +75,9 @@ impl RuntimeError {
                 CgroupError::InvalidName(_) => ErrorCode::InvalidArgument,
                 CgroupError::Parse { .. } | CgroupError::Io { .. } => ErrorCode::Io,
             },
+            RuntimeError::State(e) if e.is_invalid() => ErrorCode::InvalidArgument,
+            RuntimeError::State(_) => ErrorCode::LimitExceeded,
+            RuntimeError::Store(_) => ErrorCode::Io,
             RuntimeError::Stopped | RuntimeError::Internal(_) => ErrorCode::Internal,
         }
     }

@@ -254,7 +254,7 @@ impl Reactor {
             let _ = std::fs::remove_dir_all(work);
         }
         for old in self.agents.note_ended(id, self.config.exited_retention) {
-            self.agents.remove(old);
+            self.forget_agent(old);
         }
     }
 

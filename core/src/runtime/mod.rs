@@ -25,6 +25,7 @@ mod reactor;
 mod record;
 mod sandbox;
 mod spec;
+mod store;
 mod syscalls;
 
 use std::path::PathBuf;
@@ -38,10 +39,12 @@ pub use events::{Event, EventCallback, EventKind};
 pub use ids::AgentId;
 pub use net::{NetConfig, NetError, ProviderConfig, ProviderKind, ThinkAnswer, ThinkCall, ThinkHandler};
 pub use spec::{AgentStdio, Mount, Profile, SpawnSpec};
+pub use store::StoreError;
 
 use crate::audit::AuditEntry;
 use crate::policy::Level;
 use crate::protocol::{AgentInfo, AgentMetrics, AuditQuery, ExitInfo, DEFAULT_MAX_PAYLOAD};
+use crate::state::StateLimits;
 use events::EventHub;
 
 /// Options of a runtime. Every field has a default; see [`RuntimeConfig::default`].
@@ -66,6 +69,11 @@ pub struct RuntimeConfig {
     /// a request that arrives meanwhile is served without a cross-CPU wake-up. Zero disables it, and
     /// so does a process allowed only one CPU.
     pub busy_poll: Duration,
+    /// Keeps the state store's global keys in this database file (created 0600), so they outlive
+    /// the runtime; each STORE and DELETE of one is answered once committed. Default: memory only.
+    pub state_path: Option<PathBuf>,
+    /// The state store's caps and per-agent quotas.
+    pub state_limits: StateLimits,
     /// HTTP and THINK: workers, the address guard and the LLM provider.
     pub net: NetConfig,
 }
@@ -81,6 +89,8 @@ impl Default for RuntimeConfig {
             exited_retention: 256,
             audit_file: None,
             busy_poll: Duration::from_micros(50),
+            state_path: None,
+            state_limits: StateLimits::default(),
             net: NetConfig::default(),
         }
     }
@@ -128,6 +138,8 @@ enum Command {
     Subscribe(Vec<String>, bool, Reply<Vec<String>>),
     /// From the pool's filling thread: a warm sandbox for pool `.0`, or why it could not be made.
     Filled(usize, Box<Result<pool::WarmSandbox>>),
+    /// From the state store's writer thread: batches committed, or failed.
+    StateCommitted(store::Committed),
     /// From an HTTP or THINK worker: the outcome of in-flight request `.0`.
     NetDone(u64, Box<net::Outcome>),
     Shutdown,

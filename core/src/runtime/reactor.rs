@@ -110,6 +110,7 @@ pub(super) enum Timer {
     Restart(AgentId),
     /// The end of a RECV's wait for a first message.
     RecvWait(AgentId),
+    StateExpiry,
 }
 
 pub(super) struct Reactor {
@@ -141,6 +142,8 @@ pub(super) struct Reactor {
     pub filler: Option<std::sync::mpsc::Sender<super::pool::FillRequest>>,
     /// Where the filling thread reports back: the reactor's own inbox.
     pub outbox: std::sync::mpsc::Sender<Command>,
+    /// The state store (STORE, FETCH, DELETE, KEYS).
+    pub state: super::store::StateStore,
     /// HTTP and THINK: their workers and the requests in flight.
     pub(super) net: super::net::NetService,
     /// Detected on first use: hosts that never ask for limits never read the cgroup mounts.
@@ -162,14 +165,16 @@ impl Reactor {
     ) -> Result<Reactor> {
         let poll = Poll::new().map_err(|e| RuntimeError::io("creating the poll instance", e))?;
         let instance = NEXT_INSTANCE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let waker = Arc::new(
-            Waker::new(poll.registry(), token(Source::Waker)).map_err(|e| RuntimeError::io("creating the waker", e))?,
-        );
+        let waker =
+            Waker::new(poll.registry(), token(Source::Waker)).map_err(|e| RuntimeError::io("creating the waker", e))?;
+        let waker = Arc::new(waker);
+        let state = super::store::StateStore::open(&config, outbox.clone(), Arc::clone(&waker))?;
         let net = super::net::NetService::new(config.net.clone(), outbox.clone(), Arc::clone(&waker));
         Ok(Reactor {
             net,
             poll,
             waker,
+            state,
             inbox,
             audit: AuditLog::new(config.audit_capacity),
             audit_file: match &config.audit_file {
@@ -326,6 +331,7 @@ impl Reactor {
                 let _ = reply.send(self.host_interest.update(types, on, false));
             }
             Command::Filled(pool, made) => self.filled(pool, *made),
+            Command::StateCommitted(report) => self.state_committed(report),
             Command::NetDone(key, outcome) => self.net_done(key, *outcome),
             Command::Metrics(id, reply) => {
                 let _ = reply.send(self.agent_metrics(id));
@@ -515,7 +521,7 @@ impl Reactor {
         if origin == Origin::Connected {
             self.abandon_execs_of(id);
             self.record(id, "lifecycle", "DISCONNECTED", true, serde_json::json!({ "name": admitted_name }));
-            self.agents.remove(id);
+            self.forget_agent(id);
         }
     }
 
@@ -534,6 +540,7 @@ impl Reactor {
                 }
                 Timer::Restart(id) => self.restart(id),
                 Timer::RecvWait(id) => self.recv_wait_over(id),
+                Timer::StateExpiry => self.state_timer_fired(),
             }
         }
     }
@@ -660,6 +667,7 @@ impl Reactor {
             }
         }
         self.drain_pools();
+        self.state.close();
         let _ = std::fs::remove_dir_all(&self.state_dir);
         if let Some(listener) = self.listener.take() {
             listener.remove_socket_file();

@@ -34,6 +34,7 @@ const FEATURES: &[&str] = &[
     "ipc",
     "events",
     "record",
+    "state",
     "think",
     "http",
 ];
@@ -66,7 +67,7 @@ struct EchoView<'a> {
     _data: &'a [u8],
 }
 
-fn request<'a, T: serde::Deserialize<'a>>(payload: &'a [u8], op: Opcode) -> Result<T> {
+pub(super) fn request<'a, T: serde::Deserialize<'a>>(payload: &'a [u8], op: Opcode) -> Result<T> {
     decode(payload).map_err(|e| RuntimeError::BadPayload(format!("{} request: {e}", op.name())))
 }
 
@@ -166,6 +167,9 @@ impl Reactor {
             }
             Opcode::LIST => now(&ListReply { agents: self.list() }),
             Opcode::EXIT => Ok(Answer::Closing(Vec::new())),
+            Opcode::STORE | Opcode::FETCH | Opcode::DELETE | Opcode::KEYS => {
+                Ok(self.serve_state(id, op, request_id, payload)?.map_or(Answer::Later, Answer::Now))
+            }
             Opcode::GET_PERMS => now(&self.perms_reply(id)?),
             Opcode::SET_PERMS => self.set_perms(id, request(payload, op)?),
             Opcode::RECORD_START => now(&self.record_start(id, request(payload, op)?)?),
