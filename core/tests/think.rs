@@ -403,3 +403,66 @@ fn a_recorded_think_is_replayed_without_asking_anyone() {
     assert_eq!(decode::<ThinkReply>(&polled.results[0].payload).unwrap().text, "zyx");
     assert_eq!(calls.lock().unwrap().len(), 2, "the replay asked the handler");
 }
+
+/// A handler that takes `each` per call and records, in order, which agent's call it served.
+fn slow_handler(each: Duration) -> (ThinkHandler, Arc<Mutex<Vec<u64>>>) {
+    let order = Arc::new(Mutex::new(Vec::new()));
+    let seen = Arc::clone(&order);
+    let handler: ThinkHandler = Arc::new(move |call: &ThinkCall| {
+        seen.lock().unwrap().push(call.agent_id.0);
+        std::thread::sleep(each);
+        Ok(ThinkAnswer { text: "ok".into(), model: "m".into(), input_tokens: 10, output_tokens: 10 })
+    });
+    (handler, order)
+}
+
+/// Sends `n` async THINKs of the same size and returns how many were accepted.
+fn flood(c: &mut Client, n: usize) -> usize {
+    (0..n)
+        .filter(|_| {
+            let req = ThinkRequest { run_async: true, ..prompt("same size") };
+            c.call::<_, Accepted>(Opcode::THINK, &req).is_ok()
+        })
+        .count()
+}
+
+fn agent_id(c: &mut Client) -> u64 {
+    let hello: HelloReply = c.call(Opcode::HELLO, &Hello::default()).unwrap();
+    hello.agent_id
+}
+
+#[test]
+fn a_flood_of_calls_from_one_agent_does_not_make_another_wait_behind_it() {
+    let mut config = RuntimeConfig::default();
+    config.net.llm = None;
+    config.net.think_workers = 1;
+    let fx = Fixture::with_config("think-fair", Level::Standard, config);
+    let (handler, order) = slow_handler(Duration::from_millis(30));
+    fx.runtime.set_think_handler(Some(handler)).unwrap();
+    let (mut greedy, mut light) = (fx.connect(), fx.connect());
+    let light_id = agent_id(&mut light);
+    assert_eq!(flood(&mut greedy, 10), 10);
+    assert_eq!(flood(&mut light, 1), 1);
+    assert!(common::eventually(Duration::from_secs(20), || order.lock().unwrap().len() == 11));
+    let order = order.lock().unwrap().clone();
+    // In arrival order the light agent's call would be served 11th. By virtual token counters it
+    // goes once the greedy agent has had its share: after the call already running, and at most
+    // one more on a tie.
+    let position = order.iter().position(|&who| who == light_id).expect("the light call ran");
+    assert!(position <= 2, "the light agent's call was served {}th of 11: {order:?}", position + 1);
+}
+
+#[test]
+fn a_requests_per_minute_cap_holds_calls_until_their_window() {
+    let mut config = RuntimeConfig::default();
+    config.net.llm = None;
+    config.net.think_requests_per_min = Some(2);
+    let fx = Fixture::with_config("think-rpm", Level::Standard, config);
+    let (handler, order) = slow_handler(Duration::ZERO);
+    fx.runtime.set_think_handler(Some(handler)).unwrap();
+    let mut c = fx.connect();
+    assert_eq!(flood(&mut c, 3), 3);
+    assert!(common::eventually(Duration::from_secs(5), || order.lock().unwrap().len() == 2));
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(order.lock().unwrap().len(), 2, "the third call waits for the minute's window");
+}

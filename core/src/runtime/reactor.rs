@@ -110,6 +110,8 @@ pub(super) enum Timer {
     Restart(AgentId),
     /// The end of a RECV's wait for a first message.
     RecvWait(AgentId),
+    /// A THINK rate window reopens.
+    ThinkWakeup,
     StateExpiry,
 }
 
@@ -540,6 +542,7 @@ impl Reactor {
                 }
                 Timer::Restart(id) => self.restart(id),
                 Timer::RecvWait(id) => self.recv_wait_over(id),
+                Timer::ThinkWakeup => self.think_wakeup(),
                 Timer::StateExpiry => self.state_timer_fired(),
             }
         }

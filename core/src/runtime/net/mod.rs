@@ -22,13 +22,13 @@ pub use llm::{ProviderConfig, ProviderKind, ThinkAnswer, ThinkCall, ThinkHandler
 
 use super::bus::{Audience, EventType};
 use super::ids::SlotMap;
-use super::reactor::Reactor;
+use super::reactor::{Reactor, Timer};
 use super::{AgentId, Command, Result, RuntimeError};
 use crate::protocol::{
     frame, Accepted, AsyncResult, ErrorCode, ErrorReply, HttpReply, HttpRequest, Opcode, ThinkReply, ThinkRequest,
 };
 use http::HttpJob;
-use llm::dispatch::ThinkDispatch;
+use llm::dispatch::{ThinkDispatch, ThinkLimits};
 use llm::host::HostProvider;
 use workers::{Job, WorkerPool};
 
@@ -49,14 +49,52 @@ pub struct NetConfig {
     pub http_workers: usize,
     /// THINK calls the provider sees at once (default 4).
     pub think_workers: usize,
+    /// THINK calls the provider may start per minute (default: no cap).
+    pub think_requests_per_min: Option<u32>,
+    /// Tokens the provider may be asked for per minute, estimated at start and corrected by what
+    /// each call used (default: no cap).
+    pub think_tokens_per_min: Option<u64>,
     /// Where THINK goes when no host handler is registered; default [`ProviderConfig::from_env`].
     pub llm: Option<ProviderConfig>,
 }
 
 impl Default for NetConfig {
     fn default() -> Self {
-        NetConfig { refuse_non_public: true, http_workers: 4, think_workers: 4, llm: ProviderConfig::from_env() }
+        NetConfig {
+            refuse_non_public: true,
+            http_workers: 4,
+            think_workers: 4,
+            think_requests_per_min: None,
+            think_tokens_per_min: None,
+            llm: ProviderConfig::from_env(),
+        }
     }
+}
+
+/// Where a request waits for a worker.
+#[derive(Debug, Clone, Copy)]
+enum Route {
+    Http,
+    /// The fair queue, charged this estimate until the call reports what it used.
+    Think {
+        input_tokens: u64,
+    },
+}
+
+impl Route {
+    fn opcode(self) -> Opcode {
+        match self {
+            Route::Http => Opcode::HTTP,
+            Route::Think { .. } => Opcode::THINK,
+        }
+    }
+}
+
+/// A THINK's input, estimated before the provider counts it: about four bytes a token, and a
+/// flat charge for an image.
+fn estimate_input_tokens(req: &ThinkRequest) -> u64 {
+    let text = req.prompt.len() + req.system_instruction.as_ref().map_or(0, String::len);
+    (text as u64).div_ceil(4) + if req.image.is_some() { 1_000 } else { 0 }
 }
 
 /// An encoded reply, or the error the agent gets instead.
@@ -125,24 +163,30 @@ impl NetService {
         Arc::clone(&self.host)
     }
 
-    fn started(&mut self) -> Result<&Started> {
+    fn started(&mut self) -> Result<&mut Started> {
         if self.started.is_none() {
             let io = |e| RuntimeError::io("starting the HTTP and THINK workers", e);
+            let limits = ThinkLimits {
+                concurrency: self.config.think_workers,
+                requests_per_min: self.config.think_requests_per_min,
+                tokens_per_min: self.config.think_tokens_per_min,
+            };
             self.started = Some(Started {
                 http: WorkerPool::start("clove-http", self.config.http_workers, HTTP_QUEUE_CAPACITY).map_err(io)?,
-                think: ThinkDispatch::start(self.config.think_workers).map_err(io)?,
+                think: ThinkDispatch::start(limits).map_err(io)?,
                 clients: Clients { agents: http::client(self.config.refuse_non_public), providers: llm::client() },
             });
         }
-        self.started.as_ref().ok_or(RuntimeError::Stopped)
+        self.started.as_mut().ok_or(RuntimeError::Stopped)
     }
 
-    /// Queues a job on the pool that serves `op`.
-    fn submit(&mut self, op: Opcode, job: Job) -> Result<()> {
+    /// Queues a job: an HTTP request on its pool in arrival order, a THINK in the fair queue.
+    /// Returns when the fair queue wants to be looked at again, if it does.
+    fn submit(&mut self, key: u64, agent: AgentId, route: Route, job: Job) -> Result<Option<u64>> {
         let started = self.started()?;
-        let submitted = match op {
-            Opcode::THINK => started.think.submit(job),
-            _ => started.http.submit(job).map_err(|_| {
+        let submitted = match route {
+            Route::Think { input_tokens } => started.think.submit(key, agent, input_tokens, job),
+            Route::Http => started.http.submit(job).map(|()| None).map_err(|_| {
                 NetError::LimitExceeded(format!("{HTTP_QUEUE_CAPACITY} http requests are already waiting"))
             }),
         };
@@ -186,7 +230,7 @@ impl Reactor {
         let run_async = req.run_async;
         let job = HttpJob::new(req, &agent.policy, room)?;
         let audit = serde_json::json!({ "method": job.method.as_str(), "url": job.endpoint.uri.to_string() });
-        self.dispatch_net(id, request_id, run_async, audit, Opcode::HTTP, move |clients| {
+        self.dispatch_net(id, request_id, run_async, audit, Route::Http, move |clients| {
             Outcome::Http(http::fetch(&clients.agents, job))
         })
     }
@@ -220,6 +264,7 @@ impl Reactor {
             return Err(NetError::LimitExceeded(format!("llm quota: {} of {max} tokens used", used.tokens)).into());
         }
         let left = tokens_left.map(|t| u32::try_from(t).unwrap_or(u32::MAX));
+        let route = Route::Think { input_tokens: estimate_input_tokens(&req) };
         let call = ThinkCall {
             agent_id: id,
             agent_name: agent.name.clone(),
@@ -236,7 +281,7 @@ impl Reactor {
         };
         let audit = serde_json::json!({ "model": call.model });
         let (host, provider) = (self.net.host(), self.net.provider.clone());
-        let accepted = self.dispatch_net(id, request_id, req.run_async, audit, Opcode::THINK, move |clients| {
+        let accepted = self.dispatch_net(id, request_id, req.run_async, audit, route, move |clients| {
             Outcome::Think(llm::think(&host, &clients.providers, provider.as_deref(), &call))
         })?;
         // A call counts when it is admitted, so calls in flight count against `max_calls` too.
@@ -253,9 +298,10 @@ impl Reactor {
         request_id: u32,
         run_async: bool,
         audit: serde_json::Value,
-        op: Opcode,
+        route: Route,
         work: impl FnOnce(&Clients) -> Outcome + Send + 'static,
     ) -> Result<Option<Accepted>> {
+        let op = route.opcode();
         if self.net.pending(id, None) >= MAX_IN_FLIGHT_PER_AGENT {
             return Err(NetError::LimitExceeded(format!(
                 "{MAX_IN_FLIGHT_PER_AGENT} http and think requests of this agent are in flight"
@@ -279,15 +325,40 @@ impl Reactor {
                 let _ = waker.wake();
             }
         });
-        if let Err(e) = self.net.submit(op, job) {
-            self.net.in_flight.remove(key);
-            return Err(e);
+        match self.net.submit(key, id, route, job) {
+            Ok(recheck) => self.arm_think_wakeup(recheck),
+            Err(e) => {
+                self.net.in_flight.remove(key);
+                return Err(e);
+            }
         }
         Ok(run_async.then_some(Accepted { request_id }))
     }
 
+    /// Looks at the fair queue again in `after_ms`, when a rate window reopens.
+    fn arm_think_wakeup(&mut self, after_ms: Option<u64>) {
+        self.timers.retain(|(_, t)| *t != Timer::ThinkWakeup);
+        if let Some(ms) = after_ms {
+            self.timers.insert((Instant::now() + std::time::Duration::from_millis(ms), Timer::ThinkWakeup));
+        }
+    }
+
+    /// A rate window reopened: the THINK calls that fit now start.
+    pub(super) fn think_wakeup(&mut self) {
+        let recheck = self.net.started.as_mut().and_then(|s| s.think.start_ready());
+        self.arm_think_wakeup(recheck);
+    }
+
     /// A worker's result: charged, audited and delivered, unless its connection is gone.
     pub(super) fn net_done(&mut self, key: u64, outcome: Outcome) {
+        if let Outcome::Think(result) = &outcome {
+            // Charged what it used (nothing, when it failed), which lets the next call start.
+            let used = result
+                .as_ref()
+                .map_or(Default::default(), |r| crate::fair::Tokens { input: r.input_tokens, output: r.output_tokens });
+            let recheck = self.net.started.as_mut().and_then(|s| s.think.finish(key, used));
+            self.arm_think_wakeup(recheck);
+        }
         let Some(mut job) = self.net.in_flight.remove(key) else { return };
         let (op, result) = self.settle(&mut job, outcome);
         self.note_result(job.agent, job.request_id, result.as_deref().map_err(Clone::clone));
@@ -379,6 +450,11 @@ impl Reactor {
 
     /// An agent's connection closed: its requests in flight have nobody to answer.
     pub(super) fn abandon_net_of(&mut self, id: AgentId) {
+        // Its THINK calls still waiting will never be asked.
+        let dropped = self.net.started.as_mut().map(|s| s.think.remove_agent(id)).unwrap_or_default();
+        for key in dropped {
+            self.net.in_flight.remove(key);
+        }
         let keys: Vec<u64> = self.net.in_flight.iter().filter(|(_, j)| j.agent == id).map(|(k, _)| k).collect();
         for key in keys {
             if let Some(job) = self.net.in_flight.get_mut(key) {
