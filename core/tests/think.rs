@@ -453,6 +453,23 @@ fn a_flood_of_calls_from_one_agent_does_not_make_another_wait_behind_it() {
 }
 
 #[test]
+fn in_arrival_order_calls_are_served_first_come_first_served() {
+    let mut config = RuntimeConfig::default();
+    config.net.llm = None;
+    config.net.think_workers = 1;
+    config.net.think_order = clove_core::runtime::ThinkOrder::Arrival;
+    let fx = Fixture::with_config("think-fifo", Level::Standard, config);
+    let (handler, order) = slow_handler(Duration::from_millis(5));
+    fx.runtime.set_think_handler(Some(handler)).unwrap();
+    let (mut first, mut second) = (fx.connect(), fx.connect());
+    let second_id = agent_id(&mut second);
+    assert_eq!(flood(&mut first, 5), 5);
+    assert_eq!(flood(&mut second, 1), 1);
+    assert!(common::eventually(Duration::from_secs(20), || order.lock().unwrap().len() == 6));
+    assert_eq!(order.lock().unwrap().iter().position(|&who| who == second_id), Some(5));
+}
+
+#[test]
 fn a_requests_per_minute_cap_holds_calls_until_their_window() {
     let mut config = RuntimeConfig::default();
     config.net.llm = None;

@@ -37,7 +37,7 @@ use std::time::Duration;
 pub use error::{Result, RuntimeError};
 pub use events::{Event, EventCallback, EventKind};
 pub use ids::AgentId;
-pub use net::{NetConfig, NetError, ProviderConfig, ProviderKind, ThinkAnswer, ThinkCall, ThinkHandler};
+pub use net::{NetConfig, NetError, ProviderConfig, ProviderKind, ThinkAnswer, ThinkCall, ThinkHandler, ThinkOrder};
 pub use spec::{AgentStdio, Mount, Profile, SpawnSpec};
 pub use store::StoreError;
 

@@ -39,6 +39,15 @@ const HTTP_QUEUE_CAPACITY: usize = 256;
 /// Room kept in a reply frame for everything but the body and headers of an HTTP reply.
 const REPLY_SLACK: usize = 256;
 
+/// The order in which waiting THINK calls reach the provider.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ThinkOrder {
+    /// The agent served the fewest tokens so far goes next (virtual token counters).
+    Fair,
+    /// First come, first served, whoever asks.
+    Arrival,
+}
+
 /// Options of HTTP and THINK.
 #[derive(Debug, Clone)]
 pub struct NetConfig {
@@ -49,6 +58,8 @@ pub struct NetConfig {
     pub http_workers: usize,
     /// THINK calls the provider sees at once (default 4).
     pub think_workers: usize,
+    /// Which waiting THINK goes next (default [`ThinkOrder::Fair`]).
+    pub think_order: ThinkOrder,
     /// THINK calls the provider may start per minute (default: no cap).
     pub think_requests_per_min: Option<u32>,
     /// Tokens the provider may be asked for per minute, estimated at start and corrected by what
@@ -64,6 +75,7 @@ impl Default for NetConfig {
             refuse_non_public: true,
             http_workers: 4,
             think_workers: 4,
+            think_order: ThinkOrder::Fair,
             think_requests_per_min: None,
             think_tokens_per_min: None,
             llm: ProviderConfig::from_env(),
@@ -168,6 +180,7 @@ impl NetService {
             let io = |e| RuntimeError::io("starting the HTTP and THINK workers", e);
             let limits = ThinkLimits {
                 concurrency: self.config.think_workers,
+                order: self.config.think_order,
                 requests_per_min: self.config.think_requests_per_min,
                 tokens_per_min: self.config.think_tokens_per_min,
             };

@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use crate::fair::{Admission, Charge, FairError, FairQueue, ProviderId, Ticket, Tokens};
 use crate::runtime::net::workers::{Job, WorkerPool};
-use crate::runtime::net::NetError;
+use crate::runtime::net::{NetError, ThinkOrder};
 use crate::runtime::AgentId;
 
 /// Calls that may wait for a slot, from all agents together.
@@ -21,6 +21,7 @@ const PROVIDER: ProviderId = ProviderId(0);
 #[derive(Debug, Clone, Copy)]
 pub(in crate::runtime::net) struct ThinkLimits {
     pub concurrency: usize,
+    pub order: ThinkOrder,
     pub requests_per_min: Option<u32>,
     pub tokens_per_min: Option<u64>,
 }
@@ -28,6 +29,7 @@ pub(in crate::runtime::net) struct ThinkLimits {
 pub(in crate::runtime::net) struct ThinkDispatch {
     /// Waiting calls, with the in-flight key each reports under.
     queue: FairQueue<(u64, Job)>,
+    order: ThinkOrder,
     waiting: usize,
     /// The fair queue's ticket of each running call, by its in-flight key.
     running: BTreeMap<u64, Ticket>,
@@ -47,7 +49,14 @@ impl ThinkDispatch {
         queue.set_provider(PROVIDER, caps);
         // The fair queue starts no more calls than there are threads, so the pool never queues.
         let pool = WorkerPool::start("clove-think", concurrency, concurrency)?;
-        Ok(ThinkDispatch { queue, waiting: 0, running: BTreeMap::new(), pool, epoch: Instant::now() })
+        Ok(ThinkDispatch {
+            queue,
+            order: limits.order,
+            waiting: 0,
+            running: BTreeMap::new(),
+            pool,
+            epoch: Instant::now(),
+        })
     }
 
     fn now_ms(&self) -> u64 {
@@ -63,7 +72,12 @@ impl ThinkDispatch {
             )));
         }
         let estimate = Tokens { input: input_tokens, output: 0 };
-        self.queue.submit(self.now_ms(), agent.0, PROVIDER, estimate, (key, call)).map_err(|e| match e {
+        // In arrival order every call is one client's, whose own requests the queue keeps in order.
+        let client = match self.order {
+            ThinkOrder::Fair => agent.0,
+            ThinkOrder::Arrival => 0,
+        };
+        self.queue.submit(self.now_ms(), client, PROVIDER, estimate, (key, call)).map_err(|e| match e {
             FairError::NeverAdmitted { .. } => NetError::LimitExceeded(format!("THINK: {e}")),
             other => NetError::Invalid(other.to_string()),
         })?;
@@ -97,6 +111,10 @@ impl ThinkDispatch {
     /// `agent` is gone: its waiting calls are dropped; returns their keys. Its running calls end
     /// as they will.
     pub fn remove_agent(&mut self, agent: AgentId) -> Vec<u64> {
+        if self.order == ThinkOrder::Arrival {
+            // Its calls are not told apart from the others': they run, with nobody to answer.
+            return Vec::new();
+        }
         let dropped: Vec<u64> = self.queue.remove_agent(agent.0).into_iter().map(|(key, _)| key).collect();
         self.waiting -= dropped.len();
         dropped
