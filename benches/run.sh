@@ -9,6 +9,7 @@
 #   benches/run.sh spawn [ARGS..]       # only the spawn benchmark (e.g. --runs 200)
 #   benches/run.sh state [ARGS..]       # only the state store (e.g. --writes 1000 --agents 32)
 #   benches/run.sh fair [ARGS..]        # only the fair LLM queue vs FIFO (a simulation; e.g. --minutes 600)
+#   benches/run.sh think                # only THINK end to end, fair vs arrival order, loopback provider
 #
 # Nothing here fails on a slow figure: a missed target is reported in the table, not enforced.
 set -euo pipefail
@@ -18,7 +19,7 @@ cd "$root"
 
 which="all"
 case "${1:-}" in
-    protocol | spawn | fair | state)
+    protocol | spawn | fair | state | think)
         which="$1"
         shift
         ;;
@@ -30,7 +31,7 @@ echo "machine: $(nproc) CPUs${model:+ ($model)}, kernel $(uname -r), $(date -u +
 cargo build --release --quiet -p clove-bench
 bin="${CARGO_TARGET_DIR:-$root/target}/release/clove-bench"
 
-if [ "$which" = fair ] || [ "$which" = state ]; then
+if [ "$which" = fair ] || [ "$which" = state ] || [ "$which" = think ]; then
     echo
     exec "$bin" "--$which" "$@"
 fi
@@ -70,4 +71,6 @@ if [ "$which" = all ]; then
     "$bin" --state
     echo
     "$bin" --fair
+    echo
+    "$bin" --think
 fi

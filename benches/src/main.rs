@@ -14,6 +14,9 @@
 //!
 //! `clove-bench --state` is a fourth: the state store's STORE and FETCH round trips beside NOOP, and
 //! durable writes per second beside the disk's fdatasync rate (`src/state.rs`).
+//!
+//! `clove-bench --think` is a fifth: THINK end to end against a loopback fake provider, fair order
+//! beside arrival order (`src/think.rs`).
 
 mod client;
 mod echo;
@@ -25,6 +28,7 @@ mod roundtrip;
 mod spawn;
 mod state;
 mod table;
+mod think;
 
 use std::path::PathBuf;
 
@@ -39,6 +43,7 @@ pub type Result<T> = std::result::Result<T, Box<dyn std::error::Error + Send + S
 const USAGE: &str = "usage: clove-bench --spawn [--runs N] [--warmup N]   (spawn latency; --spawn --help)
        clove-bench --fair [--minutes N] [--seed N]    (fair LLM queue vs FIFO, simulated; --fair --help)
        clove-bench --state [--requests N] [--writes N] [--agents N]   (state store; --state --help)
+       clove-bench --think                           (THINK end to end, fair vs arrival order)
        clove-bench [--mode LABEL] [--requests N] [--warmup N] [--rounds N] \
 [--batch N] [--agents N] [--blocks N]
 
@@ -170,9 +175,24 @@ fn state_main() {
     }
 }
 
+fn think_main() {
+    let dir = ScratchDir(std::env::temp_dir().join(format!("clove-bench-think-{}", std::process::id())));
+    let result = std::fs::create_dir_all(&dir.0).map_err(Into::into).and_then(|()| think::run(&dir.0));
+    match result {
+        Ok(results) => println!("{}", think::render(&results)),
+        Err(e) => {
+            eprintln!("clove-bench --think: {e}");
+            std::process::exit(1);
+        }
+    }
+}
+
 fn main() {
     if std::env::args().skip(1).any(|a| a == "--spawn") {
         return spawn_main();
+    }
+    if std::env::args().skip(1).any(|a| a == "--think") {
+        return think_main();
     }
     if std::env::args().skip(1).any(|a| a == "--fair") {
         return fair_main();
