@@ -1,16 +1,23 @@
 //! `clove-run demo`: the main job. Python agents at different levels share one runtime; each
-//! reports what it tried, and the table shows what the policy decided. The demo checks its own
-//! outcome: it fails if the policy allowed what it must deny, or denied what it must allow.
+//! reports what it tried, and the table shows what the policy decided: file and exec denials,
+//! limits (an OOM-killed hog, a throttled spinner, a restarted crasher), three agents sharing the
+//! LLM through the fair queue (answered by the host when no LLM is configured), an IPC ping-pong by
+//! name and a state counter. The demo checks its own outcome: it fails if the policy allowed what
+//! it must deny, or denied what it must allow.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use clove_core::policy::Level;
 use clove_core::protocol::{AuditQuery, Limits, RestartPolicy, RestartSpec};
-use clove_core::runtime::{AgentId, AgentStdio, EventKind, Runtime, RuntimeConfig, SpawnSpec};
+use clove_core::runtime::{
+    AgentId, AgentStdio, EventKind, ProviderConfig, Runtime, RuntimeConfig, SpawnSpec, ThinkAnswer, ThinkCall,
+    ThinkHandler,
+};
 
 /// The agent SDK, every module of it (listed by `build.rs`), carried inside the binary so the demo
 /// runs from anywhere.
@@ -28,6 +35,8 @@ const AGENT_FILES: &[(&str, &str)] = &[
     ("agents/spinner_agent.py", include_str!("../demo/spinner_agent.py")),
     ("agents/ping_agent.py", include_str!("../demo/ping_agent.py")),
     ("agents/pong_agent.py", include_str!("../demo/pong_agent.py")),
+    ("agents/thinker_agent.py", include_str!("../demo/thinker_agent.py")),
+    ("agents/counter_agent.py", include_str!("../demo/counter_agent.py")),
 ];
 
 struct DemoAgent {
@@ -123,6 +132,18 @@ fn agents() -> Vec<DemoAgent> {
             expect: &[("IPC ping-pong", "allowed")],
             expect_lifecycle: None,
         },
+        thinker("thinker-1", &[("THINK x3 (thinker-1)", "allowed")]),
+        thinker("thinker-2", &[("THINK x3 (thinker-2)", "allowed")]),
+        thinker("thinker-3", &[("THINK x3 (thinker-3)", "allowed")]),
+        DemoAgent {
+            name: "counter",
+            script: "counter_agent.py",
+            level: Level::Standard,
+            restart: RestartSpec::default(),
+            limits: Limits::default(),
+            expect: &[("STATE counter", "allowed"), ("STATE ttl=1", "allowed")],
+            expect_lifecycle: None,
+        },
         DemoAgent {
             name: "pong",
             script: "pong_agent.py",
@@ -133,6 +154,35 @@ fn agents() -> Vec<DemoAgent> {
             expect_lifecycle: None,
         },
     ]
+}
+
+/// One of the agents that share the LLM.
+fn thinker(name: &'static str, expect: &'static [(&'static str, &'static str)]) -> DemoAgent {
+    DemoAgent {
+        name,
+        script: "thinker_agent.py",
+        level: Level::Standard,
+        restart: RestartSpec::default(),
+        limits: Limits::default(),
+        expect,
+        expect_lifecycle: None,
+    }
+}
+
+/// Without an LLM configured (OPENAI_API_KEY, GEMINI_API_KEY, ANTHROPIC_API_KEY, ...), the demo
+/// host answers THINK itself, and says so in every answer.
+fn demo_think_handler() -> ThinkHandler {
+    Arc::new(|call: &ThinkCall| {
+        let primes = [2, 3, 5, 7, 11, 13, 17, 19, 23];
+        let sum: usize = call.prompt.bytes().map(usize::from).sum();
+        let pick = primes[sum % primes.len()];
+        Ok(ThinkAnswer {
+            text: format!("{pick} (from the demo host: no LLM is configured)"),
+            model: "clove-demo-host".into(),
+            input_tokens: call.prompt.len().div_ceil(4) as u64,
+            output_tokens: 8,
+        })
+    })
 }
 
 /// One reported action.
@@ -168,6 +218,14 @@ fn run_in(dir: &Path) -> Result<ExitCode> {
         plan.len()
     );
     let runtime = Runtime::start(RuntimeConfig::default())?;
+    let llm = ProviderConfig::from_env();
+    match &llm {
+        Some(provider) => println!("THINK goes to {:?} ({}).\n", provider.kind, provider.model),
+        None => {
+            println!("No LLM is configured: the demo host answers THINK itself (labelled in each answer).\n");
+            runtime.set_think_handler(Some(demo_think_handler()))?;
+        }
+    }
     let mut ids: BTreeMap<AgentId, &DemoAgent> = BTreeMap::new();
     let mut skipped = Vec::new();
     for agent in &plan {
@@ -181,6 +239,7 @@ fn run_in(dir: &Path) -> Result<ExitCode> {
         spec.env = vec![
             ("PYTHONPATH".into(), dir.join("sdk").display().to_string()),
             ("CLOVE_DEMO_WORK".into(), work.display().to_string()),
+            ("CLOVE_DEMO_NAME".into(), agent.name.to_string()),
         ];
         match runtime.spawn(spec) {
             Ok(id) => {
