@@ -85,6 +85,18 @@ impl AuditLog {
         AuditLog { entries: VecDeque::new(), capacity: capacity.max(1), next_id: 1 }
     }
 
+    /// Takes back the entries of an earlier run (oldest first): the newest `capacity` are kept,
+    /// and new ids continue after theirs.
+    pub fn restore(&mut self, entries: Vec<AuditEntry>) {
+        for entry in entries {
+            self.next_id = self.next_id.max(entry.id + 1);
+            if self.entries.len() == self.capacity {
+                self.entries.pop_front();
+            }
+            self.entries.push_back(entry);
+        }
+    }
+
     pub fn capacity(&self) -> usize {
         self.capacity
     }

@@ -352,6 +352,32 @@ fn global_keys_and_their_expiry_outlive_the_runtime_and_private_keys_do_not() {
 }
 
 #[test]
+fn the_audit_log_outlives_the_runtime_in_the_same_database() {
+    let dir = TempDir::new("state-audit");
+    let db = dir.0.join("state.redb");
+    let denied_id = {
+        let fx = durable("state-audit-1", &db);
+        let mut a = fx.connect();
+        let denied: Reply<ReadReply> =
+            a.call(Opcode::READ, &ReadRequest { path: "/etc/shadow".into(), offset: 0, max_bytes: None });
+        assert!(denied.is_err());
+        let query = AuditQuery { category: Some("security".into()), ..Default::default() };
+        let log = fx.runtime.audit_log(query).unwrap();
+        log.iter().find(|e| e.event == "READ").expect("the denial is audited").id
+    };
+    let fx = durable("state-audit-2", &db);
+    let log = fx.runtime.audit_log(AuditQuery { limit: 1000, ..Default::default() }).unwrap();
+    let kept = log.iter().find(|e| e.id == denied_id).expect("the last run's denial is still on record");
+    assert_eq!((kept.event.as_str(), kept.success), ("READ", false));
+    // New entries continue the ids.
+    let mut b = fx.connect();
+    let _: Reply<ReadReply> =
+        b.call(Opcode::READ, &ReadRequest { path: "/etc/shadow".into(), offset: 0, max_bytes: None });
+    let newest = fx.runtime.audit_log(AuditQuery { limit: 1, ..Default::default() }).unwrap();
+    assert!(newest[0].id > denied_id, "{newest:?}");
+}
+
+#[test]
 fn a_corrupt_or_busy_database_is_a_clear_error_at_start() {
     let dir = TempDir::new("state-corrupt");
     let corrupt = dir.0.join("corrupt.redb");

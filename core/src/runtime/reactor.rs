@@ -170,7 +170,8 @@ impl Reactor {
         let waker =
             Waker::new(poll.registry(), token(Source::Waker)).map_err(|e| RuntimeError::io("creating the waker", e))?;
         let waker = Arc::new(waker);
-        let state = super::store::StateStore::open(&config, outbox.clone(), Arc::clone(&waker))?;
+        let mut audit = AuditLog::new(config.audit_capacity);
+        let state = super::store::StateStore::open(&config, outbox.clone(), Arc::clone(&waker), &mut audit)?;
         let net = super::net::NetService::new(config.net.clone(), outbox.clone(), Arc::clone(&waker));
         Ok(Reactor {
             net,
@@ -178,7 +179,7 @@ impl Reactor {
             waker,
             state,
             inbox,
-            audit: AuditLog::new(config.audit_capacity),
+            audit,
             audit_file: match &config.audit_file {
                 Some(path) => Some(open_audit_file(path)?),
                 None => None,
@@ -628,6 +629,7 @@ impl Reactor {
         details: serde_json::Value,
     ) {
         let agent_name = self.agents.get(id).map(|a| a.name.clone()).unwrap_or_default();
+        let capacity = self.audit.capacity();
         let entry = self.audit.record(AuditEntry {
             id: 0,
             timestamp_ms: now_ms(),
@@ -638,6 +640,7 @@ impl Reactor {
             success,
             details_json: details.to_string(),
         });
+        self.state.persist_audit(entry, capacity);
         let Some(file) = self.audit_file.as_mut() else { return };
         let line = serde_json::to_string(entry).unwrap_or_default();
         if let Err(e) = writeln!(file, "{line}") {

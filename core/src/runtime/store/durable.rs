@@ -11,10 +11,13 @@ use std::thread::JoinHandle;
 use redb::{Database, ReadableTable, TableDefinition};
 
 use super::StoreError;
+use crate::audit::AuditEntry;
 use crate::state::{Entry, Namespace, Table, EARLIER_RUN};
 
 /// Global keys: key → postcard of `(value_json, expires_at_ms)`.
 const GLOBAL: TableDefinition<&str, &[u8]> = TableDefinition::new("global_v1");
+/// The audit log: entry id → the entry as JSON.
+const AUDIT: TableDefinition<u64, &str> = TableDefinition::new("audit_v1");
 
 /// The read cache: the table in memory serves reads, the database only writes and the start.
 const CACHE_BYTES: usize = 4 << 20;
@@ -25,8 +28,18 @@ type DbResult<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
 /// A change to the global keys on disk.
 #[derive(Debug)]
 pub(super) enum Write {
-    Put { key: String, value_json: String, expires_at_ms: Option<u64> },
+    Put {
+        key: String,
+        value_json: String,
+        expires_at_ms: Option<u64>,
+    },
     Remove(String),
+    /// An audit entry, and the id below which older entries are no longer kept.
+    Audit {
+        id: u64,
+        entry_json: String,
+        keep_from: u64,
+    },
 }
 
 /// Writes the reactor hands over together, numbered in order.
@@ -55,6 +68,7 @@ impl Durable {
     pub fn open(
         path: &Path,
         table: &mut Table,
+        audit: &mut Vec<AuditEntry>,
         report: impl Fn(Committed) + Send + 'static,
     ) -> Result<Durable, StoreError> {
         let failed = |reason: String| StoreError::Open { path: path.to_path_buf(), reason };
@@ -73,6 +87,8 @@ impl Durable {
         })
         .map_err(failed)?;
         load(&db, path, table)?;
+        *audit =
+            contained(|| read_audit(&db)).map_err(|reason| StoreError::Read { path: path.to_path_buf(), reason })?;
         let (batches, inbox) = mpsc::channel();
         let writer = std::thread::Builder::new()
             .name("clove-state".into())
@@ -147,6 +163,22 @@ fn write_batches(db: &Database, inbox: &Receiver<Batch>, report: impl Fn(Committ
     }
 }
 
+/// The audit entries of earlier runs, oldest first; one that does not parse is left out.
+fn read_audit(db: &Database) -> DbResult<Vec<AuditEntry>> {
+    let txn = db.begin_read()?;
+    let audit = match txn.open_table(AUDIT) {
+        Ok(audit) => audit,
+        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+        Err(e) => return Err(e.into()),
+    };
+    let mut entries = Vec::new();
+    for row in audit.iter()? {
+        let (_, json) = row?;
+        entries.extend(serde_json::from_str::<AuditEntry>(json.value()).ok());
+    }
+    Ok(entries)
+}
+
 /// Every global key and its encoded value.
 fn read_global(db: &Database) -> DbResult<Vec<(String, Vec<u8>)>> {
     let txn = db.begin_read()?;
@@ -168,6 +200,7 @@ fn commit(db: &Database, group: &[Batch]) -> DbResult<()> {
     let txn = db.begin_write()?;
     {
         let mut global = txn.open_table(GLOBAL)?;
+        let mut audit = txn.open_table(AUDIT)?;
         for write in group.iter().flat_map(|b| &b.writes) {
             match write {
                 Write::Put { key, value_json, expires_at_ms } => {
@@ -176,6 +209,10 @@ fn commit(db: &Database, group: &[Batch]) -> DbResult<()> {
                 }
                 Write::Remove(key) => {
                     global.remove(key.as_str())?;
+                }
+                Write::Audit { id, entry_json, keep_from } => {
+                    audit.insert(id, entry_json.as_str())?;
+                    audit.retain_in::<u64, _>(..*keep_from, |_, _| false)?;
                 }
             }
         }

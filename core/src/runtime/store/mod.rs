@@ -71,10 +71,12 @@ pub(in crate::runtime) struct StateStore {
 impl StateStore {
     /// An empty store in memory, or the one at `config.state_path` with its global keys read back.
     /// Commits are reported to the reactor through its inbox and waker.
+    /// The audit entries of earlier runs the database kept are put in `audit`.
     pub fn open(
         config: &RuntimeConfig,
         outbox: Sender<Command>,
         waker: Arc<mio::Waker>,
+        audit: &mut crate::audit::AuditLog,
     ) -> Result<StateStore, StoreError> {
         let mut table = Table::new(config.state_limits.clone());
         let durable = match &config.state_path {
@@ -85,7 +87,10 @@ impl StateStore {
                         let _ = waker.wake();
                     }
                 };
-                Some(Durable::open(path, &mut table, report)?)
+                let mut earlier = Vec::new();
+                let durable = Durable::open(path, &mut table, &mut earlier, report)?;
+                audit.restore(earlier);
+                Some(durable)
             }
             None => None,
         };
@@ -141,6 +146,18 @@ impl StateStore {
             }
         }
         Ok(())
+    }
+
+    /// Keeps an audit entry in the database too (the newest `capacity` of them), committed with the
+    /// next group of writes; nothing waits for it.
+    pub fn persist_audit(&mut self, entry: &crate::audit::AuditEntry, capacity: usize) {
+        let Some(durable) = self.durable.as_ref().filter(|_| self.failed.is_none()) else { return };
+        let Ok(entry_json) = serde_json::to_string(entry) else { return };
+        let keep_from = entry.id.saturating_sub(capacity as u64 - 1);
+        self.sent += 1;
+        // A writer that stopped has reported its failure, which is audited on its own.
+        let _ =
+            durable.send(Batch { seq: self.sent, writes: vec![Write::Audit { id: entry.id, entry_json, keep_from }] });
     }
 
     /// A state reply's payload, to send now, or `None` when it is held until what it has seen is
