@@ -303,9 +303,10 @@ pub fn run(options: &Options) -> Result<Results> {
     }
 
     let runtime = Runtime::start(RuntimeConfig::default())?;
-    // One pool per warm shape; the hand-out row shares the `/bin/true` one.
-    for warm in cases.iter().filter(|c| c.active() && matches!(c.how, How::Clove { setup: Setup::SandboxedWarm, .. })) {
-        runtime.prewarm(clove_spec(&warm.how, 0, AgentStdio::Null), 2)?;
+    // One pool per warm shape (the hand-out row's is the `/bin/true` one, shared when both run).
+    let warm = |c: &&Case| matches!(c.how, How::Clove { setup: Setup::SandboxedWarm, .. } | How::HandOut { .. });
+    for case in cases.iter().filter(|c| c.active()).filter(warm) {
+        runtime.prewarm(clove_spec(&case.how, 0, AgentStdio::Null), 2)?;
     }
     let mut serial = 0u64;
     let mut last_join: Option<Instant> = None;
