@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use clove_core::runtime::{AgentStdio, Runtime, RuntimeConfig, SpawnSpec};
+use clove_core::runtime::{AgentId, AgentStdio, EventKind, Runtime, RuntimeConfig, SpawnSpec};
 
 use crate::Result;
 
@@ -31,9 +31,13 @@ const PYTHON: &str = "/usr/bin/python3";
 /// What every agent pays: the interpreter's start and the SDK's import. Every Python row leaves
 /// with `os._exit`, so what is measured ends at its last step, not at the interpreter's teardown.
 const PYTHON_FLOOR: &str = "import os, clove_sdk; os._exit(0)";
-/// The agent: adopt the channel at CLOVE_FD, have one NOOP answered, exit.
-const PYTHON_AGENT: &str =
-    "import os; from clove_sdk import CloveClient; c = CloveClient(); c.connect(); c.noop('x'); os._exit(0)";
+/// The agent: adopt the channel at CLOVE_FD, have one NOOP answered, say so with an event, exit. A
+/// Clove row's time ends when the host gets the event: its first requests were answered then
+/// (the sandbox's teardown after the exit is not part of it).
+const PYTHON_AGENT: &str = "import os; from clove_sdk import CloveClient; c = CloveClient(); c.connect(); \
+                            c.noop('x'); c.emit_event('bench_ready'); os._exit(0)";
+/// The custom event a Python agent emits once its NOOP is answered.
+const READY_EVENT: &str = "bench_ready";
 
 /// The least time between the end of one start that joins a cgroup and the next. Moving a process
 /// into a cgroup takes the kernel's cgroup_threadgroup_rwsem for writing, which waits for an RCU
@@ -303,10 +307,11 @@ pub fn run(options: &Options) -> Result<Results> {
     }
 
     let runtime = Runtime::start(RuntimeConfig::default())?;
+    runtime.subscribe(&[READY_EVENT])?;
     // One pool per warm shape (the hand-out row's is the `/bin/true` one, shared when both run).
     let warm = |c: &&Case| matches!(c.how, How::Clove { setup: Setup::SandboxedWarm, .. } | How::HandOut { .. });
     for case in cases.iter().filter(|c| c.active()).filter(warm) {
-        runtime.prewarm(clove_spec(&case.how, 0, AgentStdio::Null), 2)?;
+        runtime.prewarm(clove_spec(&case.how, 0, AgentStdio::Null), 3)?;
     }
     let mut serial = 0u64;
     let mut last_join: Option<Instant> = None;
@@ -334,7 +339,7 @@ pub fn run(options: &Options) -> Result<Results> {
                     std::thread::sleep(wait);
                 }
             }
-            let outcome = start_once(&runtime, &case.how, serial);
+            let outcome = start_once(&runtime, &case.how, case.group, serial);
             if case.joins_cgroup() {
                 last_join = Some(Instant::now());
             }
@@ -350,7 +355,7 @@ pub fn run(options: &Options) -> Result<Results> {
 }
 
 /// Starts the case once and waits for it to end; the time from before the start to after the reap.
-fn start_once(runtime: &Runtime, how: &How, serial: u64) -> Result<Duration> {
+fn start_once(runtime: &Runtime, how: &How, group: Group, serial: u64) -> Result<Duration> {
     match how {
         How::Command { argv, python_path } => {
             let mut command = Command::new(&argv[0]);
@@ -377,14 +382,34 @@ fn start_once(runtime: &Runtime, how: &How, serial: u64) -> Result<Duration> {
             let begin = Instant::now();
             let id = runtime.spawn(spec)?;
             let handed = begin.elapsed();
+            let ready = (group == Group::Python).then(|| ready_event(runtime, id)).transpose()?;
+            let answered = begin.elapsed();
             let exit = runtime.wait(id, Some(Duration::from_secs(30)))?;
             let took = begin.elapsed();
             if exit.code != Some(0) {
                 return Err(format!("agent ended with {exit:?}").into());
             }
-            Ok(if matches!(how, How::HandOut { .. }) { handed } else { took })
+            Ok(match how {
+                How::HandOut { .. } => handed,
+                _ if ready.is_some() => answered,
+                _ => took,
+            })
         }
     }
+}
+
+/// Waits for agent `id`'s ready event (the runtime's other events are skipped).
+fn ready_event(runtime: &Runtime, id: AgentId) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+        let Some(event) = runtime.next_event(Some(left)) else { break };
+        if let EventKind::Bus(bus) = &event.kind {
+            if event.agent_id == id && bus.custom_type.as_deref() == Some(READY_EVENT) {
+                return Ok(());
+            }
+        }
+    }
+    Err(format!("agent {id} never said it was ready").into())
 }
 
 fn clove_spec(how: &How, serial: u64, stdio: AgentStdio) -> SpawnSpec {
@@ -525,7 +550,8 @@ pub fn render(r: &Results) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "## Spawn latency, start to reaped ({} runs each after {} warm-up rounds, interleaved; {:.1} s)\n",
+        "## Spawn latency, start to reaped; a Python agent's to its first requests answered ({} runs each \
+         after {} warm-up rounds, interleaved; {:.1} s)\n",
         r.runs,
         r.warmup,
         r.wall.as_secs_f64()

@@ -76,8 +76,17 @@ impl Reactor {
         let shape = sandbox::shape(spec).ok()?;
         let index = self.pools.iter().position(|p| p.shape == shape)?;
         let taken = self.pools[index].ready.pop_front()?;
-        self.request_fill(index);
+        // Asked once this turn's replies are out: waking the filling thread can take the CPU from
+        // the reactor (two CPUs, a sandbox to build) before the spawn is answered.
+        self.fills_due.push(index);
         Some(taken)
+    }
+
+    /// Asks for the refills the sandboxes handed out this turn call for.
+    pub(super) fn request_due_fills(&mut self) {
+        for index in std::mem::take(&mut self.fills_due) {
+            self.request_fill(index);
+        }
     }
 
     /// Asks the filling thread for one more sandbox for pool `index`: making one takes tens of
@@ -135,11 +144,18 @@ pub(super) fn end(sandbox: &mut WarmSandbox) {
 
 /// The filling thread: makes warm sandboxes and hands them to the reactor through its inbox. It
 /// lives as long as the runtime, since the sandboxes it starts die with it (`PR_SET_PDEATHSIG`).
+/// How long a refill waits before building, so the agent that took a sandbox starts unhindered.
+const REFILL_PAUSE: std::time::Duration = std::time::Duration::from_millis(20);
+
 fn spawn_filler(root: CgroupRoot, outbox: Sender<Command>, waker: Arc<Waker>) -> Sender<FillRequest> {
     let (requests, inbox) = std::sync::mpsc::channel::<FillRequest>();
     // Without the thread, requests go nowhere and pools are not refilled: spawns fall back to cold.
     let _ = std::thread::Builder::new().name("clove-pool".into()).spawn(move || {
         for request in inbox {
+            // Building a sandbox moves a process into a cgroup, which on cgroup v1 holds the lock
+            // every fork, exec and exit takes for an RCU grace period: started at once, a refill
+            // would slow the start of the agent that was just handed the sandbox it replaces.
+            std::thread::sleep(REFILL_PAUSE);
             let made = make(&root, &request).map(|(warm, cgroup)| WarmSandbox { warm, cgroup, work: request.work });
             if outbox.send(Command::Filled(request.pool, Box::new(made))).is_err() || waker.wake().is_err() {
                 return;

@@ -140,6 +140,8 @@ pub(super) struct Reactor {
     pub pools: Vec<super::pool::Pool>,
     /// Warm sandboxes made so far, for their names.
     pub warm_count: u64,
+    /// Pools to refill, asked for at the end of the reactor's turn.
+    pub fills_due: Vec<usize>,
     /// The thread that makes warm sandboxes, started with the first pool.
     pub filler: Option<std::sync::mpsc::Sender<super::pool::FillRequest>>,
     /// Where the filling thread reports back: the reactor's own inbox.
@@ -198,6 +200,7 @@ impl Reactor {
             instance,
             pools: Vec::new(),
             filler: None,
+            fills_due: Vec::new(),
             outbox,
             warm_count: 0,
             state_dir: std::env::temp_dir().join(format!("clove-{}-{instance}", std::process::id())),
@@ -241,6 +244,7 @@ impl Reactor {
                 }
             }
             self.fire_timers();
+            self.request_due_fills();
         }
         self.shutdown_all();
     }
