@@ -40,23 +40,7 @@ if ldd "$out/test_abi_static" | grep libclove >/dev/null; then
     exit 1
 fi
 
-# The runtime watches agents through pidfds; an older valgrind (3.19, Debian 12's) fails
-# pidfd_open with ENOSYS.
-cat >"$out/pidfd_probe.c" <<'PROBE'
-#define _GNU_SOURCE
-#include <sys/syscall.h>
-#include <unistd.h>
-int main(void) { return syscall(SYS_pidfd_open, getpid(), 0) >= 0 ? 0 : 1; }
-PROBE
-gcc -o "$out/pidfd_probe" "$out/pidfd_probe.c"
-valgrind=(valgrind --quiet --leak-check=full --show-leak-kinds=definite
-    --errors-for-leak-kinds=definite --error-exitcode=1)
-skip_agents=0
-if ! "${valgrind[@]}" "$out/pidfd_probe" 2>/dev/null; then
-    skip_agents=1
-    echo "!! SKIPPED under valgrind: $(valgrind --version) cannot run pidfd_open, so the checks"
-    echo "!! that start agents are skipped there; they run natively and under ASAN below."
-fi
+source "$root/tests/c/valgrind.sh"
 
 export CLOVE_SDK_PATH="$root/bindings/python"
 status=0
