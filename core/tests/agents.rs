@@ -143,18 +143,12 @@ fn async_exec_is_delivered_once() {
             &ExecRequest { command: Some("echo async-ok".into()), run_async: true, ..Default::default() },
         )
         .unwrap();
-    let mut results = Vec::new();
-    assert!(eventually(Duration::from_secs(5), || {
-        let reply: AsyncPollReply = c.call(Opcode::ASYNC_POLL, &AsyncPollRequest { max: 10 }).unwrap();
-        results.extend(reply.results);
-        !results.is_empty()
-    }));
+    let results = c.await_async(Duration::from_secs(5));
     assert_eq!(results.len(), 1);
     assert_eq!((results[0].request_id, results[0].opcode), (accepted.request_id, Opcode::EXEC as u8));
     let exec: ExecReply = decode(&results[0].payload).unwrap();
     assert_eq!((exec.stdout.as_slice(), exec.exit_code), (&b"async-ok\n"[..], Some(0)));
-    let again: AsyncPollReply = c.call(Opcode::ASYNC_POLL, &AsyncPollRequest { max: 10 }).unwrap();
-    assert!(again.results.is_empty());
+    assert!(c.poll_async().is_empty());
 }
 
 #[test]

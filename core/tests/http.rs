@@ -252,25 +252,16 @@ fn async_http_is_accepted_then_delivered_once() {
     let mut c = agent(&fx, &[server.endpoint()], &["GET"]);
     let request = HttpRequest { run_async: true, ..get(&server.url("/a")) };
     let accepted: Accepted = c.call(Opcode::HTTP, &request).unwrap();
-    let mut results = Vec::new();
-    assert!(common::eventually(Duration::from_secs(10), || {
-        let reply: AsyncPollReply = c.call(Opcode::ASYNC_POLL, &AsyncPollRequest { max: 10 }).unwrap();
-        results.extend(reply.results);
-        !results.is_empty()
-    }));
+    let results = c.await_async(Duration::from_secs(10));
     assert_eq!(results.len(), 1);
     let result = &results[0];
     assert_eq!((result.request_id, result.opcode, &result.error), (accepted.request_id, Opcode::HTTP as u8, &None));
     let reply: HttpReply = decode(&result.payload).unwrap();
     assert_eq!((reply.status, reply.body.as_slice()), (200, &b"later"[..]));
-    let again: AsyncPollReply = c.call(Opcode::ASYNC_POLL, &AsyncPollRequest { max: 10 }).unwrap();
-    assert!(again.results.is_empty());
+    assert!(c.poll_async().is_empty());
 
     // The exchange is in the audit log, with what came back.
-    let query = AuditQuery { category: Some("network".into()), limit: 10, ..Default::default() };
-    let log: AuditLogReply = c.call(Opcode::GET_AUDIT_LOG, &query).unwrap();
-    let entry = log.entries.iter().find(|e| e.event == "HTTP").expect("an HTTP audit entry");
-    let details: serde_json::Value = serde_json::from_str(&entry.details_json).unwrap();
+    let (entry, details) = c.audit_entry("network", "HTTP");
     assert_eq!((details["status"].as_u64(), details["url"].as_str()), (Some(200), Some(server.url("/a").as_str())));
     assert!(entry.success);
 }

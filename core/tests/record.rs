@@ -25,13 +25,7 @@ fn exec(client: &mut Client, command: &str, run_async: bool) -> Vec<u8> {
 }
 
 fn poll_one(client: &mut Client) -> AsyncResult {
-    let mut results = Vec::new();
-    assert!(common::eventually(Duration::from_secs(10), || {
-        let reply: AsyncPollReply = client.call(Opcode::ASYNC_POLL, &AsyncPollRequest { max: 10 }).unwrap();
-        results.extend(reply.results);
-        !results.is_empty()
-    }));
-    results.remove(0)
+    client.await_async(Duration::from_secs(10)).remove(0)
 }
 
 /// Runs the scripted session: the results a replay must reproduce.

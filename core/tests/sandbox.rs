@@ -114,11 +114,7 @@ fn a_sandboxed_agent_is_confined_and_still_served() {
     assert_eq!(seen["exec_timeout"], "timeout");
     drop(rt);
     // Its work directory goes with it.
-    let leftovers: Vec<_> = std::fs::read_dir(std::env::temp_dir())
-        .unwrap()
-        .filter_map(|e| e.ok()?.file_name().into_string().ok())
-        .filter(|n| n.starts_with(&format!("clove-{}-", std::process::id())))
-        .collect();
+    let leftovers = common::work_leftovers();
     assert!(leftovers.is_empty(), "{leftovers:?}");
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -169,11 +165,7 @@ fn prewarmed_sandboxes_are_handed_out() {
     let id = rt.spawn(net).unwrap();
     assert_eq!(rt.wait(id, Some(Duration::from_secs(20))).unwrap().code, Some(4));
     drop(rt);
-    let leftovers: Vec<_> = std::fs::read_dir(std::env::temp_dir())
-        .unwrap()
-        .filter_map(|e| e.ok()?.file_name().into_string().ok())
-        .filter(|n| n.starts_with(&format!("clove-{}-", std::process::id())))
-        .collect();
+    let leftovers = common::work_leftovers();
     assert!(leftovers.is_empty(), "{leftovers:?}");
 }
 

@@ -322,23 +322,14 @@ fn async_think_is_accepted_then_delivered_once() {
     fx.runtime.set_think_handler(Some(handler)).unwrap();
     let mut c = fx.connect();
     let accepted: Accepted = c.call(Opcode::THINK, &ThinkRequest { run_async: true, ..prompt("abc") }).unwrap();
-    let mut results = Vec::new();
-    assert!(common::eventually(Duration::from_secs(10), || {
-        let reply: AsyncPollReply = c.call(Opcode::ASYNC_POLL, &AsyncPollRequest { max: 10 }).unwrap();
-        results.extend(reply.results);
-        !results.is_empty()
-    }));
+    let results = c.await_async(Duration::from_secs(10));
     assert_eq!(results.len(), 1);
     assert_eq!((results[0].request_id, results[0].opcode), (accepted.request_id, Opcode::THINK as u8));
     let reply: ThinkReply = decode(&results[0].payload).unwrap();
     assert_eq!((reply.text.as_str(), reply.provider.as_str()), ("cba", "host"));
-    let again: AsyncPollReply = c.call(Opcode::ASYNC_POLL, &AsyncPollRequest { max: 10 }).unwrap();
-    assert!(again.results.is_empty());
+    assert!(c.poll_async().is_empty());
 
-    let query = AuditQuery { category: Some("network".into()), limit: 10, ..Default::default() };
-    let log: AuditLogReply = c.call(Opcode::GET_AUDIT_LOG, &query).unwrap();
-    let entry = log.entries.iter().find(|e| e.event == "THINK").expect("a THINK audit entry");
-    let details: serde_json::Value = serde_json::from_str(&entry.details_json).unwrap();
+    let (_, details) = c.audit_entry("network", "THINK");
     assert_eq!((details["provider"].as_str(), details["output_tokens"].as_u64()), (Some("host"), Some(10)));
 }
 

@@ -103,6 +103,32 @@ impl Client {
         reply.data
     }
 
+    /// One ASYNC_POLL: the results waiting now.
+    pub fn poll_async(&mut self) -> Vec<protocol::AsyncResult> {
+        let reply: protocol::AsyncPollReply =
+            self.call(Opcode::ASYNC_POLL, &protocol::AsyncPollRequest { max: 10 }).unwrap();
+        reply.results
+    }
+
+    /// ASYNC_POLL until a first result comes (failing the test after `limit`): what came with it.
+    pub fn await_async(&mut self, limit: Duration) -> Vec<protocol::AsyncResult> {
+        let mut results = Vec::new();
+        assert!(eventually(limit, || {
+            results.extend(self.poll_async());
+            !results.is_empty()
+        }));
+        results
+    }
+
+    /// The newest audit entry of `event` in `category`, and its details parsed.
+    pub fn audit_entry(&mut self, category: &str, event: &str) -> (clove_core::audit::AuditEntry, serde_json::Value) {
+        let query = protocol::AuditQuery { category: Some(category.into()), limit: 10, ..Default::default() };
+        let log: protocol::AuditLogReply = self.call(Opcode::GET_AUDIT_LOG, &query).unwrap();
+        let entry = log.entries.into_iter().rev().find(|e| e.event == event).expect("the audit entry");
+        let details = serde_json::from_str(&entry.details_json).unwrap();
+        (entry, details)
+    }
+
     /// Whether the runtime closed the connection (reads EOF within a few seconds).
     pub fn is_closed(&mut self) -> bool {
         let mut byte = [0u8; 1];
@@ -129,6 +155,17 @@ pub fn pids_running(argv: &[&str]) -> Vec<u32> {
         .unwrap()
         .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
         .filter(|pid| std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| c == wanted))
+        .collect()
+}
+
+/// This process's runtime directories still in the temp directory (sandboxes' work directories
+/// live in them), by name.
+pub fn work_leftovers() -> Vec<String> {
+    let prefix = format!("clove-{}-", std::process::id());
+    std::fs::read_dir(std::env::temp_dir())
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| n.starts_with(&prefix))
         .collect()
 }
 
