@@ -81,6 +81,12 @@ impl AgentPolicy {
         }
     }
 
+    /// Whether both its level and its ceiling are `unrestricted`: such an agent may observe every
+    /// agent and change what the runtime audits.
+    pub fn is_unrestricted(&self) -> bool {
+        self.level == Some(Level::Unrestricted) && self.ceiling_level == Some(Level::Unrestricted)
+    }
+
     /// The level name shown to users: the level, or `custom`.
     pub fn level_name(&self) -> &'static str {
         self.level.map_or("custom", Level::name)

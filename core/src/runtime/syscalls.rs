@@ -446,9 +446,7 @@ impl Reactor {
     /// level and ceiling are both unrestricted.
     pub(super) fn sees(&self, viewer: AgentId, target: AgentId) -> bool {
         let Some(agent) = self.agents.get(viewer) else { return false };
-        let sees_all =
-            agent.policy.level == Some(Level::Unrestricted) && agent.policy.ceiling_level == Some(Level::Unrestricted);
-        sees_all || target == viewer || self.agents.is_descendant(target, viewer)
+        agent.policy.is_unrestricted() || target == viewer || self.agents.is_descendant(target, viewer)
     }
 
     pub(super) fn agent_metrics(&self, id: AgentId) -> Result<AgentMetrics> {
@@ -518,7 +516,7 @@ impl Reactor {
     /// ceiling are both unrestricted may change it.
     fn set_audit_config(&mut self, id: AgentId, req: SetAuditConfigRequest) -> Result<AuditConfigReply> {
         let agent = self.caller(id)?;
-        if agent.policy.level != Some(Level::Unrestricted) || agent.policy.ceiling_level != Some(Level::Unrestricted) {
+        if !agent.policy.is_unrestricted() {
             return Err(Denial::Capability("changing the audit configuration").into());
         }
         let config = &mut self.config.audit_config;
@@ -550,11 +548,8 @@ impl Reactor {
     /// GET_AUDIT_LOG: an unrestricted agent sees everything; others see themselves and their
     /// descendants.
     fn audit_log(&self, id: AgentId, query: AuditQuery) -> Result<Answer> {
-        let agent = self.caller(id)?;
-        let sees_all =
-            agent.policy.level == Some(Level::Unrestricted) && agent.policy.ceiling_level == Some(Level::Unrestricted);
         let mut query = query;
-        if !sees_all {
+        if !self.caller(id)?.policy.is_unrestricted() {
             match query.agent_id {
                 Some(target) if target == id.0 || self.agents.is_descendant(AgentId(target), id) => {}
                 Some(target) => return Err(Denial::NotDescendant(target).into()),
