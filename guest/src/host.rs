@@ -101,7 +101,9 @@ impl HostChannel {
                 id = id.wrapping_add(1);
             }
             pending.next_id = id.wrapping_add(1);
-            pending.by_id.insert(id, Waiter { client: client.clone(), opcode: header.opcode, request_id: header.request_id });
+            pending
+                .by_id
+                .insert(id, Waiter { client: client.clone(), opcode: header.opcode, request_id: header.request_id });
             id
         };
         let mut out = Vec::with_capacity(frame::HEADER_LEN + payload.len());

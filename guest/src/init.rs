@@ -39,9 +39,8 @@ fn mount_one(&(source, target, fstype, flags, data, mode): &MountSpec) -> Result
     let (source_c, target_c, fstype_c, data_c) = (c(source), c(target), c(fstype), c(data));
     // SAFETY: every pointer is a NUL-terminated string that outlives the call; mount does not keep
     // them.
-    let rc = unsafe {
-        libc::mount(source_c.as_ptr(), target_c.as_ptr(), fstype_c.as_ptr(), flags, data_c.as_ptr().cast())
-    };
+    let rc =
+        unsafe { libc::mount(source_c.as_ptr(), target_c.as_ptr(), fstype_c.as_ptr(), flags, data_c.as_ptr().cast()) };
     if rc != 0 {
         let e = io::Error::last_os_error();
         // The kernel may have mounted devtmpfs already (CONFIG_DEVTMPFS_MOUNT).

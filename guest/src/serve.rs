@@ -248,7 +248,8 @@ fn spawn_child(
     let parent = match role {
         Role::Agent(spec) => spec,
         Role::Control => {
-            root = AgentSpec { id: 0, name: "control".into(), argv: Vec::new(), env: Vec::new(), cwd: PathBuf::from("/") };
+            root =
+                AgentSpec { id: 0, name: "control".into(), argv: Vec::new(), env: Vec::new(), cwd: PathBuf::from("/") };
             &root
         }
     };
