@@ -21,7 +21,12 @@ pub struct Host {
 impl Host {
     /// Listens on the given host ports in a fresh directory.
     pub fn new(tag: &str, ports: &[u32]) -> Host {
-        let dir = std::env::temp_dir().join(format!("clove-guest-test-{tag}-{}", std::process::id()));
+        Host::new_in(&std::env::temp_dir(), tag, ports)
+    }
+
+    /// The same, in a directory under `base`.
+    pub fn new_in(base: &Path, tag: &str, ports: &[u32]) -> Host {
+        let dir = base.join(format!("clove-guest-test-{tag}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         let listeners = ports
@@ -37,11 +42,20 @@ impl Host {
 
     /// Starts the guest; `spawn` is the spawn spec's JSON, if any.
     pub fn start(&mut self, spawn: Option<&str>) {
+        self.start_under(&[], spawn)
+    }
+
+    /// Starts the guest as the last argument of `launcher` (e.g. `unshare ... --`).
+    pub fn start_under(&mut self, launcher: &[&str], spawn: Option<&str>) {
         let spec = self.dir.join("spawn.json");
         if let Some(json) = spawn {
             std::fs::write(&spec, json).unwrap();
         }
-        let child = Command::new(env!("CARGO_BIN_EXE_clove-guest"))
+        let guest = env!("CARGO_BIN_EXE_clove-guest");
+        let (program, args) = launcher.split_first().map_or((guest, &[][..]), |(p, a)| (*p, a));
+        let child = Command::new(program)
+            .args(args)
+            .args((!launcher.is_empty()).then_some(guest))
             .env("CLOVE_GUEST_TRANSPORT", format!("unix:{}", self.dir.display()))
             .env("CLOVE_GUEST_SPAWN", &spec)
             .spawn()
@@ -121,6 +135,7 @@ impl Drop for Host {
             let _ = child.kill();
             let _ = child.wait();
         }
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
