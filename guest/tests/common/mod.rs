@@ -1,5 +1,6 @@
 //! A stand-in for the VMM and the host runtime: Unix sockets in a scratch directory where vsock ports
 //! would be, and the guest binary started as an ordinary process (not PID 1).
+#![allow(dead_code)] // each test binary uses a different part
 
 use std::io::{Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
