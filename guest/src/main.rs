@@ -13,6 +13,7 @@
 //! test stand in for the VMM.
 
 mod agents;
+mod async_results;
 mod exec;
 mod files;
 mod host;

@@ -1,5 +1,5 @@
 //! Serving one connection: the host's on the control port, or an in-guest agent's at its `CLOVE_FD`.
-//! EXEC, READ, WRITE, SPAWN, HELLO and NOOP are served here; on an agent's connection everything
+//! EXEC, READ, WRITE, SPAWN, HELLO, NOOP and the polling of async EXECs are served here; on an agent's connection everything
 //! else goes to the host over the agent channel, where the agent's policy is applied.
 //!
 //! Bad input costs only its sender: an unknown opcode or a payload that does not decode gets an
@@ -13,9 +13,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use clove_core::policy::Level;
-use clove_core::protocol::{self, frame, ErrorCode, FrameHeader, Opcode, PayloadError};
+use clove_core::protocol::{self, frame, ErrorCode, ErrorReply, FrameHeader, Opcode, PayloadError};
 
 use crate::agents::{self, AgentError, AgentSpec};
+use crate::async_results::{AsyncResults, QueueFull};
 use crate::exec::{self, ExecError};
 use crate::files::{self, FileError};
 use crate::host::HostChannel;
@@ -25,7 +26,7 @@ use crate::wire::{FrameReader, FrameWriter, WireError, MAX_PAYLOAD};
 /// Reply overhead kept free under the frame cap when sizing a READ, as in the process tier.
 const REPLY_OVERHEAD: u64 = 64;
 /// What the guest serves itself; the host's own list is added to it in a HELLO reply.
-const LOCAL_FEATURES: &[&str] = &["exec", "read", "write", "spawn"];
+const LOCAL_FEATURES: &[&str] = &["exec", "read", "write", "spawn", "async"];
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -35,8 +36,8 @@ pub enum ServeError {
     BadPayload { op: &'static str, source: PayloadError },
     #[error("{0} is not served on the control port")]
     NotOnControl(&'static str),
-    #[error("async EXEC is not served in the guest yet: run it synchronously")]
-    AsyncExec,
+    #[error(transparent)]
+    AsyncFull(#[from] QueueFull),
     #[error(transparent)]
     Exec(#[from] ExecError),
     #[error(transparent)]
@@ -50,7 +51,8 @@ impl ServeError {
         match self {
             ServeError::UnknownOpcode(_) => ErrorCode::UnknownOpcode,
             ServeError::BadPayload { .. } => ErrorCode::BadPayload,
-            ServeError::NotOnControl(_) | ServeError::AsyncExec => ErrorCode::Unsupported,
+            ServeError::NotOnControl(_) => ErrorCode::Unsupported,
+            ServeError::AsyncFull(_) => ErrorCode::LimitExceeded,
             ServeError::Exec(e) => e.code(),
             ServeError::File(e) => e.code(),
             ServeError::Agent(e) => e.code(),
@@ -97,6 +99,12 @@ pub enum Ended {
     Exit,
 }
 
+/// One connection's answering side.
+struct Conn {
+    writer: FrameWriter,
+    async_results: Arc<AsyncResults>,
+}
+
 enum Flow {
     Continue,
     Close,
@@ -113,22 +121,23 @@ pub fn serve(guest: &Arc<Guest>, stream: UnixStream, role: Role) -> Ended {
         }
     };
     let mut reader = FrameReader::new(stream);
+    let conn = Conn { writer, async_results: Arc::default() };
     let ended = loop {
         match reader.next_frame() {
-            Ok(Some((header, payload))) => match handle(guest, &role, &writer, header, &payload) {
+            Ok(Some((header, payload))) => match handle(guest, &role, &conn, header, &payload) {
                 Flow::Continue => {}
                 Flow::Close => break Ended::Closed,
                 Flow::Exit => break Ended::Exit,
             },
             Ok(None) | Err(WireError::Io(_)) => break Ended::Closed,
             Err(WireError::Frame(e)) => {
-                let _ = writer.error(0, 0, ErrorCode::BadFrame, e.to_string());
+                let _ = conn.writer.error(0, 0, ErrorCode::BadFrame, e.to_string());
                 break Ended::Closed;
             }
         }
     };
     // EXEC workers may still hold the writer; the peer sees the end now all the same.
-    writer.shutdown();
+    conn.writer.shutdown();
     ended
 }
 
@@ -136,16 +145,16 @@ fn request<'a, T: serde::Deserialize<'a>>(payload: &'a [u8], op: Opcode) -> Resu
     protocol::decode(payload).map_err(|source| ServeError::BadPayload { op: op.name(), source })
 }
 
-fn handle(guest: &Arc<Guest>, role: &Role, writer: &FrameWriter, header: FrameHeader, payload: &[u8]) -> Flow {
+fn handle(guest: &Arc<Guest>, role: &Role, conn: &Conn, header: FrameHeader, payload: &[u8]) -> Flow {
     let id = header.request_id;
     let result = match Opcode::from_u8(header.opcode) {
         None => Err(ServeError::UnknownOpcode(header.opcode)),
-        Some(op) => dispatch(guest, role, writer, op, header, payload),
+        Some(op) => dispatch(guest, role, conn, op, header, payload),
     };
     match result {
         Ok(flow) => flow,
         Err(e) => {
-            let _ = writer.error(header.opcode, id, e.code(), e.to_string());
+            let _ = conn.writer.error(header.opcode, id, e.code(), e.to_string());
             Flow::Continue
         }
     }
@@ -154,13 +163,14 @@ fn handle(guest: &Arc<Guest>, role: &Role, writer: &FrameWriter, header: FrameHe
 fn dispatch(
     guest: &Arc<Guest>,
     role: &Role,
-    writer: &FrameWriter,
+    conn: &Conn,
     op: Opcode,
     header: FrameHeader,
     payload: &[u8],
 ) -> Result<Flow, ServeError> {
     let id = header.request_id;
     let code = op as u8;
+    let writer = &conn.writer;
     // A failed write means the peer is gone; the read side will see that and end the loop.
     match op {
         Opcode::HELLO => {
@@ -175,17 +185,34 @@ fn dispatch(
         }
         Opcode::EXEC => {
             let req: protocol::ExecRequest = request(payload, op)?;
-            if req.run_async {
-                return Err(ServeError::AsyncExec);
-            }
             let (guest, writer, cwd) = (guest.clone(), writer.clone(), role.cwd().to_path_buf());
+            let queue = req.run_async.then(|| conn.async_results.clone());
+            if let Some(queue) = &queue {
+                queue.reserve()?;
+                let _ = writer.reply(code, id, &protocol::Accepted { request_id: id });
+            }
             // A thread per EXEC, so a long one does not hold up the connection's other requests.
             std::thread::spawn(move || {
-                let _ = match exec::run(&req, &cwd, &guest.reaper) {
-                    Ok(reply) => writer.reply(code, id, &reply),
-                    Err(e) => writer.error(code, id, e.code(), e.to_string()),
+                let result = exec::run(&req, &cwd, &guest.reaper);
+                let _ = match (queue, result) {
+                    (Some(queue), result) => {
+                        let (error, payload) = match result {
+                            Ok(reply) => (None, protocol::encode(&reply)),
+                            Err(e) => (Some(ErrorReply { code: e.code() as u16, message: e.to_string() }), Vec::new()),
+                        };
+                        queue.complete(protocol::AsyncResult { request_id: id, opcode: code, error, payload });
+                        Ok(())
+                    }
+                    (None, Ok(reply)) => writer.reply(code, id, &reply),
+                    (None, Err(e)) => writer.error(code, id, e.code(), e.to_string()),
                 };
             });
+        }
+        // Results of async EXECs served here come first; the host's own (THINK, HTTP) when none wait.
+        Opcode::ASYNC_POLL if matches!(role, Role::Control) || !conn.async_results.is_empty() => {
+            let req: protocol::AsyncPollRequest = request(payload, op)?;
+            let results = conn.async_results.take(req.max, MAX_PAYLOAD as usize - REPLY_OVERHEAD as usize);
+            let _ = writer.reply(code, id, &protocol::AsyncPollReply { results });
         }
         Opcode::READ => {
             let cap = u64::from(MAX_PAYLOAD).saturating_sub(REPLY_OVERHEAD);

@@ -71,6 +71,24 @@ fn the_control_port_serves_exec_read_write_spawn_and_exit() {
     let err = error_reply(&mut control, 3);
     assert_eq!(err.code, ErrorCode::Timeout as u16, "{}", err.message);
 
+    // Async: accepted at once, the result collected with ASYNC_POLL under the request's id.
+    let mut later = exec(&["sh", "-c", "exit 6"], None);
+    later.run_async = true;
+    send(&mut control, Opcode::EXEC, 30, &later);
+    assert_eq!(reply::<protocol::Accepted>(&mut control, 30).request_id, 30);
+    let end = std::time::Instant::now() + DEADLINE;
+    let result = loop {
+        send(&mut control, Opcode::ASYNC_POLL, 31, &protocol::AsyncPollRequest { max: 0 });
+        let polled: protocol::AsyncPollReply = reply(&mut control, 31);
+        if let Some(result) = polled.results.into_iter().next() {
+            break result;
+        }
+        assert!(std::time::Instant::now() < end, "the async result never came");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    };
+    assert_eq!((result.request_id, result.opcode, result.error), (30, Opcode::EXEC as u8, None));
+    assert_eq!(protocol::decode::<protocol::ExecReply>(&result.payload).unwrap().exit_code, Some(6));
+
     let file = host.path("written").display().to_string();
     let write =
         |content: &[u8], append| protocol::WriteRequest { path: file.clone(), content: content.to_vec(), append };
