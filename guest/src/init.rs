@@ -11,6 +11,8 @@ pub enum InitError {
     Mount { fstype: &'static str, target: &'static str, source: io::Error },
     #[error("creating {target}: {source}")]
     Mkdir { target: &'static str, source: io::Error },
+    #[error("bringing up the loopback interface: {0}")]
+    Loopback(io::Error),
 }
 
 /// (source, target, type, flags, data, mode of the mount point)
@@ -60,6 +62,9 @@ pub fn setup() {
         }
     }
     open_stdio();
+    if let Err(e) = loopback_up() {
+        failures.push(e);
+    }
     for e in failures {
         crate::log(&e.to_string());
     }
@@ -95,6 +100,37 @@ fn open_stdio() {
             }
         }
     }
+}
+
+/// Brings `lo` up, as an init system would: agents may serve each other on 127.0.0.1.
+fn loopback_up() -> Result<(), InitError> {
+    let failed = || InitError::Loopback(io::Error::last_os_error());
+    // SAFETY: socket() takes no pointers; the result is checked and owned at once.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(failed());
+    }
+    // SAFETY: socket() returned a fresh descriptor that nothing else owns.
+    let sock = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+    let raw = std::os::fd::AsRawFd::as_raw_fd(&sock);
+    // SAFETY: ifreq is plain old data; all-zero bytes are a valid value.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (dst, src) in req.ifr_name.iter_mut().zip(b"lo\0") {
+        *dst = *src as libc::c_char;
+    }
+    // SAFETY: SIOCGIFFLAGS reads the NUL-terminated name from `req` and writes its flags into it;
+    // `req` is a valid ifreq that outlives the call.
+    if unsafe { libc::ioctl(raw, libc::SIOCGIFFLAGS, &mut req) } != 0 {
+        return Err(failed());
+    }
+    // SAFETY: SIOCGIFFLAGS filled the flags member of the union, so reading it is reading what the
+    // kernel wrote.
+    unsafe { req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short };
+    // SAFETY: as above; SIOCSIFFLAGS only reads `req`.
+    if unsafe { libc::ioctl(raw, libc::SIOCSIFFLAGS, &req) } != 0 {
+        return Err(failed());
+    }
+    Ok(())
 }
 
 /// Powers the VM off: with `reboot=k` on the command line the kernel resets through the keyboard
