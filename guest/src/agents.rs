@@ -172,5 +172,6 @@ mod tests {
         assert!(matches!(load_spawn_file(&path), Err(AgentError::Invalid(_))));
         std::fs::write(&path, "{").unwrap();
         assert!(matches!(load_spawn_file(&path), Err(AgentError::BadSpec { .. })));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

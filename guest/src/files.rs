@@ -112,6 +112,7 @@ mod tests {
         assert_eq!((all.content.as_slice(), all.size), (&b"abcde"[..], 5), "truncated, then appended");
         let window = read(&ReadRequest { path: "f".into(), offset: 1, max_bytes: Some(2) }, &dir, 1 << 20).unwrap();
         assert_eq!(window.content, b"bc");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
@@ -125,5 +126,6 @@ mod tests {
         assert!(std::process::Command::new("mkfifo").arg(dir.join("fifo")).status().unwrap().success());
         assert_eq!(read(&req("fifo"), &dir, 1 << 20).unwrap_err().code(), ErrorCode::Io, "no hang on a FIFO");
         assert_eq!(read(&req("."), &dir, 1 << 20).unwrap_err().code(), ErrorCode::Io, "a directory");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
