@@ -164,12 +164,10 @@ impl MmioTransport {
                 let addr = merge_half(q.used_ring(), offset == REG_QUEUE_USED_HIGH, value);
                 q.try_set_used_ring_address(GuestAddress(addr))
             }),
-            REG_QUEUE_NOTIFY => {
-                // Old Linux kernels kick the rx queue before DRIVER_OK; the device looks at
-                // every queue when it goes live, so an early kick loses nothing.
-                if self.active && (value as usize) < self.queues.len() {
-                    self.device.queue_notify(value as u16);
-                }
+            // Old Linux kernels kick the rx queue before DRIVER_OK; the device looks at every
+            // queue when it goes live, so an early kick (ignored here) loses nothing.
+            REG_QUEUE_NOTIFY if self.active && (value as usize) < self.queues.len() => {
+                self.device.queue_notify(value as u16);
             }
             REG_INTERRUPT_ACK => self.signals.ack(value),
             // Read-only registers; a write there changes nothing.
@@ -207,8 +205,7 @@ impl MmioTransport {
     }
 
     fn write_driver_features(&mut self, value: u32) {
-        let negotiating =
-            self.status & status::DRIVER != 0 && self.status & status::FEATURES_OK == 0;
+        let negotiating = self.status & status::DRIVER != 0 && self.status & status::FEATURES_OK == 0;
         let shift = match self.driver_features_sel {
             0 => 0,
             1 => 32,
@@ -268,14 +265,14 @@ impl BusDevice for MmioTransport {
             return self.device.read_config(offset - CONFIG_OFFSET, data);
         }
         // Transport registers are 32 bits wide and aligned (4.2.2.2); other accesses read 0.
-        if data.len() == 4 && offset % 4 == 0 {
+        if data.len() == 4 && offset.is_multiple_of(4) {
             data.copy_from_slice(&self.read_reg(offset).to_le_bytes());
         }
     }
 
     fn write(&mut self, offset: u64, data: &[u8]) {
         // Config space is read-only for vsock; narrow or unaligned register writes are ignored.
-        if offset >= CONFIG_OFFSET || offset % 4 != 0 {
+        if offset >= CONFIG_OFFSET || !offset.is_multiple_of(4) {
             return;
         }
         if let Ok(bytes) = <[u8; 4]>::try_from(data) {

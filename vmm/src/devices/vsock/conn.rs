@@ -175,9 +175,7 @@ impl Connection {
 fn send_nosignal(stream: &UnixStream, buf: &[u8]) -> io::Result<usize> {
     // SAFETY: the fd is owned by `stream`, open for the whole call; the pointer and length
     // describe `buf`, which is valid for reads of `buf.len()` bytes.
-    let n = unsafe {
-        libc::send(stream.as_raw_fd(), buf.as_ptr().cast(), buf.len(), libc::MSG_NOSIGNAL)
-    };
+    let n = unsafe { libc::send(stream.as_raw_fd(), buf.as_ptr().cast(), buf.len(), libc::MSG_NOSIGNAL) };
     if n < 0 {
         return Err(io::Error::last_os_error());
     }

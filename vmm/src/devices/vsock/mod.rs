@@ -82,9 +82,7 @@ impl Vsock {
                 device::run_poller(&for_thread);
             })
             .map_err(VsockError::Thread)?;
-        let tid = tid_rx
-            .recv()
-            .map_err(|_| VsockError::Thread(io::Error::other("poller exited at start")))?;
+        let tid = tid_rx.recv().map_err(|_| VsockError::Thread(io::Error::other("poller exited at start")))?;
         Ok((Vsock { shared, poller: Some(poller), tid }, transport))
     }
 

@@ -62,7 +62,8 @@ pub struct Header {
 
 impl Header {
     pub fn parse(b: &[u8; HDR_LEN]) -> Self {
-        let u64_at = |i: usize| u64::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3], b[i + 4], b[i + 5], b[i + 6], b[i + 7]]);
+        let u64_at =
+            |i: usize| u64::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3], b[i + 4], b[i + 5], b[i + 6], b[i + 7]]);
         let u32_at = |i: usize| u32::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
         let u16_at = |i: usize| u16::from_le_bytes([b[i], b[i + 1]]);
         Self {
@@ -182,12 +183,7 @@ pub(crate) fn rx_buffers(mem: &GuestMemoryMmap, chain: Chain<'_>) -> Result<RxBu
 impl RxBuffers {
     /// Writes the header (with `len` set to the payload's length) and the payload; returns the
     /// byte count for the used ring. The payload must fit `payload_room`.
-    pub(crate) fn write(
-        &self,
-        mem: &GuestMemoryMmap,
-        mut header: Header,
-        payload: &[u8],
-    ) -> Result<u32, ChainError> {
+    pub(crate) fn write(&self, mem: &GuestMemoryMmap, mut header: Header, payload: &[u8]) -> Result<u32, ChainError> {
         let payload = &payload[..payload.len().min(self.payload_room)];
         // Fits in u32: capped at MAX_PAYLOAD.
         header.len = payload.len() as u32;
@@ -217,10 +213,9 @@ fn pieces(
         }
         let n = (dlen - skip).min(len - done);
         // In range: checked_descriptors verified addr..addr+dlen lies in guest memory.
-        let at = addr.checked_add(skip as u64).ok_or(ChainError::OutsideMemory {
-            addr: addr.raw_value(),
-            len: dlen as u32,
-        })?;
+        let at = addr
+            .checked_add(skip as u64)
+            .ok_or(ChainError::OutsideMemory { addr: addr.raw_value(), len: dlen as u32 })?;
         visit(at, done, n)?;
         done += n;
         skip = 0;
@@ -228,27 +223,13 @@ fn pieces(
     Ok(())
 }
 
-fn gather(
-    mem: &GuestMemoryMmap,
-    descs: &[(GuestAddress, u32)],
-    skip: usize,
-    out: &mut [u8],
-) -> Result<(), ChainError> {
+fn gather(mem: &GuestMemoryMmap, descs: &[(GuestAddress, u32)], skip: usize, out: &mut [u8]) -> Result<(), ChainError> {
     let len = out.len();
-    pieces(descs, skip, len, |at, off, n| {
-        mem.read_slice(&mut out[off..off + n], at).map_err(|_| outside(at, n))
-    })
+    pieces(descs, skip, len, |at, off, n| mem.read_slice(&mut out[off..off + n], at).map_err(|_| outside(at, n)))
 }
 
-fn scatter(
-    mem: &GuestMemoryMmap,
-    descs: &[(GuestAddress, u32)],
-    skip: usize,
-    data: &[u8],
-) -> Result<(), ChainError> {
-    pieces(descs, skip, data.len(), |at, off, n| {
-        mem.write_slice(&data[off..off + n], at).map_err(|_| outside(at, n))
-    })
+fn scatter(mem: &GuestMemoryMmap, descs: &[(GuestAddress, u32)], skip: usize, data: &[u8]) -> Result<(), ChainError> {
+    pieces(descs, skip, data.len(), |at, off, n| mem.write_slice(&data[off..off + n], at).map_err(|_| outside(at, n)))
 }
 
 fn outside(at: GuestAddress, n: usize) -> ChainError {

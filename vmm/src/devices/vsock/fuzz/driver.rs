@@ -208,6 +208,8 @@ impl<'a> SimDriver<'a> {
 
     /// Sends a packet (header and payload in two descriptors, as Linux does) and notifies.
     pub fn send(&mut self, header: Header, payload: &[u8]) -> Option<u16> {
+        // The device consumes tx chains as soon as it is notified: reclaim their descriptors.
+        self.take_used(TX);
         let hdr_at = self.alloc(HDR_LEN as u64);
         let _ = self.mem.write_slice(&header.to_bytes(), GuestAddress(hdr_at));
         let head = if payload.is_empty() {

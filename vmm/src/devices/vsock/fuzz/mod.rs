@@ -25,6 +25,8 @@ impl IrqLine for NoIrq {
 
 /// Host port the fuzzed guest may connect to.
 pub const FUZZ_PORT: u32 = 1024;
+/// Where `process_tx_bytes` copies its packet bytes: past the rx buffers the driver offers.
+pub const FUZZ_BUF: u64 = BUF_BASE + 0x8_0000;
 
 fn memory() -> Option<GuestMemoryMmap> {
     GuestMemoryMmap::from_ranges(&[(GuestAddress(0), MEM_SIZE)]).ok()
@@ -61,8 +63,8 @@ pub fn process_tx_bytes(data: &[u8]) {
     let (desc, avail) = (tx.desc, tx.avail);
     let _ = mem.write_slice(table, GuestAddress(desc));
     let _ = mem.write_slice(ring, GuestAddress(avail + 4));
-    let buffers = &buffers[..buffers.len().min((BUF_END - BUF_BASE) as usize)];
-    let _ = mem.write_slice(buffers, GuestAddress(BUF_BASE));
+    let buffers = &buffers[..buffers.len().min((BUF_END - FUZZ_BUF) as usize)];
+    let _ = mem.write_slice(buffers, GuestAddress(FUZZ_BUF));
     let _ = mem.write_obj(avail_idx, GuestAddress(avail + 2));
     driver.notify(TX);
     driver.notify(RX);
