@@ -2,6 +2,9 @@
 //! virtio-vsock device. A device is reached through the bus (a register read or write from a
 //! vCPU exit) and signals the guest through its interrupt line.
 
+pub mod i8042;
+pub mod serial;
+
 /// A device whose registers sit in a window of guest-physical MMIO (or port I/O) space. `offset`
 /// is from the start of the window; a read fills all of `data` (unknown registers read as zero).
 pub trait BusDevice: Send {
