@@ -2,6 +2,8 @@
 //! virtio-vsock device. A device is reached through the bus (a register read or write from a
 //! vCPU exit) and signals the guest through its interrupt line.
 
+pub mod i8042;
+pub mod serial;
 pub mod virtio;
 pub mod vsock;
 

@@ -1,37 +1,48 @@
-//! A vCPU and what makes it stop: every exit comes back as an [`Exit`] value for its owner to
-//! handle; nothing a guest does makes the host panic.
+//! A vCPU and what makes it stop. Port and MMIO accesses go to the bus and the guest carries on;
+//! every other exit comes back as an [`Exit`] value for the owner to handle. Nothing a guest does
+//! makes the host panic.
 
 use kvm_bindings::kvm_regs;
 use kvm_ioctls::{VcpuExit, VcpuFd};
+use vm_memory::GuestMemoryMmap;
 
 use super::VmError;
+use crate::bus::Bus;
 
-/// Why the guest stopped running.
+/// Why `KVM_RUN` returned.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Exit {
-    /// `out`: the bytes written to an I/O port.
-    IoOut { port: u16, data: Vec<u8> },
-    /// `in`: the guest reads `len` bytes from a port (they read as zero).
-    IoIn { port: u16, len: usize },
-    /// A store to guest-physical memory with no RAM behind it: a device register.
-    MmioWrite { addr: u64, data: Vec<u8> },
-    /// A load from such an address (it reads as zero).
-    MmioRead { addr: u64, len: usize },
-    /// `hlt`.
+    /// A port or MMIO access, done by the bus.
+    Io,
+    /// `hlt` (only without an in-kernel interrupt controller, which handles it itself).
     Halt,
-    /// A triple fault or a reset: the guest is done.
+    /// A triple fault: the guest cannot go on.
     Shutdown,
+    /// A signal or `immediate_exit` kicked the vCPU out.
+    Interrupted,
     /// Any other exit, by KVM's name for it.
     Other(String),
 }
 
 pub struct Vcpu {
     fd: VcpuFd,
+    // The VM lives as long as any of its vCPU fds, so each vCPU keeps the guest memory mapped
+    // until its fd is closed (fields drop in order): KVM never sees the mapping go away.
+    _memory: GuestMemoryMmap,
 }
 
 impl Vcpu {
-    pub(super) fn new(fd: VcpuFd) -> Vcpu {
-        Vcpu { fd }
+    pub(super) fn new(fd: VcpuFd, memory: GuestMemoryMmap) -> Vcpu {
+        Vcpu { fd, _memory: memory }
+    }
+
+    /// The KVM vCPU, for the boot code to set its registers.
+    pub fn fd(&self) -> &VcpuFd {
+        &self.fd
+    }
+
+    pub(super) fn fd_mut(&mut self) -> &mut VcpuFd {
+        &mut self.fd
     }
 
     /// Points the vCPU at real-mode code at guest address `entry` (below 64 KiB), code and data
@@ -48,22 +59,19 @@ impl Vcpu {
         self.fd.set_regs(&regs).map_err(VmError::ioctl("KVM_SET_REGS"))
     }
 
-    /// Runs the guest until it exits.
-    pub fn run(&mut self) -> Result<Exit, VmError> {
-        let exit = match self.fd.run().map_err(VmError::ioctl("KVM_RUN"))? {
-            VcpuExit::IoOut(port, data) => Exit::IoOut { port, data: data.to_vec() },
-            VcpuExit::IoIn(port, data) => {
-                data.fill(0);
-                Exit::IoIn { port, len: data.len() }
-            }
-            VcpuExit::MmioWrite(addr, data) => Exit::MmioWrite { addr, data: data.to_vec() },
-            VcpuExit::MmioRead(addr, data) => {
-                data.fill(0);
-                Exit::MmioRead { addr, len: data.len() }
-            }
-            VcpuExit::Hlt => Exit::Halt,
-            VcpuExit::Shutdown => Exit::Shutdown,
-            other => Exit::Other(format!("{other:?}")),
+    /// Runs the guest until it exits; port and MMIO accesses are served from `bus`.
+    pub fn run(&mut self, bus: &Bus) -> Result<Exit, VmError> {
+        let exit = match self.fd.run() {
+            Ok(VcpuExit::IoOut(port, data)) => bus.pio.write(u64::from(port), data).map(|()| Exit::Io)?,
+            Ok(VcpuExit::IoIn(port, data)) => bus.pio.read(u64::from(port), data).map(|()| Exit::Io)?,
+            Ok(VcpuExit::MmioWrite(addr, data)) => bus.mmio.write(addr, data).map(|()| Exit::Io)?,
+            Ok(VcpuExit::MmioRead(addr, data)) => bus.mmio.read(addr, data).map(|()| Exit::Io)?,
+            Ok(VcpuExit::Hlt) => Exit::Halt,
+            Ok(VcpuExit::Shutdown) => Exit::Shutdown,
+            Ok(VcpuExit::Intr) => Exit::Interrupted,
+            Ok(other) => Exit::Other(format!("{other:?}")),
+            Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => Exit::Interrupted,
+            Err(e) => return Err(VmError::Ioctl { what: "KVM_RUN", source: e }),
         };
         Ok(exit)
     }
