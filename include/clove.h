@@ -472,6 +472,20 @@ enum clove_status clove_runtime_options_set_state_path(struct clove_runtime_opti
                                                        const char *path);
 
 /**
+ * The guest kernel and initramfs that microVM agents boot (`guest/kernel/build.sh` and
+ * `guest/initramfs.sh` build them). NULL keeps what `CLOVE_VM_KERNEL` and `CLOVE_VM_INITRAMFS`
+ * said when the options were made. Checked when a VM agent is spawned, not here.
+ *
+ * Thread-safety: not while another call uses the same options.
+ *
+ * # Safety
+ * `opts` is NULL or live options; `kernel` and `initramfs` are NULL or NUL-terminated strings.
+ */
+enum clove_status clove_runtime_options_set_vm_image(struct clove_runtime_options *opts,
+                                                     const char *kernel,
+                                                     const char *initramfs);
+
+/**
  * Starts a runtime: its reactor thread runs until `clove_runtime_free`. `opts` may be NULL for the
  * defaults; the runtime copies what it needs, so `opts` may be freed at once.
  *
@@ -675,6 +689,19 @@ enum clove_status clove_spawn_options_set_limits(struct clove_spawn_options *opt
  */
 enum clove_status clove_spawn_options_set_sandboxed(struct clove_spawn_options *opts,
                                                     bool sandboxed);
+
+/**
+ * Runs the agent in its own microVM with `vcpus` vCPUs (1 to 32) instead of a process sandbox; 0
+ * turns that off. Its memory limit (`clove_spawn_options_set_memory`) is the VM's RAM, 256 MiB
+ * when unset. Spawning fails with `CLOVE_STATUS_UNSUPPORTED` on a host that cannot boot a VM
+ * (no /dev/kvm, or a software KVM such as kvm_pvm), with a last error saying why.
+ *
+ * Thread-safety: not while another call uses the same options.
+ *
+ * # Safety
+ * `opts` is NULL or live spawn options.
+ */
+enum clove_status clove_spawn_options_set_vm(struct clove_spawn_options *opts, uint32_t vcpus);
 
 /**
  * Lets a sandboxed agent reach the network.

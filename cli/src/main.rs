@@ -10,7 +10,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use clove_core::policy::Level;
-use clove_core::protocol::{Limits, RestartPolicy, RestartSpec};
+use clove_core::protocol::{Limits, RestartPolicy, RestartSpec, VmSpec};
 use clove_core::runtime::{ListenConfig, Mount, Profile, Runtime, RuntimeConfig, SpawnSpec};
 
 #[derive(Parser)]
@@ -92,10 +92,28 @@ struct IsolationArgs {
     /// HOST:GUEST[:ro|:rw] to show inside the sandbox. Repeatable.
     #[arg(long = "mount", value_name = "HOST:GUEST[:ro]", value_parser = parse_mount)]
     mounts: Vec<Mount>,
+    /// Run it in its own microVM instead (--memory is the VM's RAM, 256M by default).
+    #[arg(long, conflicts_with_all = ["sandbox", "profile", "net", "mounts"])]
+    vm: bool,
+    /// The VM's vCPUs (with --vm).
+    #[arg(long, default_value_t = 1, requires = "vm", value_parser = clap::value_parser!(u8).range(1..=32))]
+    vcpus: u8,
+    /// The guest kernel to boot (default: $CLOVE_VM_KERNEL).
+    #[arg(long, value_name = "PATH", requires = "vm")]
+    vm_kernel: Option<PathBuf>,
+    /// The guest initramfs (default: $CLOVE_VM_INITRAMFS).
+    #[arg(long, value_name = "PATH", requires = "vm")]
+    vm_initramfs: Option<PathBuf>,
 }
 
 impl IsolationArgs {
-    fn apply(&self, spec: &mut SpawnSpec) -> Result<()> {
+    fn apply(&self, spec: &mut SpawnSpec, config: &mut RuntimeConfig) -> Result<()> {
+        if self.vm {
+            spec.vm = Some(VmSpec { vcpus: self.vcpus });
+            config.vm.kernel = self.vm_kernel.clone().or(config.vm.kernel.take());
+            config.vm.initramfs = self.vm_initramfs.clone().or(config.vm.initramfs.take());
+            return Ok(());
+        }
         spec.network = self.net;
         spec.mounts = self.mounts.clone();
         match (self.profile, self.sandbox || !self.mounts.is_empty() || self.net) {
@@ -236,14 +254,14 @@ fn run(args: RunArgs) -> Result<ExitCode> {
     let RunArgs { name, level, timeout, env, cwd, limits, isolation, state, http_private, command } = args;
     let mut config = RuntimeConfig { state_path: state, ..RuntimeConfig::default() };
     config.net.refuse_non_public = !http_private;
-    let runtime = Runtime::start(config)?;
     let mut spec = SpawnSpec::new(name, command);
     spec.level = level;
     spec.env = env_pairs(&env)?;
     spec.cwd = cwd;
     spec.limits = limits.limits()?;
     spec.restart = limits.restart.clone();
-    isolation.apply(&mut spec)?;
+    isolation.apply(&mut spec, &mut config)?;
+    let runtime = Runtime::start(config)?;
     let id = runtime.spawn(spec)?;
     let limit = match timeout {
         Some(secs) if secs.is_finite() && secs > 0.0 => Some(Duration::from_secs_f64(secs)),

@@ -202,6 +202,39 @@ pub unsafe extern "C" fn clove_runtime_options_set_state_path(
     })
 }
 
+/// The guest kernel and initramfs that microVM agents boot (`guest/kernel/build.sh` and
+/// `guest/initramfs.sh` build them). NULL keeps what `CLOVE_VM_KERNEL` and `CLOVE_VM_INITRAMFS`
+/// said when the options were made. Checked when a VM agent is spawned, not here.
+///
+/// Thread-safety: not while another call uses the same options.
+///
+/// # Safety
+/// `opts` is NULL or live options; `kernel` and `initramfs` are NULL or NUL-terminated strings.
+#[no_mangle]
+pub unsafe extern "C" fn clove_runtime_options_set_vm_image(
+    opts: *mut clove_runtime_options,
+    kernel: *const c_char,
+    initramfs: *const c_char,
+) -> clove_status {
+    guard("clove_runtime_options_set_vm_image", || {
+        // SAFETY: the caller's contract on `opts`, `kernel` and `initramfs`.
+        let (c, kernel, initramfs) = unsafe {
+            (
+                clove_runtime_options::borrow_mut(opts, "opts")?,
+                opt_str_arg(kernel, "kernel")?,
+                opt_str_arg(initramfs, "initramfs")?,
+            )
+        };
+        if let Some(kernel) = kernel {
+            c.vm.kernel = Some(kernel.into());
+        }
+        if let Some(initramfs) = initramfs {
+            c.vm.initramfs = Some(initramfs.into());
+        }
+        Ok(())
+    })
+}
+
 /// Starts a runtime: its reactor thread runs until `clove_runtime_free`. `opts` may be NULL for the
 /// defaults; the runtime copies what it needs, so `opts` may be freed at once.
 ///

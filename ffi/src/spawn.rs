@@ -2,7 +2,7 @@
 
 use std::ffi::c_char;
 
-use clove_core::protocol::{RestartPolicy, RestartSpec};
+use clove_core::protocol::{RestartPolicy, RestartSpec, VmSpec};
 use clove_core::runtime::{AgentStdio, Mount, Profile, SpawnSpec};
 
 use crate::boundary::{clove_status, guard, out_arg, str_arg, Error};
@@ -256,6 +256,29 @@ pub unsafe extern "C" fn clove_spawn_options_set_sandboxed(
         // SAFETY: the caller's contract on `opts`.
         let s = unsafe { clove_spawn_options::borrow_mut(opts, "opts") }?;
         s.sandboxed = sandboxed;
+        Ok(())
+    })
+}
+
+/// Runs the agent in its own microVM with `vcpus` vCPUs (1 to 32) instead of a process sandbox; 0
+/// turns that off. Its memory limit (`clove_spawn_options_set_memory`) is the VM's RAM, 256 MiB
+/// when unset. Spawning fails with `CLOVE_STATUS_UNSUPPORTED` on a host that cannot boot a VM
+/// (no /dev/kvm, or a software KVM such as kvm_pvm), with a last error saying why.
+///
+/// Thread-safety: not while another call uses the same options.
+///
+/// # Safety
+/// `opts` is NULL or live spawn options.
+#[no_mangle]
+pub unsafe extern "C" fn clove_spawn_options_set_vm(opts: *mut clove_spawn_options, vcpus: u32) -> clove_status {
+    guard("clove_spawn_options_set_vm", || {
+        // SAFETY: the caller's contract on `opts`.
+        let s = unsafe { clove_spawn_options::borrow_mut(opts, "opts") }?;
+        s.vm = match vcpus {
+            0 => None,
+            1..=32 => Some(VmSpec { vcpus: vcpus as u8 }),
+            _ => return Err(Error::invalid(format!("{vcpus} vCPUs: a VM has 1 to 32"))),
+        };
         Ok(())
     })
 }

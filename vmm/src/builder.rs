@@ -32,6 +32,7 @@ use crate::arch::{self, ArchError};
 use crate::bus::{Bus, BusError, SharedDevice};
 use crate::devices::i8042::I8042;
 use crate::devices::serial::{SerialConsole, SerialLog};
+use crate::devices::vsock::{Vsock, VsockError};
 use crate::devices::IrqLine;
 use crate::initramfs;
 use crate::vstate::{Vcpu, Vm, VmError, VmExit, VmRun};
@@ -66,6 +67,8 @@ pub enum BuildError {
     Arch(#[from] ArchError),
     #[error(transparent)]
     Bus(#[from] BusError),
+    #[error("vsock: {0}")]
+    Vsock(#[from] VsockError),
 }
 
 /// What to boot and with what.
@@ -189,7 +192,10 @@ impl MicroVm {
 
     /// Puts the device `make` returns in the next virtio-mmio slot (0, 1, ...), and names it on
     /// the kernel command line. Before [`MicroVm::start`]; returns the slot.
-    pub fn attach_mmio(&mut self, make: impl FnOnce(&MmioSlot) -> SharedDevice) -> Result<MmioSlot, BuildError> {
+    pub fn attach_mmio<T>(
+        &mut self,
+        make: impl FnOnce(&MmioSlot) -> Result<(SharedDevice, T), BuildError>,
+    ) -> Result<(MmioSlot, T), BuildError> {
         let index = self.mmio_slots.len() as u32;
         if index >= MMIO_MAX_SLOTS {
             return Err(BuildError::NoMmioSlot);
@@ -197,9 +203,20 @@ impl MicroVm {
         let (addr, gsi) = (MMIO_START + u64::from(index) * MMIO_SLOT_SIZE, MMIO_FIRST_GSI + index);
         let irq: Arc<dyn IrqLine> = self.vm.irq_line(gsi)?;
         let slot = MmioSlot { index, addr, gsi, irq, memory: self.vm.memory().clone() };
-        self.bus.mmio.insert(addr, MMIO_SLOT_SIZE, make(&slot))?;
+        let (device, host_side) = make(&slot)?;
+        self.bus.mmio.insert(addr, MMIO_SLOT_SIZE, device)?;
         self.mmio_slots.push((addr, gsi));
-        Ok(slot)
+        Ok((slot, host_side))
+    }
+
+    /// Puts a virtio-vsock device for guest CID `guest_cid` in the next virtio-mmio slot and returns
+    /// its host side. Before [`MicroVm::start`].
+    pub fn attach_vsock(&mut self, guest_cid: u64) -> Result<Vsock, BuildError> {
+        let (_, vsock) = self.attach_mmio(|slot| {
+            let (vsock, transport) = Vsock::new(guest_cid, slot.memory.clone(), slot.irq.clone())?;
+            Ok((Arc::new(Mutex::new(transport)) as SharedDevice, vsock))
+        })?;
+        Ok(vsock)
     }
 
     /// Loads the kernel and what it boots with, and starts the vCPUs. Once.

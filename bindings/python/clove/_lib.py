@@ -169,6 +169,7 @@ PROTOTYPES: Dict[str, Tuple[object, List[object]]] = {
     "clove_spawn_options_set_limits": (
         clove_status, [spawn_options_ptr, c_uint64, c_uint32, c_uint64, c_uint64]),
     "clove_spawn_options_set_sandboxed": (clove_status, [spawn_options_ptr, c_bool]),
+    "clove_spawn_options_set_vm": (clove_status, [spawn_options_ptr, c_uint32]),
     "clove_spawn_options_set_network": (clove_status, [spawn_options_ptr, c_bool]),
     "clove_spawn_options_set_profile": (clove_status, [spawn_options_ptr, c_char_p]),
     "clove_spawn_options_add_mount": (
@@ -193,6 +194,8 @@ PROTOTYPES: Dict[str, Tuple[object, List[object]]] = {
         clove_status, [runtime_options_ptr, c_char_p, c_char_p, c_char_p, c_char_p]),
     "clove_runtime_options_set_http_refuse_non_public": (
         clove_status, [runtime_options_ptr, c_bool]),
+    "clove_runtime_options_set_vm_image": (
+        clove_status, [runtime_options_ptr, c_char_p, c_char_p]),
     "clove_think_answer_set_text": (clove_status, [think_answer_ptr, c_char_p]),
     "clove_think_answer_set_model": (clove_status, [think_answer_ptr, c_char_p]),
     "clove_think_answer_set_usage": (clove_status, [think_answer_ptr, c_uint64, c_uint64]),

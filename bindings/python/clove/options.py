@@ -107,6 +107,8 @@ def spawn_options(
     network: bool = False,
     profile: Optional[str] = None,
     mounts: Sequence[Union[Mount, Tuple[PathLike, PathLike], Tuple[PathLike, PathLike, bool]]] = (),
+    vm: bool = False,
+    vcpus: int = 1,
 ) -> Iterator[ctypes._Pointer[_lib.clove_spawn_options]]:
     """A ``clove_spawn_options`` handle holding these options, freed on leaving the block.
     :meth:`Runtime.spawn() <clove.Runtime.spawn>` documents each keyword."""
@@ -146,6 +148,8 @@ def spawn_options(
             mount = mount if isinstance(mount, Mount) else Mount(*mount)
             lib.clove_spawn_options_add_mount(opts, c_str(mount.host), c_str(mount.guest),
                                               mount.read_only)
+        if vm:
+            lib.clove_spawn_options_set_vm(opts, c_unsigned(vcpus, 32, "vcpus"))
         # Last: a profile fills only the limits and network not set yet, and turns the sandbox on.
         if profile is not None:
             lib.clove_spawn_options_set_profile(opts, c_str(profile))
@@ -166,6 +170,8 @@ def runtime_options(
     state_path: Optional[PathLike] = None,
     llm: Optional[Llm] = None,
     http_refuse_non_public: Optional[bool] = None,
+    vm_kernel: Optional[PathLike] = None,
+    vm_initramfs: Optional[PathLike] = None,
 ) -> Iterator[ctypes._Pointer[_lib.clove_runtime_options]]:
     """A ``clove_runtime_options`` handle with these set (None keeps the library's default), freed
     on leaving the block. :class:`Runtime <clove.Runtime>` documents each keyword."""
@@ -197,6 +203,9 @@ def runtime_options(
                 optional_c_str(llm.api_key), optional_c_str(llm.model))
         if http_refuse_non_public is not None:
             lib.clove_runtime_options_set_http_refuse_non_public(opts, http_refuse_non_public)
+        if vm_kernel is not None or vm_initramfs is not None:
+            lib.clove_runtime_options_set_vm_image(opts, optional_c_str(vm_kernel),
+                                                   optional_c_str(vm_initramfs))
         yield opts
     finally:
         lib.clove_runtime_options_free(opts)

@@ -57,14 +57,17 @@ class Runtime:
       runs (default: in memory). A damaged file, or one another runtime has open, is an ``IoError``.
     - ``llm``: the :class:`Llm` provider THINK asks (default: the one the environment names);
     - ``http_refuse_non_public``: whether agents' HTTP is refused for loopback, private and
-      link-local addresses (True by default; docs/services.md).
+      link-local addresses (True by default; docs/services.md);
+    - ``vm_kernel``, ``vm_initramfs``: what microVM agents boot (default ``CLOVE_VM_KERNEL`` and
+      ``CLOVE_VM_INITRAMFS``; docs/microvm.md).
     """
 
     def __init__(self, *, home: Optional[PathLike] = None, max_payload: Optional[int] = None,
                  audit_capacity: Optional[int] = None, event_capacity: Optional[int] = None,
                  exited_retention: Optional[int] = None, audit_file: Optional[PathLike] = None,
                  state_path: Optional[PathLike] = None, llm: Optional[Llm] = None,
-                 http_refuse_non_public: Optional[bool] = None):
+                 http_refuse_non_public: Optional[bool] = None,
+                 vm_kernel: Optional[PathLike] = None, vm_initramfs: Optional[PathLike] = None):
         self._handle: Optional[ctypes._Pointer[_lib.clove_runtime]] = None
         self._state = threading.Condition()
         self._calls = 0
@@ -81,7 +84,8 @@ class Runtime:
         with runtime_options(home=home, max_payload=max_payload, audit_capacity=audit_capacity,
                              event_capacity=event_capacity, exited_retention=exited_retention,
                              audit_file=audit_file, state_path=state_path, llm=llm,
-                             http_refuse_non_public=http_refuse_non_public) as opts:
+                             http_refuse_non_public=http_refuse_non_public,
+                             vm_kernel=vm_kernel, vm_initramfs=vm_initramfs) as opts:
             lib.clove_runtime_new(opts, byref(handle))
         self._handle = handle
         _open_runtimes.add(self)
@@ -170,7 +174,10 @@ class Runtime:
         - ``profile``: "permissive", "moderate" or "restrictive": turns the sandbox on and fills
           the limits and network not given (see docs/security.md);
         - ``mounts``: :class:`Mount` objects or ``(host, guest[, read_only])`` tuples to show host
-          paths inside the sandbox.
+          paths inside the sandbox;
+        - ``vm``: run it in its own microVM instead, with ``vcpus`` vCPUs (default 1); its memory
+          limit is the VM's RAM (256 MiB when not given). The runtime's ``vm_kernel`` and
+          ``vm_initramfs`` (or ``CLOVE_VM_KERNEL`` and ``CLOVE_VM_INITRAMFS``) are what it boots.
 
         Raises :class:`InvalidArgument` for a bad option, :class:`NotFound` for a missing program.
         """

@@ -319,18 +319,23 @@ class CloveClient(IpcMethods, MetricsMethods, NetMethods, RecordMethods, StateMe
               restart_policy: str = "never", max_restarts: int = 5, restart_window: int = 300,
               level: Optional[str] = None, argv: Optional[Sequence[str]] = None,
               env: Optional[Dict[str, str]] = None, interpreter: Optional[str] = None,
-              cwd: Optional[str] = None) -> Result:
+              cwd: Optional[str] = None, isolation: str = "process", vcpus: int = 1) -> Result:
         """Starts a child agent running ``script`` (with ``interpreter``, default python3) or
-        ``argv``. ``limits`` keys: memory, max_pids, cpu_quota, cpu_period, cpu_shares."""
+        ``argv``. ``limits`` keys: memory, max_pids, cpu_quota, cpu_period, cpu_shares.
+        ``isolation="vm"`` runs it in its own microVM with ``vcpus`` vCPUs (its memory limit is the
+        VM's RAM)."""
         unknown = set(limits or {}) - set(_LIMIT_KEYS)
         if unknown:
             raise ValueError(f"unknown limits: {', '.join(sorted(unknown))}")
+        if isolation not in ("process", "vm"):
+            raise ValueError(f"unknown isolation {isolation!r} (process or vm)")
         request = {
             "name": name, "argv": list(argv or []), "script": script, "interpreter": interpreter,
             "env": _key_values(env), "cwd": cwd, "level": level, "sandboxed": sandboxed,
             "network": network, "limits": {k: (limits or {}).get(k) for k in _LIMIT_KEYS},
             "restart": {"policy": restart_policy.replace("_", "-"),
                         "max_restarts": max_restarts, "window_s": restart_window},
+            "vm": {"vcpus": vcpus} if isolation == "vm" else None,
         }
         reply = self._rpc(Opcode.SPAWN, "SpawnRequest", request, "SpawnReply")
         if _failed(reply):

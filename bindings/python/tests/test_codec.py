@@ -40,7 +40,7 @@ def test_payload_vector_decodes_to_its_value(vector):
 
 
 def test_every_top_level_type_has_a_vector():
-    nested = {"KeyValue", "Limits", "RestartSpec", "ExitInfo", "AgentInfo", "AsyncResult",
+    nested = {"KeyValue", "Limits", "RestartSpec", "VmSpec", "ExitInfo", "AgentInfo", "AsyncResult",
               "AuditEntry", "SyscallCount", "Message", "BusEvent",
               "AuditConfig", "StoredValue", "KeyEntry", "ThinkImage"}
     assert set(codec.SCHEMAS) - nested == {v["type"] for v in PAYLOADS}

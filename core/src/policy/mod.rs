@@ -47,6 +47,8 @@ pub enum Denial {
     NotDescendant(u64),
     #[error("permission denied: {0} is the runtime's own event type; emit a custom type of your own")]
     ReservedEvent(String),
+    #[error("permission denied: {0} from a VM agent is served inside its VM, never on the host")]
+    GuestOnly(&'static str),
     #[error("invalid permissions: {0}")]
     Invalid(String),
 }

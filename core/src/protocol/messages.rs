@@ -241,6 +241,14 @@ pub struct SpawnRequest {
     pub network: bool,
     pub limits: Limits,
     pub restart: RestartSpec,
+    /// Run it in its own microVM instead of a process sandbox (its memory limit is the VM's RAM).
+    pub vm: Option<VmSpec>,
+}
+
+/// The shape of an agent's microVM.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VmSpec {
+    pub vcpus: u8,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

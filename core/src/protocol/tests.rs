@@ -151,6 +151,7 @@ fn samples() -> Vec<(&'static str, serde_json::Value, Vec<u8>)> {
                     cpu_shares: None,
                 },
                 restart: RestartSpec { policy: RestartPolicy::OnFailure, max_restarts: 3, window_s: 300 },
+                vm: Some(VmSpec { vcpus: 2 }),
             },
         ),
         s("SpawnReply", SpawnReply { id: (2 << 32) | 1, name: "worker".into(), pid: 4242, state: AgentState::Running }),

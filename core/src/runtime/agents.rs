@@ -8,6 +8,7 @@ use std::time::Instant;
 use super::cgroup::AgentCgroup;
 use super::conn::Conn;
 use super::ids::SlotMap;
+use super::vm::GuestVm;
 use super::{AgentId, Reply, SpawnSpec};
 use crate::backoff::RestartTracker;
 use crate::policy::AgentPolicy;
@@ -22,39 +23,63 @@ pub(super) enum Origin {
     Connected,
 }
 
-/// A running process (an agent's, or an EXEC's), watched through its pidfd.
+/// A running process (an agent's, or an EXEC's), watched through its pidfd; or a microVM agent's
+/// VM, watched through its exit eventfd.
 pub(super) struct AgentProcess {
     pub pid: u32,
+    /// Readable once it has ended.
     pub pidfd: OwnedFd,
     pub leader: Leader,
 }
 
 /// What the process leads, and so how a signal reaches everything it started.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Leader {
     /// Its own process group: signals go to the group.
     ProcessGroup,
     /// A sandbox's pid namespace, as its init: SIGKILL to init ends the namespace, and init
     /// forwards the polite signals to the program.
     PidNamespace,
+    /// A VM: SIGKILL stops it; the guest is its own world, so nothing else reaches in.
+    Vm(Box<GuestVm>),
 }
 
 impl AgentProcess {
+    /// A VM agent's: its pidfd is a copy of the VM's exit eventfd.
+    pub fn vm(vm: GuestVm) -> std::io::Result<AgentProcess> {
+        Ok(AgentProcess { pid: vm.pid(), pidfd: vm.exit_fd()?, leader: Leader::Vm(Box::new(vm)) })
+    }
+
     /// How it ended, reaping it, or `None` while it runs.
     pub fn try_exit(&self) -> Option<ExitInfo> {
-        clove_sys::process::pidfd_wait(&self.pidfd, false).ok().flatten().map(exit_info)
+        match &self.leader {
+            Leader::Vm(vm) => vm.try_exit(),
+            _ => clove_sys::process::pidfd_wait(&self.pidfd, false).ok().flatten().map(exit_info),
+        }
     }
 
     /// Waits for it to end and reaps it.
     pub fn wait(&self) -> Option<ExitInfo> {
-        clove_sys::process::pidfd_wait(&self.pidfd, true).ok().flatten().map(exit_info)
+        match &self.leader {
+            Leader::Vm(vm) => Some(vm.wait()),
+            _ => clove_sys::process::pidfd_wait(&self.pidfd, true).ok().flatten().map(exit_info),
+        }
     }
 
-    /// Signals everything it started: its process group, or its sandbox through init.
+    /// Signals everything it started: its process group, or its sandbox through init. A VM takes
+    /// only SIGKILL.
     pub fn signal_group(&self, signal: i32) -> std::io::Result<()> {
-        match self.leader {
+        match &self.leader {
             Leader::ProcessGroup => clove_sys::process::signal_group(self.pid, signal),
             Leader::PidNamespace => clove_sys::process::pidfd_signal(&self.pidfd, signal),
+            Leader::Vm(vm) if signal == clove_sys::process::SIGKILL => {
+                vm.kill();
+                Ok(())
+            }
+            Leader::Vm(_) if signal == clove_sys::process::SIGCONT => Ok(()),
+            Leader::Vm(_) => Err(std::io::Error::new(
+                std::io::ErrorKind::Unsupported,
+                "a VM agent is paused through its cgroup and stopped with a kill",
+            )),
         }
     }
 
@@ -64,6 +89,10 @@ impl AgentProcess {
         // A stopped group takes the kill only once it runs again.
         let _ = self.signal_group(clove_sys::process::SIGCONT);
         self.wait();
+    }
+
+    pub fn is_vm(&self) -> bool {
+        matches!(self.leader, Leader::Vm(_))
     }
 }
 

@@ -3,6 +3,7 @@
 use std::io;
 
 use super::cgroup::CgroupError;
+use super::vm::VmTierError;
 use crate::policy::Denial;
 use crate::protocol::{ErrorCode, ErrorReply, Opcode};
 
@@ -32,6 +33,8 @@ pub enum RuntimeError {
     },
     #[error("sandbox: {0}")]
     Sandbox(String),
+    #[error(transparent)]
+    Vm(#[from] super::vm::VmTierError),
     #[error(transparent)]
     Net(#[from] super::net::NetError),
     #[error("cgroup: {0}")]
@@ -67,6 +70,12 @@ impl RuntimeError {
             RuntimeError::Io { .. } => ErrorCode::Io,
             RuntimeError::Unsupported(_) => ErrorCode::Unsupported,
             RuntimeError::Sandbox(_) => ErrorCode::Io,
+            RuntimeError::Vm(e) => match e {
+                VmTierError::NoKvm(_) | VmTierError::SoftwareKvm | VmTierError::NoImage(_) | VmTierError::Limits => {
+                    ErrorCode::Unsupported
+                }
+                VmTierError::Image { .. } | VmTierError::Vmm(_) => ErrorCode::Io,
+            },
             RuntimeError::Net(e) => e.code(),
             RuntimeError::Cgroup(e) => match e {
                 CgroupError::Busy { .. } => ErrorCode::Conflict,

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use mio::unix::SourceFd;
 use mio::Interest;
 
-use super::agents::{Agent, AgentProcess, Origin};
+use super::agents::{Agent, AgentProcess, Leader, Origin};
 use super::cgroup::CgroupLimits;
 use super::conn::Conn;
 use super::events::EventKind;
@@ -44,8 +44,12 @@ impl Reactor {
         };
         let restart = (spec.restart.policy != RestartPolicy::Never)
             .then(|| RestartTracker::new(spec.restart.clone(), Backoff::default()));
+        if spec.vm.is_some() {
+            super::vm::check_limits(&spec.limits)?;
+        }
         let name = spec.name.clone();
-        let wants_cgroup = spec.sandboxed || spec.limits != Limits::default();
+        // A VM's boundary is its guest: its memory limit is its RAM, not a cgroup's.
+        let wants_cgroup = spec.vm.is_none() && (spec.sandboxed || spec.limits != Limits::default());
         let id = self.agents.insert_with(|_| Agent::new(name, Origin::Spawned, 0, policy, parent, cwd));
         if let Some(agent) = self.agents.get_mut(id) {
             agent.restart = restart;
@@ -113,7 +117,10 @@ impl Reactor {
         let agent = self.agents.get_mut(id).ok_or_else(|| RuntimeError::NotFound(id.to_string()))?;
         let spec =
             agent.spec.as_ref().ok_or_else(|| RuntimeError::InvalidArgument("agent has no spawn spec".into()))?;
-        let (process, stream) = if spec.sandboxed {
+        let (process, stream) = if let Some(vm_spec) = spec.vm {
+            let (vm, stream) = super::vm::start(id, spec, vm_spec, &self.config.vm)?;
+            (AgentProcess::vm(vm).map_err(|e| RuntimeError::io("watching the VM", e))?, stream)
+        } else if spec.sandboxed {
             let work = self.state_dir.join(id.to_string());
             let started = super::sandbox::start(id, spec, &work, agent.cgroup.as_ref());
             agent.work_dir = Some(work);
@@ -169,10 +176,14 @@ impl Reactor {
         let Some(agent) = self.agents.get_mut(id) else {
             return;
         };
+        let mut crash = None;
         if let Some(process) = agent.process.take() {
             let _ = registry.deregister(&mut SourceFd(&process.pidfd.as_raw_fd()));
             // Whatever it left running in its group goes with it.
             let _ = process.signal_group(clove_sys::process::SIGKILL);
+            if let Leader::Vm(vm) = &process.leader {
+                crash = vm.crash_reason();
+            }
         }
         let mut exit = exit;
         if let Some(cgroup) = &agent.cgroup {
@@ -198,6 +209,9 @@ impl Reactor {
         };
         self.close_conn(id);
         self.abandon_execs_of(id);
+        if let Some(reason) = crash {
+            self.record(id, "lifecycle", "VM_CRASHED", false, serde_json::json!({ "reason": reason }));
+        }
         if exit.oom_killed {
             self.publish(id, EventKind::Oom);
             self.record(id, "resource", "OOM_KILLED", false, serde_json::json!({}));

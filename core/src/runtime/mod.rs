@@ -27,6 +27,7 @@ mod sandbox;
 mod spec;
 mod store;
 mod syscalls;
+mod vm;
 
 use std::path::PathBuf;
 use std::sync::mpsc::{self, Receiver, SyncSender};
@@ -40,6 +41,7 @@ pub use ids::AgentId;
 pub use net::{NetConfig, NetError, ProviderConfig, ProviderKind, ThinkAnswer, ThinkCall, ThinkHandler, ThinkOrder};
 pub use spec::{AgentStdio, Mount, Profile, SpawnSpec};
 pub use store::StoreError;
+pub use vm::{VmImage, VmTierError};
 
 use crate::audit::AuditEntry;
 use crate::policy::Level;
@@ -76,6 +78,8 @@ pub struct RuntimeConfig {
     pub state_limits: StateLimits,
     /// HTTP and THINK: workers, the address guard and the LLM provider.
     pub net: NetConfig,
+    /// What microVM agents boot (default: `CLOVE_VM_KERNEL` and `CLOVE_VM_INITRAMFS`).
+    pub vm: VmImage,
 }
 
 impl Default for RuntimeConfig {
@@ -92,6 +96,7 @@ impl Default for RuntimeConfig {
             state_path: None,
             state_limits: StateLimits::default(),
             net: NetConfig::default(),
+            vm: VmImage::from_env(),
         }
     }
 }

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use super::{Result, RuntimeError};
 use crate::policy::{Level, Permissions};
-use crate::protocol::{Limits, RestartSpec};
+use crate::protocol::{Limits, RestartSpec, VmSpec};
 
 /// Where an agent's stdout and stderr go.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -41,6 +41,9 @@ pub struct SpawnSpec {
     pub network: bool,
     /// Host paths to show a sandboxed agent, in addition to its own files.
     pub mounts: Vec<Mount>,
+    /// Run it in its own microVM instead: the guest kernel is the boundary, and `limits.memory` is
+    /// the VM's RAM.
+    pub vm: Option<VmSpec>,
 }
 
 /// A host path shown inside a sandbox.
@@ -142,6 +145,7 @@ impl SpawnSpec {
             sandboxed: false,
             network: false,
             mounts: Vec::new(),
+            vm: None,
         }
     }
 }

@@ -136,6 +136,11 @@ impl Reactor {
     }
 
     fn serve(&mut self, id: AgentId, op: Opcode, request_id: u32, payload: &[u8]) -> Result<Answer> {
+        // A VM agent's guest serves these itself; on the host they would run outside its VM.
+        let in_guest = matches!(op, Opcode::EXEC | Opcode::READ | Opcode::WRITE | Opcode::SPAWN);
+        if in_guest && self.agents.get(id).and_then(|a| a.process.as_ref()).is_some_and(|p| p.is_vm()) {
+            return Err(Denial::GuestOnly(op.name()).into());
+        }
         match op {
             Opcode::HELLO => self.hello(id, request(payload, op)?),
             Opcode::NOOP => {
@@ -406,6 +411,7 @@ impl Reactor {
                 None => req.limits,
             },
             mounts: Vec::new(),
+            vm: req.vm,
         };
         let child = self.spawn_agent(Box::new(spec), Some(id), child_policy)?;
         let pid = self.agents.get(child).map_or(0, |a| a.pid);
