@@ -131,7 +131,9 @@ fn run_main(guest: &Arc<Guest>, transport: &Transport, spec: agents::AgentSpec) 
 /// Sends the main program's status to the host: 4 bytes, little-endian.
 fn report_status(transport: &Transport, status: i32) {
     let sent = transport.connect(STATUS_PORT).map_err(|e| e.to_string()).and_then(|mut stream| {
-        stream.write_all(&status.to_le_bytes()).map_err(|e| format!("sending the exit status: {e}"))
+        stream.write_all(&status.to_le_bytes()).map_err(|e| format!("sending the exit status: {e}"))?;
+        transport::close_flushed(stream);
+        Ok(())
     });
     if let Err(e) = sent {
         log(&e);

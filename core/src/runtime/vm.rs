@@ -18,6 +18,9 @@ use crate::protocol::{ExitInfo, Limits, VmSpec};
 pub struct VmImage {
     pub kernel: Option<PathBuf>,
     pub initramfs: Option<PathBuf>,
+    /// Keep each guest's console and write it to this file when its VM ends (each VM replaces
+    /// the last one's): for debugging a guest. The console costs boot time, so it is off by default.
+    pub console_log: Option<PathBuf>,
 }
 
 impl VmImage {
@@ -26,6 +29,7 @@ impl VmImage {
         VmImage {
             kernel: std::env::var_os("CLOVE_VM_KERNEL").map(PathBuf::from),
             initramfs: std::env::var_os("CLOVE_VM_INITRAMFS").map(PathBuf::from),
+            console_log: std::env::var_os("CLOVE_VM_CONSOLE_LOG").map(PathBuf::from),
         }
     }
 }
@@ -98,6 +102,7 @@ pub(super) struct GuestVm {
     vsock: Vsock,
     status: UnixStream,
     pumps: Vec<std::thread::JoinHandle<()>>,
+    console_log: Option<PathBuf>,
 }
 
 /// Boots `spec`'s program in a fresh VM. Returns the VM and the runtime's end of the agent channel
@@ -110,7 +115,8 @@ pub(super) fn start(id: AgentId, spec: &SpawnSpec, vm_spec: VmSpec, image: &VmIm
         .vcpus(vm_spec.vcpus)
         .memory_mib(memory_mib)
         .initramfs(initramfs)
-        .extra_initramfs(spawn_archive(id, spec)?);
+        .extra_initramfs(spawn_archive(id, spec)?)
+        .serial_log(image.console_log.is_some());
     let mut vm = MicroVm::new(config).map_err(vmm_error)?;
     let vsock = vm.attach_vsock(GUEST_CID).map_err(vmm_error)?;
     let pair = || UnixStream::pair().map_err(|e| RuntimeError::io("creating a vsock bridge", e));
@@ -131,7 +137,7 @@ pub(super) fn start(id: AgentId, spec: &SpawnSpec, vm_spec: VmSpec, image: &VmIm
     }
     vm.start().map_err(vmm_error)?;
     agent_ours.set_nonblocking(true).map_err(|e| RuntimeError::io("configuring the agent channel", e))?;
-    Ok((GuestVm { vm, vsock, status, pumps }, agent_ours))
+    Ok((GuestVm { vm, vsock, status, pumps, console_log: image.console_log.clone() }, agent_ours))
 }
 
 impl GuestVm {
@@ -185,6 +191,10 @@ impl Drop for GuestVm {
     fn drop(&mut self) {
         self.vm.kill();
         self.vm.wait();
+        if let Some(path) = &self.console_log {
+            // Best effort: a debugging aid, and the VM is gone either way.
+            let _ = std::fs::write(path, self.vm.serial_log());
+        }
         // Closing the device's connections ends the output copies.
         self.vsock.shutdown();
         for pump in self.pumps.drain(..) {
