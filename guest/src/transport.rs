@@ -150,20 +150,6 @@ fn vsock_addr(cid: u32, port: u32) -> libc::sockaddr_vm {
     addr
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn specs_parse_and_bad_ones_are_named() {
-        assert_eq!(Transport::from_spec(None).unwrap(), Transport::Vsock);
-        assert_eq!(Transport::from_spec(Some("unix:/t")).unwrap(), Transport::Unix("/t".into()));
-        let err = Transport::from_spec(Some("tcp:1")).unwrap_err();
-        assert!(err.to_string().contains("tcp:1"), "{err}");
-        assert!(Transport::from_spec(Some("unix:")).is_err());
-    }
-}
-
 /// Closes `stream` once the host has everything written to it. A vsock write only queues a packet
 /// for the device; powering off right after a plain close could lose it. With a linger, close
 /// returns once the host side answered the shutdown, which it sends after every earlier packet.
@@ -182,4 +168,18 @@ pub fn close_flushed(stream: UnixStream) {
         );
     }
     drop(stream);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn specs_parse_and_bad_ones_are_named() {
+        assert_eq!(Transport::from_spec(None).unwrap(), Transport::Vsock);
+        assert_eq!(Transport::from_spec(Some("unix:/t")).unwrap(), Transport::Unix("/t".into()));
+        let err = Transport::from_spec(Some("tcp:1")).unwrap_err();
+        assert!(err.to_string().contains("tcp:1"), "{err}");
+        assert!(Transport::from_spec(Some("unix:")).is_err());
+    }
 }
