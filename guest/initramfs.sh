@@ -2,8 +2,8 @@
 # Usage: guest/initramfs.sh INIT
 # Builds the Clove guest's initramfs, an uncompressed newc cpio with /init = INIT (a static binary, or
 # a #! script for tests), busybox-static at /bin/busybox with a link in /bin for each applet, empty
-# /proc /sys /dev /tmp /run /etc and /dev/console (the kernel opens it for init's stdin, stdout and
-# stderr before any devtmpfs is mounted). Cached under ${CLOVE_CACHE:-~/.cache/clove}/initramfs by the
+# /proc /sys /dev /tmp /run /etc, /dev/console (the kernel opens it for init's stdin, stdout and
+# stderr before any devtmpfs is mounted) and /dev/null (what init's runtime opens when it cannot). Cached under ${CLOVE_CACHE:-~/.cache/clove}/initramfs by the
 # hash of INIT, busybox and this script; prints the archive's path on stdout. Every entry has uid 0 and
 # mtime 0 and entries are sorted, so the same inputs give the same bytes.
 set -euo pipefail
@@ -62,6 +62,9 @@ archive() {
   local d applet
   for d in bin dev etc proc run sys tmp; do dir "$d"; done
   header $((8#020600)) 1 0 5 1 dev/console
+  # Without a console (8250.nr_uarts=0, the quiet default) init starts with fds 0-2 closed, and a
+  # Rust program's runtime aborts unless it can open /dev/null in their place before main.
+  header $((8#020666)) 1 0 1 3 dev/null
   file init "$init"
   file bin/busybox "$busybox"
   for applet in $("$busybox" --list | LC_ALL=C sort -u); do

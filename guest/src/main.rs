@@ -23,7 +23,7 @@ mod serve;
 mod transport;
 mod wire;
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::Arc;
@@ -37,6 +37,8 @@ const CONTROL_PORT: u32 = 1024;
 const STDOUT_PORT: u32 = 1025;
 const STDERR_PORT: u32 = 1026;
 const STATUS_PORT: u32 = 1027;
+/// How long the host has to acknowledge the exit status before the guest powers off anyway.
+const STATUS_ACK_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 /// The status reported when the main program could not be started, as a shell reports it.
 const NOT_STARTED: i32 = 127;
 
@@ -128,12 +130,15 @@ fn run_main(guest: &Arc<Guest>, transport: &Transport, spec: agents::AgentSpec) 
     Ok(())
 }
 
-/// Sends the main program's status to the host: 4 bytes, little-endian.
+/// Sends the main program's status to the host: 4 bytes, little-endian; the host answers one byte
+/// once it has them. Only then is powering off safe: a vsock write only queues a packet, and the
+/// reset would drop it.
 fn report_status(transport: &Transport, status: i32) {
     let sent = transport.connect(STATUS_PORT).map_err(|e| e.to_string()).and_then(|mut stream| {
         stream.write_all(&status.to_le_bytes()).map_err(|e| format!("sending the exit status: {e}"))?;
-        transport::close_flushed(stream);
-        Ok(())
+        let _ = stream.set_read_timeout(Some(STATUS_ACK_WAIT));
+        let mut ack = [0u8; 1];
+        stream.read_exact(&mut ack).map_err(|e| format!("no acknowledgment of the exit status: {e}"))
     });
     if let Err(e) = sent {
         log(&e);

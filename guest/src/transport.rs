@@ -150,26 +150,6 @@ fn vsock_addr(cid: u32, port: u32) -> libc::sockaddr_vm {
     addr
 }
 
-/// Closes `stream` once the host has everything written to it. A vsock write only queues a packet
-/// for the device; powering off right after a plain close could lose it. With a linger, close
-/// returns once the host side answered the shutdown, which it sends after every earlier packet.
-pub fn close_flushed(stream: UnixStream) {
-    const LINGER_SECS: i32 = 5;
-    let linger = libc::linger { l_onoff: 1, l_linger: LINGER_SECS };
-    // SAFETY: the fd is open (we own `stream`); `linger` is a valid struct on the stack and the
-    // length passed is its size. A failure only loses the wait, so it is not checked.
-    unsafe {
-        libc::setsockopt(
-            stream.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_LINGER,
-            (&linger as *const libc::linger).cast(),
-            mem::size_of::<libc::linger>() as libc::socklen_t,
-        );
-    }
-    drop(stream);
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

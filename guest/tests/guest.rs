@@ -18,7 +18,7 @@ fn main_program_streams_and_status_reach_the_host() {
     let (stdout, stderr) = (host.accept(1025), host.accept(1026));
     assert_eq!(read_all(stdout), b"out\n");
     assert_eq!(read_all(stderr), b"err\n");
-    assert_eq!(read_all(host.accept(1027)), 3i32.to_le_bytes());
+    assert_eq!(read_status(host.accept(1027)), 3);
     assert!(host.wait_exit().success(), "not PID 1: the guest exits 0 where it would power off");
 }
 
@@ -27,7 +27,7 @@ fn a_killed_main_program_reports_128_plus_its_signal() {
     let mut host = Host::new("signal", &[1024, 1025, 1026, 1027]);
     host.start(Some(r#"{"argv":["/bin/sh","-c","kill -9 $$"]}"#));
     let _channel = host.accept_hello();
-    assert_eq!(read_all(host.accept(1027)), 137i32.to_le_bytes());
+    assert_eq!(read_status(host.accept(1027)), 137);
     host.wait_exit();
 }
 
@@ -36,7 +36,7 @@ fn a_main_program_that_cannot_start_reports_127() {
     let mut host = Host::new("nostart", &[1024, 1025, 1026, 1027]);
     host.start(Some(r#"{"argv":["/nonexistent/program"]}"#));
     let _channel = host.accept_hello();
-    assert_eq!(read_all(host.accept(1027)), 127i32.to_le_bytes());
+    assert_eq!(read_status(host.accept(1027)), 127);
     host.wait_exit();
 }
 
@@ -202,7 +202,7 @@ fn an_agents_forwarded_request_comes_back_under_its_own_id() {
     frame::write_frame(&mut answer, Opcode::LIST as u8, frame::flags::REPLY, header.request_id, &list_payload);
     channel.write_all(&answer).unwrap();
 
-    assert_eq!(read_all(host.accept(1027)), 0i32.to_le_bytes(), "the agent read both replies");
+    assert_eq!(read_status(host.accept(1027)), 0, "the agent read both replies");
     let replies = std::fs::read(host.path("replies")).unwrap();
     let (write_reply, list_reply) = replies.split_at(write_reply_len);
     let parse = |bytes: &[u8]| frame::parse_header(bytes[..16].try_into().unwrap(), u32::MAX).unwrap();

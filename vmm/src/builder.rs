@@ -210,10 +210,17 @@ impl MicroVm {
     }
 
     /// Puts a virtio-vsock device for guest CID `guest_cid` in the next virtio-mmio slot and returns
-    /// its host side. Before [`MicroVm::start`].
+    /// its host side. Before [`MicroVm::start`]. A guest that breaks the virtio protocol on it (a
+    /// corrupt virtqueue) loses its VM: it stops as crashed.
     pub fn attach_vsock(&mut self, guest_cid: u64) -> Result<Vsock, BuildError> {
+        let run = Arc::downgrade(&self.run);
         let (_, vsock) = self.attach_mmio(|slot| {
             let (vsock, transport) = Vsock::new(guest_cid, slot.memory.clone(), slot.irq.clone())?;
+            transport.on_failure(Box::new(move || {
+                if let Some(run) = run.upgrade() {
+                    run.stop(VmExit::Crashed("the guest broke the virtio protocol on its vsock device".into()));
+                }
+            }));
             Ok((Arc::new(Mutex::new(transport)) as SharedDevice, vsock))
         })?;
         Ok(vsock)

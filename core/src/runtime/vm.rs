@@ -5,6 +5,7 @@ use std::io::{Read, Write};
 use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use clove_vmm::devices::vsock::Vsock;
 use clove_vmm::initramfs::CpioWriter;
@@ -100,7 +101,9 @@ const MAX_COPIED_FILE: u64 = 16 << 20;
 pub(super) struct GuestVm {
     vm: MicroVm,
     vsock: Vsock,
-    status: UnixStream,
+    /// The program's status once the guest sent it (and heard it was received).
+    status: Arc<Mutex<Option<i32>>>,
+    /// The threads copying output and taking the status; they end when the vsock device closes.
     pumps: Vec<std::thread::JoinHandle<()>>,
     console_log: Option<PathBuf>,
 }
@@ -121,10 +124,22 @@ pub(super) fn start(id: AgentId, spec: &SpawnSpec, vm_spec: VmSpec, image: &VmIm
     let vsock = vm.attach_vsock(GUEST_CID).map_err(vmm_error)?;
     let pair = || UnixStream::pair().map_err(|e| RuntimeError::io("creating a vsock bridge", e));
     let (agent_ours, agent_theirs) = pair()?;
-    let (status, status_theirs) = pair()?;
+    let (mut status_ours, status_theirs) = pair()?;
     vsock.add_host_port(PORT_AGENT, agent_theirs).map_err(vmm_error)?;
     vsock.add_host_port(PORT_STATUS, status_theirs).map_err(vmm_error)?;
-    let mut pumps = Vec::new();
+    let status = Arc::new(Mutex::new(None));
+    let reported = status.clone();
+    // The guest powers off only once its status is acknowledged: a vsock write merely queues a
+    // packet, which the reset would lose.
+    let mut pumps = vec![std::thread::spawn(move || {
+        let mut bytes = [0u8; 4];
+        if status_ours.read_exact(&mut bytes).is_ok() {
+            if let Ok(mut slot) = reported.lock() {
+                *slot = Some(i32::from_le_bytes(bytes));
+            }
+            let _ = status_ours.write_all(&[1]);
+        }
+    })];
     for (port, sink) in [(PORT_STDOUT, Sink::Stdout), (PORT_STDERR, Sink::Stderr)] {
         if let Some(mut sink) = sink.open(&spec.stdio)? {
             let (mut ours, theirs) = pair()?;
@@ -167,14 +182,13 @@ impl GuestVm {
     /// The program's status as the guest reported it before powering off. A guest that stopped
     /// without one (it crashed, or its agent did) has neither a code nor a signal.
     fn exit_info(&self, exit: VmExit) -> ExitInfo {
-        let mut status = [0u8; 4];
-        let reported = self.status.set_nonblocking(true).is_ok() && (&self.status).read_exact(&mut status).is_ok();
-        match exit {
-            VmExit::Killed => ExitInfo { code: None, signal: Some(clove_sys::process::SIGKILL), oom_killed: false },
-            VmExit::PoweredOff if reported => {
-                ExitInfo { code: Some(i32::from_le_bytes(status)), signal: None, oom_killed: false }
+        let reported = self.status.lock().ok().and_then(|s| *s);
+        match (exit, reported) {
+            (VmExit::Killed, _) => {
+                ExitInfo { code: None, signal: Some(clove_sys::process::SIGKILL), oom_killed: false }
             }
-            VmExit::PoweredOff | VmExit::Crashed(_) => ExitInfo { code: None, signal: None, oom_killed: false },
+            (VmExit::PoweredOff, Some(code)) => ExitInfo { code: Some(code), signal: None, oom_killed: false },
+            (VmExit::PoweredOff | VmExit::Crashed(_), _) => ExitInfo { code: None, signal: None, oom_killed: false },
         }
     }
 

@@ -183,6 +183,14 @@ pub fn read_all(mut stream: UnixStream) -> Vec<u8> {
     out
 }
 
+/// The main program's status as the guest reports it on port 1027, acknowledged as the host does.
+pub fn read_status(mut stream: UnixStream) -> i32 {
+    let mut status = [0u8; 4];
+    stream.read_exact(&mut status).unwrap();
+    stream.write_all(&[1]).unwrap();
+    i32::from_le_bytes(status)
+}
+
 /// A file the guest's programs write, once it holds `len` bytes.
 pub fn wait_file(path: &Path, len: usize) -> Vec<u8> {
     let end = Instant::now() + DEADLINE;

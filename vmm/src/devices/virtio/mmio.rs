@@ -8,7 +8,7 @@ use std::sync::Arc;
 use virtio_queue::{Queue, QueueT};
 use vm_memory::{GuestAddress, GuestMemoryMmap};
 
-use super::{status, DeviceSignals, VirtioDevice, VIRTIO_F_VERSION_1};
+use super::{status, DeviceSignals, FailureHook, VirtioDevice, VIRTIO_F_VERSION_1};
 use crate::devices::{BusDevice, IrqLine};
 
 const MAGIC: u32 = 0x7472_6976; // "virt"
@@ -79,6 +79,12 @@ impl MmioTransport {
             queues,
             active: false,
         })
+    }
+
+    /// Runs `hook` the first time the driver breaks the protocol (the VMM stops the VM: a guest
+    /// that lies to its devices loses them all). Without one, the device just fails.
+    pub fn on_failure(&self, hook: FailureHook) {
+        let _ = self.signals.on_failure.set(hook);
     }
 
     fn offered_features(&self) -> u64 {

@@ -8,7 +8,7 @@ mod mmio;
 pub use mmio::MmioTransport;
 
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use virtio_queue::Queue;
 
@@ -57,11 +57,21 @@ pub struct DeviceSignals {
     interrupt_status: AtomicU32,
     needs_reset: AtomicBool,
     irq: Arc<dyn IrqLine>,
+    /// What the VMM does about a driver that broke the protocol (see [`MmioTransport::on_failure`]).
+    on_failure: OnceLock<FailureHook>,
 }
+
+/// Called once, on the thread that found the violation, when a driver breaks the virtio protocol.
+pub type FailureHook = Box<dyn Fn() + Send + Sync>;
 
 impl DeviceSignals {
     pub fn new(irq: Arc<dyn IrqLine>) -> Self {
-        Self { interrupt_status: AtomicU32::new(0), needs_reset: AtomicBool::new(false), irq }
+        Self {
+            interrupt_status: AtomicU32::new(0),
+            needs_reset: AtomicBool::new(false),
+            irq,
+            on_failure: OnceLock::new(),
+        }
     }
 
     /// The device put buffers in a used ring.
@@ -74,6 +84,9 @@ impl DeviceSignals {
     pub fn fail(&self) {
         if !self.needs_reset.swap(true, Ordering::AcqRel) {
             self.raise(INT_CONFIG_CHANGE);
+            if let Some(hook) = self.on_failure.get() {
+                hook();
+            }
         }
     }
 
