@@ -212,6 +212,12 @@ fn create_destroy_cycles_leave_no_threads_or_fds_behind() {
 }
 
 #[test]
+fn a_microvm_can_be_shared_between_threads() {
+    fn shareable<T: Send + Sync>() {}
+    shareable::<MicroVm>();
+}
+
+#[test]
 fn config_limits_are_checked_before_kvm_is_touched() {
     let _serial = SERIAL.lock().unwrap_or_else(PoisonError::into_inner);
     let vm = |vcpus, mib| MicroVm::new(VmConfig::new("vmlinux").vcpus(vcpus).memory_mib(mib)).err();
