@@ -249,7 +249,8 @@ impl MicroVm {
         Ok(())
     }
 
-    /// Blocks until the VM has stopped: all its vCPUs are out of guest mode.
+    /// Blocks until the VM has stopped: all its vCPUs are out of guest mode. Before
+    /// [`MicroVm::start`] only a [`MicroVm::kill`] (from another thread) ends the wait.
     pub fn wait(&self) -> VmExit {
         self.run.wait()
     }

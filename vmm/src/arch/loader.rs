@@ -88,7 +88,10 @@ pub fn load_kernel(memory: &GuestMemoryMmap, path: &Path) -> Result<Kernel, Arch
             }
             let entry = loaded.kernel_load.unchecked_add(BZIMAGE_64BIT_ENTRY_OFFSET);
             let entry = BootEntry { protocol: BootProtocol::Linux64, entry };
-            Ok(Kernel { entry, end: loaded.kernel_end, header: Some(header) })
+            // The kernel decompresses itself in place and needs `init_size` bytes from its load
+            // address: an initramfs there would be overwritten.
+            let in_place = loaded.kernel_load.raw_value() + u64::from(header.init_size);
+            Ok(Kernel { entry, end: loaded.kernel_end.max(in_place), header: Some(header) })
         }
         Err(e) => Err(ArchError::KernelLoad(e)),
     }
