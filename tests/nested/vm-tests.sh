@@ -10,37 +10,49 @@ repo=$(cd "$here/../.." && pwd)
 target=x86_64-unknown-linux-gnu
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$repo/target/nested}
 
-# What runs in L1. Test binaries: of these crates. Assets: see stage_assets.
-packages=(clove-vmm)
+# What runs in L1: the test binaries of these crates (all of clove-vmm's; clove-core's VM tests).
+# Assets: see stage_assets.
+test_args=(-p clove-vmm)
+core_test_args=(-p clove-core --test vm)
 
 log() { echo "vm-tests: $*" >&2; }
 
-# stage_assets SHARE: files the VM tests need, copied to SHARE/assets, each with an env var in
-# SHARE/job.env (paths as L1 sees them, under /mnt) that the tests read.
+# stage_assets SHARE: the guest kernel and two initramfs archives, copied to SHARE/assets, with env
+# vars in SHARE/job.env (paths as L1 sees them, under /mnt) that the tests read: a marker /init for
+# vmm/tests/boot.rs (CLOVE_GUEST_*), and the real guest, clove-guest as PID 1, for the runtime's VM
+# agents (CLOVE_VM_*).
 stage_assets() {
-  local share=$1
+  local share=$1 kernel_dir guest marker_initramfs guest_initramfs
   mkdir -p "$share/assets"
-  : >"$share/job.env"
-  if [ -x "$repo/guest/kernel/build.sh" ] && [ -x "$repo/guest/initramfs.sh" ]; then
-    local vmlinux initramfs
-    vmlinux=$(nice "$repo/guest/kernel/build.sh" | grep -m1 '/vmlinux$')
-    initramfs=$(nice "$repo/guest/initramfs.sh" | tail -n1)
-    cp "$vmlinux" "$share/assets/vmlinux"
-    cp "$initramfs" "$share/assets/initramfs.cpio"
-    echo "CLOVE_GUEST_VMLINUX=/mnt/assets/vmlinux" >>"$share/job.env"
-    echo "CLOVE_GUEST_INITRAMFS=/mnt/assets/initramfs.cpio" >>"$share/job.env"
-  fi
+  kernel_dir=$(nice "$repo/guest/kernel/build.sh")
+  (cd "$repo" && RUSTFLAGS="-C target-feature=+crt-static" nice cargo build -q --release -j 2 \
+    --target "$target" -p clove-guest)
+  guest=$share/assets/clove-guest
+  strip -o "$guest" "$CARGO_TARGET_DIR/$target/release/clove-guest"
+  marker_initramfs=$("$repo/guest/initramfs.sh" "$here/marker-init")
+  guest_initramfs=$("$repo/guest/initramfs.sh" "$guest")
+  cp "$kernel_dir/vmlinux" "$share/assets/vmlinux"
+  cp "$marker_initramfs" "$share/assets/marker.cpio"
+  cp "$guest_initramfs" "$share/assets/guest.cpio"
+  cat >"$share/job.env" <<EOT
+CLOVE_GUEST_KERNEL=/mnt/assets/vmlinux
+CLOVE_GUEST_INITRAMFS=/mnt/assets/marker.cpio
+CLOVE_VM_KERNEL=/mnt/assets/vmlinux
+CLOVE_VM_INITRAMFS=/mnt/assets/guest.cpio
+CLOVE_VM_CYCLES=3
+EOT
 }
 
 # L1 has no C library: glibc goes in with crt-static. --target keeps RUSTFLAGS off the build
 # scripts and proc macros, which must stay dynamic.
-pkg_args=()
-for p in "${packages[@]}"; do pkg_args+=(-p "$p"); done
-log "building static test binaries of ${packages[*]} in $CARGO_TARGET_DIR"
+log "building static test binaries in $CARGO_TARGET_DIR"
 mkdir -p "$CARGO_TARGET_DIR"
 artifacts=$CARGO_TARGET_DIR/nested-artifacts.json
-(cd "$repo" && RUSTFLAGS="-C target-feature=+crt-static" nice cargo test --no-run -j 2 \
-  --target "$target" "${pkg_args[@]}" --message-format=json-render-diagnostics >"$artifacts")
+build_tests() {
+  (cd "$repo" && RUSTFLAGS="-C target-feature=+crt-static" nice cargo test --no-run -j 2 \
+    --target "$target" "$@" --message-format=json-render-diagnostics)
+}
+{ build_tests "${test_args[@]}"; build_tests "${core_test_args[@]}"; } >"$artifacts"
 mapfile -t bins < <(jq -r 'select(.reason == "compiler-artifact" and .profile.test
   and .executable != null) | .executable' "$artifacts")
 [ ${#bins[@]} -gt 0 ] || { log "cargo built no test binaries"; exit 1; }
