@@ -246,7 +246,8 @@ struct GuestSpawn {
 /// A second initramfs with `/clove/spawn.json` and the files the command line names (a script and
 /// its arguments), at the paths the command line then uses.
 fn spawn_archive(id: AgentId, spec: &SpawnSpec) -> Result<Vec<u8>> {
-    let host_cwd = spec.cwd.clone().unwrap_or_else(|| PathBuf::from("/"));
+    // Relative paths are the host's, as in the other tiers: from its cwd, by default this process's.
+    let host_cwd = spec.cwd.clone().or_else(|| std::env::current_dir().ok()).unwrap_or_else(|| PathBuf::from("/"));
     let mut archive = CpioWriter::new();
     let mut argv = spec.argv.clone();
     for arg in argv.iter_mut().skip(1) {
