@@ -56,6 +56,11 @@ pub struct AgentSpec {
 #[derive(serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 struct SpawnFile {
+    /// The agent's id and name on the host, which the program reports as its own.
+    #[serde(default)]
+    id: Option<u64>,
+    #[serde(default)]
+    name: Option<String>,
     argv: Vec<String>,
     #[serde(default)]
     env: Vec<(String, String)>,
@@ -76,7 +81,8 @@ pub fn load_spawn_file(path: &Path) -> Result<Option<AgentSpec>, AgentError> {
         return Err(AgentError::Invalid("spawn.json has an empty argv"));
     }
     let cwd = PathBuf::from(file.cwd.unwrap_or_else(|| "/".into()));
-    Ok(Some(AgentSpec { id: 1, name: "main".into(), argv: file.argv, env: file.env, cwd }))
+    let (id, name) = (file.id.unwrap_or(1), file.name.unwrap_or_else(|| "main".into()));
+    Ok(Some(AgentSpec { id, name, argv: file.argv, env: file.env, cwd }))
 }
 
 impl AgentSpec {

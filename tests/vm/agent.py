@@ -22,8 +22,8 @@ def main() -> int:
     results = {}
     with CloveClient() as client:
         hello = client.hello()
-        # Its id is the runtime's (in a VM, the guest's): the same for HELLO, the client and the
-        # environment, but not the same number in both tiers.
+        # Its id is the runtime's in both tiers (a VM's guest is told its host id): the same for
+        # HELLO, the client and the environment.
         results["hello"] = {
             "success": hello["success"], "level": hello.get("level"),
             "id_consistent": hello.get("agent_id") == client.agent_id == int(os.environ["CLOVE_AGENT_ID"]),

@@ -238,6 +238,9 @@ impl Sink {
 /// The spawn spec as the guest agent reads it.
 #[derive(serde::Serialize)]
 struct GuestSpawn {
+    /// Its id and name on the host: what the program in the guest is told it is.
+    id: u64,
+    name: String,
     argv: Vec<String>,
     env: Vec<(String, String)>,
     cwd: String,
@@ -261,10 +264,9 @@ fn spawn_archive(id: AgentId, spec: &SpawnSpec) -> Result<Vec<u8>> {
         archive.file(&guest_path, 0o644, &data).map_err(vmm_error)?;
         *arg = guest_path;
     }
-    let mut env = spec.env.clone();
-    env.push(("CLOVE_AGENT_ID".into(), id.to_string()));
+    let env = spec.env.clone();
     let cwd = spec.cwd.as_ref().map_or_else(|| "/".into(), |c| c.display().to_string());
-    let json = serde_json::to_vec(&GuestSpawn { argv, env, cwd })
+    let json = serde_json::to_vec(&GuestSpawn { id: id.0, name: spec.name.clone(), argv, env, cwd })
         .map_err(|e| RuntimeError::Internal(format!("encoding the spawn spec: {e}")))?;
     archive.dir("/clove", 0o755).map_err(vmm_error)?;
     archive.file("/clove/spawn.json", 0o644, &json).map_err(vmm_error)?;
