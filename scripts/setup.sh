@@ -9,6 +9,7 @@ command -v python3 >/dev/null || need_apt+=(python3 python3-pip)
 command -v bash >/dev/null || need_apt+=(bash)
 command -v g++ >/dev/null || need_apt+=(g++)
 command -v go >/dev/null || need_apt+=(golang-go)
+command -v jq >/dev/null || need_apt+=(jq)
 if ((${#need_apt[@]})); then
   echo "setup: installing ${need_apt[*]} from apt"
   apt-get update -qq

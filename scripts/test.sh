@@ -40,6 +40,12 @@ suite "c++ binding" bash bindings/cpp/test.sh
 # Each language's host runs the same scenario and must print the same lines.
 suite "example hosts" bash examples/run.sh
 suite "demo" "${CLOVE_RUN:-/nonexistent}" demo
+# The microVM tier. The guest kernel boots under QEMU's emulator; then, in the emulated SVM machine
+# with a real nested /dev/kvm: the VMM's and the runtime's VM tests, and the same SDK agent in both
+# tiers through clove-run. Their builds go to target/nested, apart from the ordinary ones.
+suite "guest kernel smoke (QEMU TCG)" bash guest/kernel/smoke.sh
+suite "vm tier (emulated SVM machine)" bash tests/nested/vm-tests.sh
+suite "vm end to end (emulated SVM machine)" bash tests/nested/vm-e2e.sh
 
 echo
 if ((failed)); then
