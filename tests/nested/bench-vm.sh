@@ -52,7 +52,7 @@ vsock_modules() {
   }
   place vhost_vsock
   printf '%s\n' "${order[@]}" >"$tmp/load-order"
-  rm -rf "$tmp/lib" "$tmp/"*.deb
+  rm -rf "${tmp:?}/lib" "$tmp/"*.deb
   mv -T "$tmp" "$out" 2>/dev/null || rm -rf "$tmp"
   echo "$out"
 }
