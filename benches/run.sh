@@ -10,6 +10,8 @@
 #   benches/run.sh state [ARGS..]       # only the state store (e.g. --writes 1000 --agents 32)
 #   benches/run.sh fair [ARGS..]        # only the fair LLM queue vs FIFO (a simulation; e.g. --minutes 600)
 #   benches/run.sh think                # only THINK end to end, fair vs arrival order, loopback provider
+#   benches/run.sh vm [--runs N]        # only /dev/kvm open to the first guest instruction, on this host
+#                                       # (the rest of the microVM benchmark: tests/nested/bench-vm.sh)
 #
 # Nothing here fails on a slow figure: a missed target is reported in the table, not enforced.
 set -euo pipefail
@@ -19,7 +21,7 @@ cd "$root"
 
 which="all"
 case "${1:-}" in
-    protocol | spawn | fair | state | think)
+    protocol | spawn | fair | state | think | vm)
         which="$1"
         shift
         ;;
@@ -34,6 +36,10 @@ bin="${CARGO_TARGET_DIR:-$root/target}/release/clove-bench"
 if [ "$which" = fair ] || [ "$which" = state ] || [ "$which" = think ]; then
     echo
     exec "$bin" "--$which" "$@"
+fi
+if [ "$which" = vm ]; then
+    echo
+    exec "$bin" --vm-entry "$@"
 fi
 
 if [ "$which" != spawn ]; then

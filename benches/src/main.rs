@@ -17,6 +17,10 @@
 //!
 //! `clove-bench --think` is a fifth: THINK end to end against a loopback fake provider, fair order
 //! beside arrival order (`src/think.rs`).
+//!
+//! `clove-bench --vm` is a sixth, for the emulated SVM machine of `tests/nested`: Clove's microVMs
+//! beside QEMU microvm (boot to ready, EXEC, memory, concurrent starts); `--vm-entry` times /dev/kvm
+//! open to the first guest instruction on any KVM (`src/vm/`).
 
 mod client;
 mod echo;
@@ -29,6 +33,7 @@ mod spawn;
 mod state;
 mod table;
 mod think;
+mod vm;
 
 use std::path::PathBuf;
 
@@ -38,12 +43,15 @@ use client::Client;
 use echo::RawEcho;
 use pipeline::Writes;
 
-pub type Result<T> = std::result::Result<T, Box<dyn std::error::Error + Send + Sync>>;
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+pub type Result<T> = std::result::Result<T, BoxError>;
 
 const USAGE: &str = "usage: clove-bench --spawn [--runs N] [--warmup N]   (spawn latency; --spawn --help)
        clove-bench --fair [--minutes N] [--seed N]    (fair LLM queue vs FIFO, simulated; --fair --help)
        clove-bench --state [--requests N] [--writes N] [--agents N]   (state store; --state --help)
        clove-bench --think                           (THINK end to end, fair vs arrival order)
+       clove-bench --vm [--boots N] ...              (microVMs vs QEMU, in the nested machine; --vm --help)
+       clove-bench --vm-entry [--runs N]             (/dev/kvm open to the first guest instruction)
        clove-bench [--mode LABEL] [--requests N] [--warmup N] [--rounds N] \
 [--batch N] [--agents N] [--blocks N]
 
@@ -188,6 +196,12 @@ fn think_main() {
 }
 
 fn main() {
+    if std::env::args().skip(1).any(|a| a == "--vm") {
+        return vm::main();
+    }
+    if std::env::args().skip(1).any(|a| a == "--vm-entry") {
+        return vm::entry_main();
+    }
     if std::env::args().skip(1).any(|a| a == "--spawn") {
         return spawn_main();
     }
