@@ -69,22 +69,6 @@ stage_qemu() {
   cp -rL /usr/share/qemu/. "$dir/share/"
 }
 
-# newc_entry NAME MODE RDEVMAJOR RDEVMINOR: one empty entry (header, name, padding to 4 bytes).
-newc_entry() {
-  local name=$1 namesize=$((${#1} + 1)) pad
-  printf '070701%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X' \
-    1 "$2" 0 0 1 0 0 0 0 "$3" "$4" "$namesize" 0
-  printf '%s\0' "$name"
-  pad=$(((4 - (110 + namesize) % 4) % 4))
-  head -c "$pad" /dev/zero
-}
-
-# dev_null_cpio: a newc archive holding the character device /dev/null (1, 3), mode 0666.
-dev_null_cpio() {
-  newc_entry dev/null $((8#020666)) 1 3
-  newc_entry TRAILER!!! 0 0 0
-}
-
 log "building clove-bench and clove-guest (static) in $CARGO_TARGET_DIR"
 # One package per build: together, cargo would give the guest clove-core's std features too.
 for p in clove-bench clove-guest; do
@@ -99,11 +83,7 @@ strip -o "$share/clove-bench" "$bin/clove-bench"
 strip -o "$share/assets/clove-guest" "$bin/clove-guest"
 # build.sh prints the directory of its cached build.
 cp "$(nice "$repo/guest/kernel/build.sh" | tail -n1)/vmlinux" "$share/assets/vmlinux"
-# The guest's initramfs plus a /dev/null node: with the console off (8250.nr_uarts=0) the kernel
-# cannot open /dev/console for init's fds 0-2, and the Rust runtime of clove-guest then aborts
-# before main unless it can open /dev/null in their place (initramfs.sh only makes /dev/console).
-{ cat "$(nice "$repo/guest/initramfs.sh" "$share/assets/clove-guest" | tail -n1)"; dev_null_cpio; } \
-  >"$share/assets/initramfs.cpio"
+cp "$(nice "$repo/guest/initramfs.sh" "$share/assets/clove-guest" | tail -n1)" "$share/assets/initramfs.cpio"
 modules=$(vsock_modules)
 cp -r "$modules" "$share/modules"
 stage_qemu "$share/q"
