@@ -6,7 +6,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use clove_core::protocol::{AuditQuery, ErrorCode, ExitInfo, Limits, VmSpec};
+use clove_core::protocol::{AgentState, AuditQuery, ErrorCode, ExitInfo, Limits, VmSpec};
 use clove_core::runtime::{AgentId, AgentStdio, Runtime, RuntimeConfig, SpawnSpec};
 
 const BOOT_LIMIT: Duration = Duration::from_secs(120);
@@ -73,6 +73,27 @@ fn a_vm_agent_reports_its_exit_code_and_output_and_is_listed() {
     assert_eq!(wait(&runtime, id).code, Some(3));
     let out = std::fs::read_to_string(&log).unwrap();
     assert!(out.contains("out\n") && out.contains("err\n"), "{out:?}");
+}
+
+#[test]
+fn a_vm_agent_takes_cpu_limits_and_pauses_and_resumes() {
+    let Some(runtime) = runtime_or_skip("a_vm_agent_takes_cpu_limits_and_pauses_and_resumes") else {
+        return;
+    };
+    let dir = tempdir("pause");
+    let log = dir.join("out.log");
+    let mut spec = vm_spec("paused", "sleep 1; echo done", &log);
+    (spec.limits.cpu_quota, spec.limits.cpu_period) = (Some(50_000), Some(100_000));
+    let id = runtime.spawn(spec).unwrap();
+    runtime.pause(id).unwrap();
+    let state = |runtime: &Runtime| runtime.list().unwrap().into_iter().find(|a| a.id == id.0).map(|a| a.state);
+    assert_eq!(state(&runtime), Some(AgentState::Paused));
+    // Frozen, the guest cannot finish its second of sleep, however long it waits.
+    let frozen = runtime.wait(id, Some(Duration::from_secs(5))).unwrap_err();
+    assert_eq!(frozen.code(), ErrorCode::Timeout, "{frozen}");
+    runtime.resume(id).unwrap();
+    assert_eq!(wait(&runtime, id).code, Some(0));
+    assert_eq!(std::fs::read_to_string(&log).unwrap(), "done\n");
 }
 
 #[test]

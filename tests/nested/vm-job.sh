@@ -20,6 +20,15 @@ if [ "$nested" != 1 ] || [ ! -c /dev/kvm ]; then
   exit 1
 fi
 
+# cgroup v1 hierarchies, as on the machines Clove is developed on: a VM agent's threads get a cgroup
+# of their own there (its CPU limits, PAUSE by the freezer).
+mount -t tmpfs cgroup /sys/fs/cgroup
+for controllers in cpu,cpuacct memory pids freezer; do
+  mkdir -p "/sys/fs/cgroup/$controllers"
+  mount -t cgroup -o "$controllers" cgroup "/sys/fs/cgroup/$controllers" ||
+    echo "job: no v1 $controllers hierarchy here"
+done
+
 # Binaries run from tmpfs: faster than 9p, and the share stays as the host left it.
 mkdir -p /tmp/bin
 failed=0

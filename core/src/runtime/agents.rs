@@ -39,7 +39,8 @@ pub(super) enum Leader {
     /// A sandbox's pid namespace, as its init: SIGKILL to init ends the namespace, and init
     /// forwards the polite signals to the program.
     PidNamespace,
-    /// A VM: SIGKILL stops it; the guest is its own world, so nothing else reaches in.
+    /// A VM: SIGKILL stops it, SIGSTOP and SIGCONT freeze and thaw its threads; the guest is its own
+    /// world, so nothing else reaches in.
     Vm(Box<GuestVm>),
 }
 
@@ -66,20 +67,22 @@ impl AgentProcess {
     }
 
     /// Signals everything it started: its process group, or its sandbox through init. A VM takes
-    /// only SIGKILL.
+    /// SIGKILL, SIGSTOP and SIGCONT.
     pub fn signal_group(&self, signal: i32) -> std::io::Result<()> {
         match &self.leader {
             Leader::ProcessGroup => clove_sys::process::signal_group(self.pid, signal),
             Leader::PidNamespace => clove_sys::process::pidfd_signal(&self.pidfd, signal),
-            Leader::Vm(vm) if signal == clove_sys::process::SIGKILL => {
-                vm.kill();
-                Ok(())
-            }
-            Leader::Vm(_) if signal == clove_sys::process::SIGCONT => Ok(()),
-            Leader::Vm(_) => Err(std::io::Error::new(
-                std::io::ErrorKind::Unsupported,
-                "a VM agent is paused through its cgroup and stopped with a kill",
-            )),
+            Leader::Vm(vm) => match signal {
+                clove_sys::process::SIGKILL => {
+                    vm.kill();
+                    Ok(())
+                }
+                clove_sys::process::SIGSTOP => vm.set_frozen(true),
+                clove_sys::process::SIGCONT => vm.set_frozen(false).or(Ok(())),
+                _ => {
+                    Err(std::io::Error::new(std::io::ErrorKind::Unsupported, "a VM takes only kill, pause and resume"))
+                }
+            },
         }
     }
 

@@ -80,7 +80,9 @@ impl RuntimeError {
             RuntimeError::Cgroup(e) => match e {
                 CgroupError::Busy { .. } => ErrorCode::Conflict,
                 CgroupError::Timeout { .. } => ErrorCode::Timeout,
-                CgroupError::MissingControllers { .. } | CgroupError::NotMounted { .. } => ErrorCode::Unsupported,
+                CgroupError::MissingControllers { .. }
+                | CgroupError::NotMounted { .. }
+                | CgroupError::ThreadsNeedV1 => ErrorCode::Unsupported,
                 CgroupError::InvalidName(_) => ErrorCode::InvalidArgument,
                 CgroupError::Parse { .. } | CgroupError::Io { .. } => ErrorCode::Io,
             },

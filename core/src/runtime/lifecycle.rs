@@ -8,7 +8,7 @@ use mio::unix::SourceFd;
 use mio::Interest;
 
 use super::agents::{Agent, AgentProcess, Leader, Origin};
-use super::cgroup::CgroupLimits;
+use super::cgroup::{AgentCgroup, CgroupError, CgroupLimits, CgroupMode};
 use super::conn::Conn;
 use super::events::EventKind;
 use super::reactor::{now_ms, slot_of, token, Reactor, Source, Timer};
@@ -92,6 +92,23 @@ impl Reactor {
         Ok(())
     }
 
+    /// The cgroup of a VM agent's threads, with its CPU limits: where threads can have one of their
+    /// own (cgroup v1). Without one a VM still runs, unpaused and unlimited, unless it asked for CPU
+    /// limits: then the spawn fails with the reason.
+    fn vm_cgroup(&mut self, id: AgentId, limits: &Limits) -> Result<Option<AgentCgroup>> {
+        let cpu_only = CgroupLimits { memory_bytes: None, pids_max: None, ..cgroup_limits(limits) };
+        let name = format!("agent-{}-{}-{}", std::process::id(), self.instance, id.0);
+        let made = self.cgroup_root().and_then(|root| match root.mode() {
+            CgroupMode::Unified => Err(CgroupError::ThreadsNeedV1.into()),
+            CgroupMode::Legacy | CgroupMode::Hybrid => root.create(&name, &cpu_only).map_err(Into::into),
+        });
+        match made {
+            Ok(cgroup) => Ok(Some(cgroup)),
+            Err(e) if limits.cpu_quota.is_some() || limits.cpu_shares.is_some() => Err(e),
+            Err(_) => Ok(None),
+        }
+    }
+
     /// Starts a spawned agent in a warm sandbox, which becomes its own (cgroup and work directory too).
     /// `Ok(false)` when the warm sandbox had died while it waited (it is cleaned up, and the caller
     /// starts the agent from scratch).
@@ -114,11 +131,17 @@ impl Reactor {
     /// Starts (or starts again) the process of a spawned agent from its stored spec.
     pub(super) fn start_process(&mut self, id: AgentId) -> Result<()> {
         let home = self.config.home.clone();
+        let vm_limits =
+            self.agents.get(id).and_then(|a| a.spec.as_ref()).filter(|s| s.vm.is_some()).map(|s| s.limits.clone());
+        let vm_cgroup = match vm_limits {
+            Some(limits) => self.vm_cgroup(id, &limits)?,
+            None => None,
+        };
         let agent = self.agents.get_mut(id).ok_or_else(|| RuntimeError::NotFound(id.to_string()))?;
         let spec =
             agent.spec.as_ref().ok_or_else(|| RuntimeError::InvalidArgument("agent has no spawn spec".into()))?;
         let (process, stream) = if let Some(vm_spec) = spec.vm {
-            let (vm, stream) = super::vm::start(id, spec, vm_spec, &self.config.vm)?;
+            let (vm, stream) = super::vm::start(id, spec, vm_spec, &self.config.vm, vm_cgroup)?;
             (AgentProcess::vm(vm).map_err(|e| RuntimeError::io("watching the VM", e))?, stream)
         } else if spec.sandboxed {
             let work = self.state_dir.join(id.to_string());

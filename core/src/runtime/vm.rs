@@ -11,6 +11,7 @@ use clove_vmm::devices::vsock::Vsock;
 use clove_vmm::initramfs::CpioWriter;
 use clove_vmm::{MicroVm, VmConfig, VmExit};
 
+use super::cgroup::AgentCgroup;
 use super::{AgentId, AgentStdio, Result, RuntimeError, SpawnSpec};
 use crate::protocol::{ExitInfo, Limits, VmSpec};
 
@@ -54,17 +55,16 @@ pub enum VmTierError {
         #[source]
         source: std::io::Error,
     },
-    #[error("a VM agent takes a memory limit (its RAM) and vCPUs; CPU and process limits are not enforced on VMs yet")]
+    #[error("a VM agent takes a memory limit (its RAM), CPU limits and vCPUs; a process limit would bound nothing in its guest")]
     Limits,
     #[error("microVM: {0}")]
     Vmm(String),
 }
 
-/// A VM's boundary is its guest: its memory limit becomes its RAM; limits only a cgroup could
-/// enforce on its threads are refused rather than silently dropped.
+/// A VM's boundary is its guest: its memory limit becomes its RAM, and its CPU limits apply to its
+/// threads' cgroup. A process limit means nothing to a guest and is refused rather than dropped.
 pub(super) fn check_limits(limits: &Limits) -> Result<(), VmTierError> {
-    let Limits { memory: _, max_pids, cpu_quota, cpu_period: _, cpu_shares } = limits;
-    if max_pids.is_some() || cpu_quota.is_some() || cpu_shares.is_some() {
+    if limits.max_pids.is_some() {
         return Err(VmTierError::Limits);
     }
     Ok(())
@@ -106,11 +106,20 @@ pub(super) struct GuestVm {
     /// The threads copying output and taking the status; they end when the vsock device closes.
     pumps: Vec<std::thread::JoinHandle<()>>,
     console_log: Option<PathBuf>,
+    /// Its threads' cgroup (cgroup v1): its CPU limits, and PAUSE by the freezer. Dropped last, once
+    /// the threads are gone. It holds threads of the host's own process: it is never killed.
+    cgroup: Option<AgentCgroup>,
 }
 
 /// Boots `spec`'s program in a fresh VM. Returns the VM and the runtime's end of the agent channel
 /// (the guest agent's connection to host port 1024, bridged).
-pub(super) fn start(id: AgentId, spec: &SpawnSpec, vm_spec: VmSpec, image: &VmImage) -> Result<(GuestVm, UnixStream)> {
+pub(super) fn start(
+    id: AgentId,
+    spec: &SpawnSpec,
+    vm_spec: VmSpec,
+    image: &VmImage,
+    cgroup: Option<AgentCgroup>,
+) -> Result<(GuestVm, UnixStream)> {
     let (kernel, initramfs) = check_host(image)?;
     let memory = spec.limits.memory.unwrap_or(DEFAULT_MEMORY);
     let memory_mib = u32::try_from(memory >> 20).map_err(|_| VmTierError::Vmm(format!("{memory} bytes of RAM")))?;
@@ -151,8 +160,14 @@ pub(super) fn start(id: AgentId, spec: &SpawnSpec, vm_spec: VmSpec, image: &VmIm
         }
     }
     vm.start().map_err(vmm_error)?;
+    // Its threads run from here; the guest's first instants are outside the cgroup, its work is not.
+    if let Some(cgroup) = &cgroup {
+        for tid in vm.thread_ids().into_iter().chain([vsock.thread_id()]) {
+            cgroup.add_thread(tid as u32)?;
+        }
+    }
     agent_ours.set_nonblocking(true).map_err(|e| RuntimeError::io("configuring the agent channel", e))?;
-    Ok((GuestVm { vm, vsock, status, pumps, console_log: image.console_log.clone() }, agent_ours))
+    Ok((GuestVm { vm, vsock, status, pumps, console_log: image.console_log.clone(), cgroup }, agent_ours))
 }
 
 impl GuestVm {
@@ -177,6 +192,22 @@ impl GuestVm {
 
     pub fn kill(&self) {
         self.vm.kill();
+        // A frozen vCPU takes the kick only once it runs again.
+        if let Some(cgroup) = &self.cgroup {
+            let _ = cgroup.thaw();
+        }
+    }
+
+    /// PAUSE and RESUME: its threads frozen or thawed in their cgroup.
+    pub fn set_frozen(&self, frozen: bool) -> std::io::Result<()> {
+        let cgroup = self.cgroup.as_ref().ok_or_else(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::Unsupported,
+                "a VM is paused by its threads' cgroup: cgroup v1 only",
+            )
+        })?;
+        let done = if frozen { cgroup.freeze() } else { cgroup.thaw() };
+        done.map_err(std::io::Error::other)
     }
 
     /// The program's status as the guest reported it before powering off. A guest that stopped

@@ -45,6 +45,10 @@ pub enum CgroupError {
     InvalidName(String),
     #[error("cgroup {path} still has processes")]
     Busy { path: PathBuf },
+    #[error(
+        "cgroup2 keeps a process's threads in its own cgroup: a VM's threads get limits and PAUSE on cgroup v1 only"
+    )]
+    ThreadsNeedV1,
     #[error("{path} did not reach {state} within {timeout:?}")]
     Timeout { path: PathBuf, state: &'static str, timeout: Duration },
     #[error("unexpected content {content:?} in {path}")]
@@ -160,6 +164,8 @@ trait Backend: fmt::Debug + Send {
     fn kill_native(&self) -> Result<bool>;
     /// The cgroup2 directory, for `CLONE_INTO_CGROUP`.
     fn unified_dir(&self) -> Option<&Path>;
+    /// Moves one thread of this process in.
+    fn add_thread(&self, tid: u32) -> Result<()>;
 }
 
 #[derive(Debug, Clone)]
@@ -284,6 +290,13 @@ impl AgentCgroup {
     /// hierarchies only; the caller kills it.
     pub fn add_process(&self, pid: u32) -> Result<()> {
         self.backend.dirs().iter().try_for_each(|dir| files::write(dir, "cgroup.procs", &pid.to_string()))
+    }
+
+    /// Moves one thread of this process (a VM's vCPU, say) into the cgroup, on cgroup v1; cgroup2 refuses
+    /// with [`CgroupError::ThreadsNeedV1`]. Such a cgroup holds the host's own process: never
+    /// [`AgentCgroup::kill_all`] it.
+    pub fn add_thread(&self, tid: u32) -> Result<()> {
+        self.backend.add_thread(tid)
     }
 
     /// Every process in the cgroup, in any of its hierarchies, sorted.

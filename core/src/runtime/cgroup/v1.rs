@@ -167,6 +167,11 @@ impl Backend for V1Cgroup {
     fn unified_dir(&self) -> Option<&Path> {
         None
     }
+
+    fn add_thread(&self, tid: u32) -> Result<()> {
+        // v1 places tasks one by one: `tasks` takes a thread, `cgroup.procs` a whole process.
+        self.dirs.iter().try_for_each(|dir| files::write(dir, "tasks", &tid.to_string()))
+    }
 }
 
 #[cfg(test)]
@@ -183,6 +188,7 @@ mod tests {
     fn fake_root(tmp: &Path, with_memsw: bool) -> CgroupRoot {
         let mut memory = vec![
             ("cgroup.procs", ""),
+            ("tasks", ""),
             ("memory.limit_in_bytes", "9223372036854771712\n"),
             ("memory.usage_in_bytes", "4096\n"),
             ("memory.max_usage_in_bytes", "8192\n"),
@@ -196,6 +202,7 @@ mod tests {
             &agent_dir(tmp, "cpu,cpuacct", "a"),
             &[
                 ("cgroup.procs", ""),
+                ("tasks", ""),
                 ("cpu.cfs_period_us", "100000\n"),
                 ("cpu.cfs_quota_us", "-1\n"),
                 ("cpu.shares", "1024\n"),
@@ -203,8 +210,14 @@ mod tests {
                 ("cpuacct.usage", "123456789\n"),
             ],
         );
-        on_mkdir(&agent_dir(tmp, "pids", "a"), &[("cgroup.procs", ""), ("pids.max", "max\n"), ("pids.current", "3\n")]);
-        on_mkdir(&agent_dir(tmp, "freezer", "a"), &[("cgroup.procs", ""), ("freezer.state", "THAWED\n")]);
+        on_mkdir(
+            &agent_dir(tmp, "pids", "a"),
+            &[("cgroup.procs", ""), ("tasks", ""), ("pids.max", "max\n"), ("pids.current", "3\n")],
+        );
+        on_mkdir(
+            &agent_dir(tmp, "freezer", "a"),
+            &[("cgroup.procs", ""), ("tasks", ""), ("freezer.state", "THAWED\n")],
+        );
         let mounts = ["memory", "cpu,cpuacct", "pids", "freezer"];
         for mount in mounts {
             std::fs::create_dir(tmp.join(mount)).unwrap();
@@ -244,6 +257,11 @@ mod tests {
         cg.add_process(4242).unwrap();
         for path in cg.paths() {
             assert_eq!(content(path, "cgroup.procs"), "4242");
+        }
+        // A thread alone (a VM's vCPU) goes in through `tasks`, in every hierarchy.
+        cg.add_thread(4243).unwrap();
+        for path in cg.paths() {
+            assert_eq!(content(path, "tasks"), "4243");
         }
         assert_eq!(cg.pids().unwrap(), vec![4242]);
         for path in cg.paths() {

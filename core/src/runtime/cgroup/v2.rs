@@ -177,6 +177,10 @@ impl Backend for V2Cgroup {
     fn unified_dir(&self) -> Option<&Path> {
         Some(self.dir())
     }
+
+    fn add_thread(&self, _tid: u32) -> Result<()> {
+        Err(CgroupError::ThreadsNeedV1)
+    }
 }
 
 #[cfg(test)]
@@ -266,6 +270,8 @@ mod tests {
         let stats = cg.stats().unwrap();
         assert_eq!(stats, CgroupStats { cpu_usage_us: Some(2500), ..CgroupStats::default() });
         assert!(!cg.oom_killed().unwrap());
+        // A thread cannot leave its process's domain cgroup on cgroup2.
+        assert!(matches!(cg.add_thread(4243), Err(CgroupError::ThreadsNeedV1)));
     }
 
     #[test]
