@@ -227,9 +227,13 @@ def test_spawn(pair):
         "sandboxed": True, "network": False,
         "limits": {"memory": 1 << 30, "max_pids": 64, "cpu_quota": None, "cpu_period": None,
                    "cpu_shares": None},
-        "restart": {"policy": "on-failure", "max_restarts": 5, "window_s": 300}}
+        "restart": {"policy": "on-failure", "max_restarts": 5, "window_s": 300}, "vm": None}
     with pytest.raises(ValueError, match="gpu"):
         client.spawn("w", "s.py", limits={"gpu": 1})
+    client.spawn("guest", "/srv/agent.py", isolation="vm", vcpus=2)
+    assert runtime.last("SpawnRequest")["vm"] == {"vcpus": 2}
+    with pytest.raises(ValueError, match="isolation"):
+        client.spawn("w", "s.py", isolation="container")
 
 
 def test_kill_pause_resume_targets(pair):
