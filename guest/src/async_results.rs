@@ -5,12 +5,10 @@
 use std::collections::VecDeque;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
-use clove_core::protocol::AsyncResult;
+use clove_core::protocol::{AsyncPollRequest, AsyncResult};
 
 /// Results waiting for ASYNC_POLL, plus async jobs still running, per connection.
 pub const MAX_ASYNC_PENDING: usize = 64;
-/// Results a poll returns when it names no maximum.
-const DEFAULT_POLL_MAX: usize = 10;
 
 #[derive(Debug, thiserror::Error)]
 #[error("{MAX_ASYNC_PENDING} async results are pending: collect them with ASYNC_POLL")]
@@ -55,19 +53,7 @@ impl AsyncResults {
     /// Up to `max` results (0: the default) that fit in `room` bytes; the first always goes.
     pub fn take(&self, max: u32, room: usize) -> Vec<AsyncResult> {
         let mut state = self.lock();
-        let max = if max == 0 { DEFAULT_POLL_MAX } else { max as usize };
-        let mut size = 0;
-        let fitting = state
-            .results
-            .iter()
-            .take(max)
-            .take_while(|r| {
-                size += r.payload.len() + r.error.as_ref().map_or(0, |e| e.message.len()) + 32;
-                size <= room
-            })
-            .count()
-            .max(1)
-            .min(state.results.len());
+        let fitting = AsyncPollRequest { max }.batch_len(state.results.make_contiguous(), room);
         state.results.drain(..fitting).collect()
     }
 }

@@ -152,6 +152,25 @@ pub struct AsyncPollRequest {
     pub max: u32,
 }
 
+impl AsyncPollRequest {
+    /// How many of `waiting` (oldest first) one reply takes: at most `max` (0: 10), as many as fit
+    /// `room` bytes of reply, and always the first (each result was sized to fit a frame alone).
+    pub fn batch_len(&self, waiting: &[AsyncResult], room: usize) -> usize {
+        let max = if self.max == 0 { 10 } else { self.max as usize };
+        let mut size = 0;
+        waiting
+            .iter()
+            .take(max)
+            .take_while(|r| {
+                size += r.payload.len() + r.error.as_ref().map_or(0, |e| e.message.len()) + 32;
+                size <= room
+            })
+            .count()
+            .max(1)
+            .min(waiting.len())
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AsyncResult {
     pub request_id: u32,

@@ -189,22 +189,9 @@ impl Reactor {
             Opcode::SET_AUDIT_CONFIG => now(&self.set_audit_config(id, request(payload, op)?)?),
             Opcode::ASYNC_POLL => {
                 let req: AsyncPollRequest = request(payload, op)?;
-                let max = if req.max == 0 { 10 } else { req.max as usize };
-                let room = self.config.max_payload as usize;
+                let room = (self.config.max_payload as usize).saturating_sub(REPLY_OVERHEAD as usize);
                 let agent = self.agents.get_mut(id).ok_or_else(|| RuntimeError::NotFound(id.to_string()))?;
-                // As many as fit one reply frame; the first always goes (each was sized to fit).
-                let mut size = REPLY_OVERHEAD as usize;
-                let take = agent
-                    .async_results
-                    .iter()
-                    .take(max)
-                    .take_while(|r| {
-                        size += r.payload.len() + r.error.as_ref().map_or(0, |e| e.message.len()) + 32;
-                        size <= room
-                    })
-                    .count()
-                    .max(1)
-                    .min(agent.async_results.len());
+                let take = req.batch_len(agent.async_results.make_contiguous(), room);
                 now(&AsyncPollReply { results: agent.async_results.drain(..take).collect() })
             }
             Opcode::REGISTER => now(&self.register_name(id, request(payload, op)?)?),
