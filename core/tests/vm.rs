@@ -94,6 +94,12 @@ fn a_vm_agent_takes_cpu_limits_and_pauses_and_resumes() {
     runtime.resume(id).unwrap();
     assert_eq!(wait(&runtime, id).code, Some(0));
     assert_eq!(std::fs::read_to_string(&log).unwrap(), "done\n");
+    // Its threads' cgroup goes with the VM.
+    let ours = format!("agent-{}-", std::process::id());
+    let left: Vec<_> = std::fs::read_dir("/sys/fs/cgroup/freezer/clove")
+        .map(|dir| dir.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+        .unwrap_or_default();
+    assert!(left.iter().all(|name| !name.starts_with(&ours)), "cgroups left behind: {left:?}");
 }
 
 #[test]
