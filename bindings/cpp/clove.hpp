@@ -402,6 +402,13 @@ class runtime_options {
     detail::check(clove_runtime_options_set_state_path(handle_.get(), detail::c_str(path)));
     return *this;
   }
+  /// The guest kernel and initramfs microVM agents boot; "" keeps what CLOVE_VM_KERNEL and
+  /// CLOVE_VM_INITRAMFS said (docs/microvm.md).
+  runtime_options& vm_image(std::string_view kernel, std::string_view initramfs) {
+    detail::check(clove_runtime_options_set_vm_image(handle_.get(), detail::c_str(kernel, true),
+                                                     detail::c_str(initramfs, true)));
+    return *this;
+  }
 
   const clove_runtime_options* native_handle() const noexcept { return handle_.get(); }
 
@@ -477,6 +484,12 @@ class spawn_options {
   /// Runs the agent in the process sandbox (docs/security.md).
   spawn_options& sandboxed(bool on = true) {
     detail::check(clove_spawn_options_set_sandboxed(handle_.get(), on));
+    return *this;
+  }
+  /// Runs the agent in its own microVM with `vcpus` vCPUs (0: not); its memory limit is the VM's
+  /// RAM (docs/microvm.md).
+  spawn_options& vm(std::uint32_t vcpus = 1) {
+    detail::check(clove_spawn_options_set_vm(handle_.get(), vcpus));
     return *this;
   }
   /// Lets a sandboxed agent reach the network.

@@ -100,6 +100,15 @@ func WithStatePath(path string) Option {
 	}
 }
 
+// WithVMImage names the guest kernel and initramfs that microVM agents boot; "" keeps what
+// CLOVE_VM_KERNEL and CLOVE_VM_INITRAMFS said (docs/microvm.md).
+func WithVMImage(kernel, initramfs string) Option {
+	return func(o *runtimeOptions) {
+		k, i := o.optionalStr(kernel), o.optionalStr(initramfs)
+		o.do(func() C.enum_clove_status { return C.clove_runtime_options_set_vm_image(o.c, k, i) })
+	}
+}
+
 // size converts a count for a size_t setter; a negative one would wrap around.
 func (o *runtimeOptions) size(option string, n int) C.size_t {
 	if n < 0 {

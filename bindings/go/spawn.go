@@ -39,6 +39,9 @@ type SpawnSpec struct {
 	Profile string
 	// Mounts show host paths inside a sandboxed agent.
 	Mounts []Mount
+	// VMCPUs, when not 0, runs the agent in its own microVM with that many vCPUs instead of a
+	// process sandbox; Limits.MemoryBytes is its RAM (docs/microvm.md).
+	VMCPUs uint32
 }
 
 // Stdio says where an agent's stdout and stderr go.
@@ -167,6 +170,9 @@ func newSpawnOptions(spec SpawnSpec) (*C.clove_spawn_options, error) {
 	}
 	if spec.Network {
 		c.do(func() C.enum_clove_status { return C.clove_spawn_options_set_network(opts, true) })
+	}
+	if spec.VMCPUs != 0 {
+		c.do(func() C.enum_clove_status { return C.clove_spawn_options_set_vm(opts, C.uint32_t(spec.VMCPUs)) })
 	}
 	for _, m := range spec.Mounts {
 		host, guest, readOnly := c.str(m.Host), c.str(m.Guest), C.bool(m.ReadOnly)
