@@ -41,7 +41,7 @@ CLOVE_GUEST_KERNEL=/mnt/assets/vmlinux
 CLOVE_GUEST_INITRAMFS=/mnt/assets/marker.cpio
 CLOVE_VM_KERNEL=/mnt/assets/vmlinux
 CLOVE_VM_INITRAMFS=/mnt/assets/guest.cpio
-CLOVE_VM_CYCLES=3
+CLOVE_VM_CYCLES=0
 EOT
 }
 
