@@ -51,19 +51,7 @@ impl Transport {
             Transport::Unix(dir) => UnixStream::connect(dir.join(port.to_string())).map_err(err),
             Transport::Vsock => {
                 let fd = vsock_socket().map_err(err)?;
-                let addr = vsock_addr(VMADDR_CID_HOST, port);
-                // SAFETY: `fd` is an open socket we own; `addr` is a valid sockaddr_vm on the stack
-                // and the length passed is its size.
-                let rc = unsafe {
-                    libc::connect(
-                        fd.as_raw_fd(),
-                        (&addr as *const libc::sockaddr_vm).cast(),
-                        mem::size_of::<libc::sockaddr_vm>() as libc::socklen_t,
-                    )
-                };
-                if rc != 0 {
-                    return Err(err(io::Error::last_os_error()));
-                }
+                with_vsock_addr(&fd, VMADDR_CID_HOST, port, libc::connect).map_err(err)?;
                 Ok(UnixStream::from(fd))
             }
         }
@@ -81,19 +69,7 @@ impl Transport {
             }
             Transport::Vsock => {
                 let fd = vsock_socket().map_err(err)?;
-                let addr = vsock_addr(libc::VMADDR_CID_ANY, port);
-                // SAFETY: `fd` is an open socket we own; `addr` is a valid sockaddr_vm and the length
-                // passed is its size.
-                let rc = unsafe {
-                    libc::bind(
-                        fd.as_raw_fd(),
-                        (&addr as *const libc::sockaddr_vm).cast(),
-                        mem::size_of::<libc::sockaddr_vm>() as libc::socklen_t,
-                    )
-                };
-                if rc != 0 {
-                    return Err(err(io::Error::last_os_error()));
-                }
+                with_vsock_addr(&fd, libc::VMADDR_CID_ANY, port, libc::bind).map_err(err)?;
                 // SAFETY: listen on an fd we own, no pointers involved.
                 if unsafe { libc::listen(fd.as_raw_fd(), BACKLOG) } != 0 {
                     return Err(err(io::Error::last_os_error()));
@@ -138,6 +114,29 @@ fn vsock_socket() -> io::Result<OwnedFd> {
     }
     // SAFETY: socket() returned a fresh descriptor that nothing else owns.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// `connect` or `bind` of `fd` to the vsock address (`cid`, `port`).
+fn with_vsock_addr(
+    fd: &OwnedFd,
+    cid: u32,
+    port: u32,
+    call: unsafe extern "C" fn(libc::c_int, *const libc::sockaddr, libc::socklen_t) -> libc::c_int,
+) -> io::Result<()> {
+    let addr = vsock_addr(cid, port);
+    // SAFETY: `fd` is an open socket we own; `addr` is a valid sockaddr_vm on the stack and the
+    // length passed is its size; `call` is connect or bind, which read only that.
+    let rc = unsafe {
+        call(
+            fd.as_raw_fd(),
+            (&addr as *const libc::sockaddr_vm).cast(),
+            mem::size_of::<libc::sockaddr_vm>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 fn vsock_addr(cid: u32, port: u32) -> libc::sockaddr_vm {
