@@ -17,10 +17,7 @@ impl Muxer {
             }
             let Some(live) = self.live.as_mut() else { return };
             let queue = &mut live.queues[RX];
-            let next = match queue.iter(&self.mem) {
-                Ok(mut chains) => Ok(chains.next()),
-                Err(e) => Err(e),
-            };
+            let next = queue.iter(&self.mem).map(|mut chains| chains.next());
             let chain = match next {
                 Ok(Some(chain)) => chain,
                 Ok(None) => {
