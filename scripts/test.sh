@@ -9,15 +9,23 @@ bash scripts/setup.sh || exit 1
 passed=0
 failed=0
 failures=()
+# Each suite's output is kept, so that a failure's lines are repeated at the very end, where a
+# truncated CI log still shows them.
+logs=$(mktemp -d)
+trap 'rm -rf "$logs"' EXIT
 suite() {
   local name=$1
   shift
   echo "=== $name"
-  if "$@"; then
+  local log="$logs/$((passed + failed)).log"
+  "$@" 2>&1 | tee "$log"
+  if ((PIPESTATUS[0] == 0)); then
     passed=$((passed + 1))
   else
     failed=$((failed + 1))
     failures+=("$name")
+    echo "=== $name failed; its failures and last lines:" >>"$logs/failed"
+    { grep -E -m 60 'FAIL|panicked|^error|SKIPPED' "$log"; echo ...; tail -n 40 "$log"; } >>"$logs/failed"
   fi
 }
 
@@ -49,6 +57,7 @@ suite "vm end to end (emulated SVM machine)" bash tests/nested/vm-e2e.sh
 
 echo
 if ((failed)); then
+  cat "$logs/failed"
   echo "failed suites: ${failures[*]}"
 fi
 echo "suites: $passed passed, $failed failed"

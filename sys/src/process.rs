@@ -13,10 +13,10 @@ pub const CHANNEL_FD: RawFd = 3;
 
 /// Prepares `cmd` to start an agent or an exec child: it gets its own process group (so a kill
 /// reaches everything it started), dies with SIGKILL when the runtime's thread that started it goes
-/// away, joins the cgroups whose `cgroup.procs` files are given (before it runs a single instruction
-/// of the program), and, when `channel` is given, finds that socket at [`CHANNEL_FD`] without
-/// close-on-exec. `channel` must stay open until `cmd` has been spawned.
-pub fn prepare_child(cmd: &mut Command, channel: Option<RawFd>, cgroup_procs: Vec<CString>) {
+/// away, joins the cgroups through the given files (see `join_cgroup`) before it runs a single
+/// instruction of the program, and, when `channel` is given, finds that socket at [`CHANNEL_FD`]
+/// without close-on-exec. `channel` must stay open until `cmd` has been spawned.
+pub fn prepare_child(cmd: &mut Command, channel: Option<RawFd>, join_cgroups: Vec<CString>) {
     cmd.process_group(0);
     let parent = std::process::id() as libc::pid_t;
     let setup = move || -> io::Result<()> {
@@ -27,8 +27,8 @@ pub fn prepare_child(cmd: &mut Command, channel: Option<RawFd>, cgroup_procs: Ve
         if unsafe { libc::getppid() } != parent {
             return Err(io::Error::other("parent exited during spawn"));
         }
-        for procs in &cgroup_procs {
-            join_cgroup(procs)?;
+        for file in &join_cgroups {
+            join_cgroup(file)?;
         }
         if let Some(fd) = channel {
             if fd == CHANNEL_FD {
@@ -49,11 +49,13 @@ pub fn prepare_child(cmd: &mut Command, channel: Option<RawFd>, cgroup_procs: Ve
     }
 }
 
-/// Moves the calling process into the cgroup whose `cgroup.procs` file is `procs` ("0" means the
-/// writer). Only system calls, so it may run between fork and exec.
-fn join_cgroup(procs: &CString) -> io::Result<()> {
-    // SAFETY: `procs` is NUL-terminated and outlives the call.
-    let fd = cvt(unsafe { libc::open(procs.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC) })?;
+/// Moves the calling process into a cgroup by writing "0" (the writer) into `file`: a v1
+/// hierarchy's `tasks` or a cgroup2 `cgroup.procs`. A single-threaded process moving itself through
+/// `tasks` skips the kernel's threadgroup lock, whose write side waits an RCU grace period
+/// (milliseconds) on a quiet machine. Only system calls, so it may run between fork and exec.
+pub(crate) fn join_cgroup(file: &CString) -> io::Result<()> {
+    // SAFETY: `file` is NUL-terminated and outlives the call.
+    let fd = cvt(unsafe { libc::open(file.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC) })?;
     // SAFETY: writes one byte from a static buffer to the fd just opened.
     let written = unsafe { libc::write(fd, b"0".as_ptr().cast(), 1) };
     let error = io::Error::last_os_error();

@@ -143,15 +143,9 @@ pub(super) struct Agent {
     pub llm_usage: super::net::LlmUsage,
 }
 
-/// The `cgroup.procs` files a new process of this cgroup writes itself into before it runs.
-pub(super) fn cgroup_procs(cgroup: Option<&AgentCgroup>) -> Vec<std::ffi::CString> {
-    use std::os::unix::ffi::OsStrExt;
-    let paths = cgroup.map(|c| c.paths()).unwrap_or_default();
-    // A cgroup path is a directory we created; it holds no NUL byte.
-    paths
-        .iter()
-        .filter_map(|dir| std::ffi::CString::new(dir.join("cgroup.procs").as_os_str().as_bytes()).ok())
-        .collect()
+/// The files a new process of the agent's cgroup, if it has one, writes itself into before it runs.
+pub(super) fn join_files(cgroup: Option<&AgentCgroup>) -> Vec<std::ffi::CString> {
+    cgroup.map(AgentCgroup::join_files).unwrap_or_default()
 }
 
 impl Agent {

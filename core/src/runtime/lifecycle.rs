@@ -151,8 +151,8 @@ impl Reactor {
             agent.confinement = Some(confinement);
             (process, stream)
         } else {
-            let procs = super::agents::cgroup_procs(agent.cgroup.as_ref());
-            process::start_agent(id, &spec.argv, &agent.cwd, &home, &spec.env, &spec.stdio, procs)?
+            let joins = super::agents::join_files(agent.cgroup.as_ref());
+            process::start_agent(id, &spec.argv, &agent.cwd, &home, &spec.env, &spec.stdio, joins)?
         };
         self.adopt(id, process, stream)
     }

@@ -58,7 +58,7 @@ pub(super) fn start_agent(
     home: &str,
     env: &[(String, String)],
     stdio: &AgentStdio,
-    cgroup_procs: Vec<std::ffi::CString>,
+    join_cgroups: Vec<std::ffi::CString>,
 ) -> Result<(AgentProcess, UnixStream)> {
     let (ours, theirs) = UnixStream::pair().map_err(|e| RuntimeError::io("creating the agent channel", e))?;
     ours.set_nonblocking(true).map_err(|e| RuntimeError::io("configuring the agent channel", e))?;
@@ -68,7 +68,7 @@ pub(super) fn start_agent(
         .env("CLOVE_AGENT_ID", id.to_string())
         .stdout(out)
         .stderr(err);
-    clove_sys::process::prepare_child(&mut cmd, Some(theirs.as_raw_fd()), cgroup_procs);
+    clove_sys::process::prepare_child(&mut cmd, Some(theirs.as_raw_fd()), join_cgroups);
     let child = spawn(&mut cmd, &argv[0])?;
     drop(theirs);
     let process = watch(child)?;

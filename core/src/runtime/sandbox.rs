@@ -214,12 +214,10 @@ fn launch(
         stdout: out.as_raw_fd(),
         stderr: err.as_raw_fd(),
         channel: Some(theirs.as_raw_fd()),
+        join_cgroups: super::agents::join_files(cgroup),
     };
-    let started = clove_sys::sandbox::spawn(&sandbox, |pid| match cgroup {
-        Some(cgroup) => cgroup.add_process(pid).map_err(std::io::Error::other),
-        None => Ok(()),
-    });
-    let sandboxed = started.map_err(|e| RuntimeError::Sandbox(format!("starting {}: {e}", spec.argv[0])))?;
+    let sandboxed = clove_sys::sandbox::spawn(&sandbox)
+        .map_err(|e| RuntimeError::Sandbox(format!("starting {}: {e}", spec.argv[0])))?;
     let process = AgentProcess { pid: sandboxed.pid, pidfd: sandboxed.pidfd, leader: Leader::PidNamespace };
     let view = SandboxView {
         binds: sandbox
@@ -255,7 +253,7 @@ pub(super) fn enter(
     cwd: Option<&str>,
     env: &[(String, String)],
     stdio: [std::os::fd::RawFd; 3],
-    cgroup_procs: Vec<CString>,
+    join_cgroups: Vec<CString>,
 ) -> Result<AgentProcess> {
     let argv = program_argv(argv, Path::new("/nonexistent"))?;
     let cwd = cwd.map_or_else(|| confinement.cwd.clone(), |c| confinement.cwd.join(c));
@@ -273,7 +271,7 @@ pub(super) fn enter(
         stdin: stdio[0],
         stdout: stdio[1],
         stderr: stdio[2],
-        cgroup_procs,
+        join_cgroups,
     };
     let entered = clove_sys::sandbox::enter(init, &spec)
         .map_err(|e| RuntimeError::Sandbox(format!("starting {} inside the agent's sandbox: {e}", argv[0])))?;

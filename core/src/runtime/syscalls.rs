@@ -298,7 +298,7 @@ impl Reactor {
                 stdin: &req.stdin,
                 timeout: Duration::from_millis(timeout_ms),
                 max_output: req.max_output.map_or(DEFAULT_MAX_OUTPUT, |m| m as usize),
-                cgroup_procs: super::agents::cgroup_procs(agent.cgroup.as_ref()),
+                join_cgroups: super::agents::join_files(agent.cgroup.as_ref()),
                 cwd_inside: req.cwd.clone(),
                 inside,
             },

@@ -5,7 +5,7 @@
 //! prepared, no allocation, no lock, no panic path. A failure is sent to the parent as a
 //! [`Failure`] record on the error pipe, whose write end closes at exec.
 
-use std::ffi::c_char;
+use std::ffi::{c_char, CString};
 use std::io;
 use std::os::fd::RawFd;
 
@@ -31,6 +31,9 @@ pub(super) struct Plan<'a> {
 impl<'a> Plan<'a> {
     /// Validates `spec` and prepares every string, array and program the child will use.
     pub fn new(spec: &'a SandboxSpec) -> io::Result<Plan<'a>> {
+        if let Some(file) = spec.join_cgroups.iter().find(|p| !p.as_bytes().starts_with(b"/")) {
+            return Err(super::invalid(format!("cgroup file {file:?} is not absolute")));
+        }
         let program = Program::new(Request {
             argv: &spec.argv,
             env: &spec.env,
@@ -78,6 +81,7 @@ impl<'a> Plan<'a> {
         match stage {
             Stage::OpenTree | Stage::SetMountAttributes => self.mounts.tree_source(index),
             Stage::Mount => self.mounts.step_target(index),
+            Stage::JoinCgroup => self.spec.join_cgroups.get(index).map(|f| f.to_string_lossy().into_owned()),
             _ => self.program.detail(stage, index),
         }
     }
@@ -111,6 +115,8 @@ fn setup(plan: &mut Plan<'_>, pipes: &Pipes) -> Result<libc::pid_t, Failure> {
         unsafe { libc::_exit(1) }
     }
     let spec = plan.spec;
+    // Before the cgroup namespace, whose root it becomes, and while the host ids are ours.
+    join_cgroups(&spec.join_cgroups)?;
     if spec.namespaces.cgroup {
         // SAFETY: unshare takes flags only.
         check(unsafe { libc::unshare(libc::CLONE_NEWCGROUP) }.into(), Stage::CgroupNamespace, 0)?;
@@ -149,6 +155,15 @@ fn setup(plan: &mut Plan<'_>, pipes: &Pipes) -> Result<libc::pid_t, Failure> {
         report(pipes.error_write, failure);
     }
     Ok(pid)
+}
+
+/// Writes this process into the cgroups through `files` (see [`crate::process::join_cgroup`]).
+pub(super) fn join_cgroups(files: &[CString]) -> Result<(), Failure> {
+    for (index, file) in files.iter().enumerate() {
+        crate::process::join_cgroup(file)
+            .map_err(|e| Failure::at(Stage::JoinCgroup, index, e.raw_os_error().unwrap_or(libc::EIO)))?;
+    }
+    Ok(())
 }
 
 fn loopback_up() -> Result<(), Failure> {

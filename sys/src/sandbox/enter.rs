@@ -51,9 +51,9 @@ pub struct EnterSpec {
     pub stdin: RawFd,
     pub stdout: RawFd,
     pub stderr: RawFd,
-    /// Host paths of the `cgroup.procs` files of the sandbox's cgroups, joined before entering
-    /// its namespaces.
-    pub cgroup_procs: Vec<CString>,
+    /// Host paths of the files that join the sandbox's cgroups (`tasks` on v1, `cgroup.procs` on
+    /// cgroup2), written before entering its namespaces.
+    pub join_cgroups: Vec<CString>,
 }
 
 /// A program started inside a sandbox: the host pid and a pidfd of its helper, whose exit status
@@ -80,7 +80,7 @@ const NAMESPACES: libc::c_int = libc::CLONE_NEWUSER
 /// What the helper needs, prepared in the parent.
 struct Plan<'a> {
     program: Program<'a>,
-    cgroup_procs: &'a [CString],
+    join_cgroups: &'a [CString],
     init_pidfd: RawFd,
     /// This process's pid: the helper's parent while the caller waits in [`enter`].
     parent: libc::pid_t,
@@ -108,13 +108,13 @@ pub fn enter(init_pidfd: &OwnedFd, spec: &EnterSpec) -> io::Result<Entered> {
         stdio: [spec.stdin, spec.stdout, spec.stderr],
         channel: None,
     })?;
-    if let Some(procs) = spec.cgroup_procs.iter().find(|p| !p.as_bytes().starts_with(b"/")) {
-        return Err(invalid(format!("cgroup.procs path {procs:?} is not absolute")));
+    if let Some(file) = spec.join_cgroups.iter().find(|p| !p.as_bytes().starts_with(b"/")) {
+        return Err(invalid(format!("cgroup file {file:?} is not absolute")));
     }
     let (error_read, error_write) = pipe()?;
     let plan = Plan {
         program,
-        cgroup_procs: &spec.cgroup_procs,
+        join_cgroups: &spec.join_cgroups,
         init_pidfd: init_pidfd.as_raw_fd(),
         parent: std::process::id() as libc::pid_t,
         error_read: error_read.as_raw_fd(),
@@ -142,7 +142,7 @@ pub fn enter(init_pidfd: &OwnedFd, spec: &EnterSpec) -> io::Result<Entered> {
     let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd) };
     drop(error_write);
     let started = read_failure(error_read.as_raw_fd(), |stage, index| match stage {
-        Stage::JoinCgroup => spec.cgroup_procs.get(index).map(|p| p.to_string_lossy().into_owned()),
+        Stage::JoinCgroup => spec.join_cgroups.get(index).map(|p| p.to_string_lossy().into_owned()),
         _ => plan.program.detail(stage, index),
     });
     match started {
@@ -172,9 +172,7 @@ fn setup(plan: &Plan<'_>) -> Result<libc::pid_t, Failure> {
     // SAFETY: the helper's copy of the parent's read end, which it must not hold.
     unsafe { libc::close(plan.error_read) };
     program::reset_signals()?;
-    for (i, procs) in plan.cgroup_procs.iter().enumerate() {
-        join_cgroup(procs, i)?;
-    }
+    super::child::join_cgroups(plan.join_cgroups)?;
     // SAFETY: setns takes a pidfd this process inherited and flags; chdir reads a literal.
     unsafe {
         check(libc::setns(plan.init_pidfd, NAMESPACES).into(), Stage::Setns, 0)?;
@@ -217,16 +215,4 @@ fn parent_alive(plan: &Plan<'_>) -> Result<(), Failure> {
         return Err(Failure::new(Stage::ParentGone, libc::ESRCH));
     }
     Ok(())
-}
-
-/// Moves this process into the cgroup whose `cgroup.procs` file is `procs` ("0" is the writer).
-fn join_cgroup(procs: &CString, index: usize) -> Result<(), Failure> {
-    // SAFETY: `procs` is NUL-terminated; write reads one byte of a literal; close takes the fd.
-    unsafe {
-        let fd = check(libc::open(procs.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC).into(), Stage::JoinCgroup, index)?;
-        let written = libc::write(fd as RawFd, c"0".as_ptr().cast(), 1);
-        let result = check(if written == 1 { 0 } else { -1 }, Stage::JoinCgroup, index);
-        libc::close(fd as RawFd);
-        result.map(drop)
-    }
 }

@@ -20,6 +20,11 @@ impl Failure {
     pub fn new(stage: Stage, errno: i32) -> Failure {
         Failure { stage, index: 0, errno }
     }
+
+    /// A failure of the `index`th of a stage's several steps.
+    pub fn at(stage: Stage, index: usize, errno: i32) -> Failure {
+        Failure { stage, index: index as u32, errno }
+    }
 }
 
 /// Every step a child can fail in, numbered on the error pipe by its discriminant.
@@ -134,7 +139,7 @@ impl Stage {
 /// `Ok` for a non-negative return, else the stage with errno.
 pub(super) fn check(ret: libc::c_long, stage: Stage, index: usize) -> Result<libc::c_long, Failure> {
     if ret < 0 {
-        Err(Failure { stage, index: index as u32, errno: errno() })
+        Err(Failure::at(stage, index, errno()))
     } else {
         Ok(ret)
     }

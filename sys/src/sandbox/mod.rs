@@ -6,9 +6,9 @@
 //! async-signal-safe system calls (no allocation, no lock) until `execve`:
 //!
 //! 1. **init** (PID 1 of the new pid namespace, host pid returned as [`Sandboxed::pid`]) arms
-//!    `PR_SET_PDEATHSIG` and waits for the parent, which writes `uid_map`/`gid_map` and runs the
-//!    caller's hook (put the pid in cgroups). Released, init enters a cgroup namespace rooted at
-//!    that cgroup, clones the trees to bind while it still has the caller's permissions, takes the
+//!    `PR_SET_PDEATHSIG` and waits for the parent, which writes `uid_map`/`gid_map`. Released,
+//!    init writes itself into the sandbox's cgroups and enters a cgroup namespace rooted there,
+//!    clones the trees to bind while it still has the caller's host ids and permissions, takes the
 //!    sandbox ids, sets the hostname and brings up loopback, builds the root on a tmpfs,
 //!    `pivot_root`s into it and detaches the host's tree, adds the landlock rules, then forks.
 //! 2. The **program** process (a low pid, not PID 1) starts a session, sets rlimits, drops every
@@ -182,6 +182,10 @@ pub struct SandboxSpec {
     pub stderr: RawFd,
     /// Placed at [`crate::process::CHANNEL_FD`]; every other descriptor is closed at exec.
     pub channel: Option<RawFd>,
+    /// Host paths of the files that put init in the sandbox's cgroups (`tasks` in each v1
+    /// hierarchy, cgroup2's `cgroup.procs`): init writes "0" into each before anything else, while
+    /// it still has the caller's host ids, and the program inherits them.
+    pub join_cgroups: Vec<CString>,
 }
 
 /// Which layers a running sandbox has, for the agent's record.
@@ -213,13 +217,11 @@ pub enum Exit {
     Signal(i32),
 }
 
-/// Starts `spec` in a new sandbox. `before_start` runs in the parent with init's host pid once the
-/// user namespace is mapped and before anything runs inside: put the pid in the sandbox's cgroups
-/// there (the program inherits them). Its error fails the spawn.
+/// Starts `spec` in a new sandbox.
 ///
 /// Like [`crate::process::prepare_child`], the sandbox is killed when the thread that called
 /// `spawn` exits (`PR_SET_PDEATHSIG`), so call it from a thread that outlives its sandboxes.
-pub fn spawn(spec: &SandboxSpec, before_start: impl FnOnce(u32) -> io::Result<()>) -> io::Result<Sandboxed> {
+pub fn spawn(spec: &SandboxSpec) -> io::Result<Sandboxed> {
     let mut plan = child::Plan::new(spec)?;
     let (sync_read, sync_write) = pipe()?;
     let (error_read, error_write) = pipe()?;
@@ -254,7 +256,6 @@ pub fn spawn(spec: &SandboxSpec, before_start: impl FnOnce(u32) -> io::Result<()
     drop(error_write);
 
     let started = map_ids(spec, pid)
-        .and_then(|()| before_start(pid).map_err(|e| stage_error("before_start", e)))
         .and_then(|()| {
             // Releases init; keeping `sync_write` open until the end lets init see our death.
             write_all(sync_write.as_raw_fd(), &[1]).map_err(|e| stage_error("release", e))

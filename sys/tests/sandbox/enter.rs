@@ -33,13 +33,8 @@ struct Running {
 
 impl Running {
     /// Starts `script; exec sleep 30` and waits for the script to print "ready". `setup` adjusts
-    /// the spec; `hook` is spawn's `before_start`.
-    fn start(
-        tag: &str,
-        script: &str,
-        setup: impl FnOnce(&mut SandboxSpec),
-        hook: impl FnOnce(u32) -> std::io::Result<()>,
-    ) -> Running {
+    /// the spec.
+    fn start(tag: &str, script: &str, setup: impl FnOnce(&mut SandboxSpec)) -> Running {
         let work = HostDir::new(tag);
         let mut spec = shell(&format!("{script}; echo ready; exec sleep 30"));
         spec.root.binds.push(Bind::writable(&work.0, "/work"));
@@ -52,7 +47,7 @@ impl Running {
         let (mut reader, writer) = UnixStream::pair().unwrap();
         spec.stdin = null.as_raw_fd();
         spec.stdout = writer.as_raw_fd();
-        let sandbox = spawn(&spec, hook).unwrap_or_else(|e| panic!("spawn: {e}"));
+        let sandbox = spawn(&spec).unwrap_or_else(|e| panic!("spawn: {e}"));
         drop(writer);
         let mut line = [0u8; 6];
         reader.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
@@ -75,7 +70,7 @@ impl Running {
             stdin: 0,
             stdout: 1,
             stderr: 2,
-            cgroup_procs: Vec::new(),
+            join_cgroups: Vec::new(),
         }
     }
 
@@ -112,12 +107,9 @@ fn enter_runs_inside_the_sandbox() {
     }
     let secret = HostDir::new("enter-secret");
     std::fs::write(secret.0.join("f"), "secret").unwrap();
-    let running = Running::start(
-        "enter",
-        "echo made > /work/made-by-sandbox",
-        |spec| spec.root.binds.push(Bind { target: PathBuf::from("/other"), ..Bind::read_only(&secret.0) }),
-        |_| Ok(()),
-    );
+    let running = Running::start("enter", "echo made > /work/made-by-sandbox", |spec| {
+        spec.root.binds.push(Bind { target: PathBuf::from("/other"), ..Bind::read_only(&secret.0) })
+    });
     let host_path = running.work.0.display().to_string();
     let script = format!(
         "echo host=$(cat /proc/sys/kernel/hostname); \
@@ -173,7 +165,7 @@ fn enter_shares_what_the_sandbox_shares() {
         return;
     }
     // An agent allowed the network keeps the host's network namespace.
-    let running = Running::start("enter-net", "true", |spec| spec.namespaces.net = false, |_| Ok(()));
+    let running = Running::start("enter-net", "true", |spec| spec.namespaces.net = false);
     let host = std::fs::read_link("/proc/self/ns/net").unwrap();
     let (exit, out) = running.run(running.enter_spec("readlink /proc/self/ns/net; cat /proc/sys/kernel/hostname"));
     assert_eq!(exit, Exit::Code(0), "{out}");
@@ -185,7 +177,7 @@ fn enter_reports_exits_and_forwards_signals() {
     if skip("enter_reports_exits_and_forwards_signals") {
         return;
     }
-    let running = Running::start("enter-exit", "true", |_| {}, |_| Ok(()));
+    let running = Running::start("enter-exit", "true", |_| {});
     assert_eq!(running.run(running.enter_spec("exit 7")).0, Exit::Code(7));
     assert_eq!(running.run(running.enter_spec("kill -9 $$")).0, Exit::Code(128 + 9));
 
@@ -211,7 +203,7 @@ fn killing_the_helper_kills_the_program() {
     if skip("killing_the_helper_kills_the_program") {
         return;
     }
-    let running = Running::start("enter-kill", "true", |_| {}, |_| Ok(()));
+    let running = Running::start("enter-kill", "true", |_| {});
     let (mut reader, writer) = UnixStream::pair().unwrap();
     let mut spec = running.enter_spec("echo ready; exec sleep 30");
     spec.stdout = writer.as_raw_fd();
@@ -240,7 +232,7 @@ fn enter_dies_with_the_thread_that_entered() {
     if skip("enter_dies_with_the_thread_that_entered") {
         return;
     }
-    let running = Running::start("enter-thread", "true", |_| {}, |_| Ok(()));
+    let running = Running::start("enter-thread", "true", |_| {});
     let (reader, writer) = UnixStream::pair().unwrap();
     let mut spec = running.enter_spec("exec sleep 30");
     spec.stdout = writer.as_raw_fd();
@@ -268,7 +260,7 @@ fn entering_an_ended_sandbox_fails_naming_the_stage() {
     let mut spec = shell("true");
     spec.stdin = null.as_raw_fd();
     spec.stdout = null.as_raw_fd();
-    let sandbox = spawn(&spec, |_| Ok(())).unwrap();
+    let sandbox = spawn(&spec).unwrap();
     // Exited, not yet reaped: a zombie has no namespaces left to enter.
     let stat = format!("/proc/{}/stat", sandbox.pid);
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -287,7 +279,7 @@ fn entering_an_ended_sandbox_fails_naming_the_stage() {
     assert!(err.to_string().starts_with("setns into the sandbox: "), "{err}");
 
     // Other stages are named too.
-    let running = Running::start("enter-stages", "true", |_| {}, |_| Ok(()));
+    let running = Running::start("enter-stages", "true", |_| {});
     let mut spec = running.enter_spec("true");
     spec.cwd = c("/nowhere");
     let err = enter(&running.sandbox.pidfd, &spec).unwrap_err();
@@ -297,9 +289,9 @@ fn entering_an_ended_sandbox_fails_naming_the_stage() {
     let err = enter(&running.sandbox.pidfd, &spec).unwrap_err();
     assert!(err.to_string().starts_with("execve: "), "{err}");
     let mut spec = running.enter_spec("true");
-    spec.cgroup_procs = vec![c("/no/such/cgroup.procs")];
+    spec.join_cgroups = vec![c("/no/such/cgroup/tasks")];
     let err = enter(&running.sandbox.pidfd, &spec).unwrap_err();
-    assert!(err.to_string().starts_with("join cgroup /no/such/cgroup.procs: "), "{err}");
+    assert!(err.to_string().starts_with("join cgroup /no/such/cgroup/tasks: "), "{err}");
     let mut spec = running.enter_spec("true");
     spec.argv[0] = c("sh");
     assert_eq!(enter(&running.sandbox.pidfd, &spec).unwrap_err().kind(), std::io::ErrorKind::InvalidInput);
@@ -311,7 +303,7 @@ fn enter_joins_the_sandboxs_cgroup() {
         return;
     }
     let hierarchy = Path::new("/sys/fs/cgroup/pids");
-    if !hierarchy.join("cgroup.procs").exists() {
+    if !hierarchy.join("tasks").exists() {
         eprintln!("SKIPPED: enter_joins_the_sandboxs_cgroup: no cgroup v1 pids hierarchy");
         return;
     }
@@ -319,10 +311,11 @@ fn enter_joins_the_sandboxs_cgroup() {
     std::fs::create_dir(&cgroup).unwrap();
     let _remove = RemoveDir(cgroup.clone());
     let procs = cgroup.join("cgroup.procs");
-    let running = Running::start("enter-cgroup", "true", |_| {}, |pid| std::fs::write(&procs, pid.to_string()));
+    let tasks = c(cgroup.join("tasks").to_str().unwrap());
+    let running = Running::start("enter-cgroup", "true", |spec| spec.join_cgroups = vec![tasks.clone()]);
     let script = "grep ':pids:' /proc/self/cgroup";
     let mut spec = running.enter_spec(script);
-    spec.cgroup_procs = vec![c(procs.to_str().unwrap())];
+    spec.join_cgroups = vec![tasks];
     let (exit, out) = running.run(spec);
     assert_eq!(exit, Exit::Code(0));
     // At the root of the sandbox's cgroup namespace, that is in its cgroup.

@@ -58,6 +58,7 @@ fn shell(script: &str) -> SandboxSpec {
         stdout: 1,
         stderr: 2,
         channel: None,
+        join_cgroups: Vec::new(),
     }
 }
 
@@ -67,7 +68,7 @@ fn run(mut spec: SandboxSpec) -> (Exit, String) {
     let (mut reader, writer) = UnixStream::pair().unwrap();
     spec.stdin = null.as_raw_fd();
     spec.stdout = writer.as_raw_fd();
-    let sandbox = spawn(&spec, |_| Ok(())).unwrap_or_else(|e| panic!("spawn: {e}"));
+    let sandbox = spawn(&spec).unwrap_or_else(|e| panic!("spawn: {e}"));
     drop(writer);
     let mut out = String::new();
     reader.read_to_string(&mut out).unwrap();
@@ -279,7 +280,7 @@ fn landlock_limits_the_file_system() {
     let null = File::open("/dev/null").unwrap();
     spec.stdin = null.as_raw_fd();
     spec.stdout = null.as_raw_fd();
-    let sandbox = spawn(&spec, |_| Ok(())).unwrap();
+    let sandbox = spawn(&spec).unwrap();
     assert_eq!(sandbox.layers.landlock_abi, clove_sys::sandbox::landlock_abi());
     assert_eq!(wait(&sandbox.pidfd).unwrap(), Exit::Code(0));
     // The same read without landlock works, so the rule is what stopped it.
@@ -300,13 +301,13 @@ fn exits_and_signals_are_reported() {
     let mut spec = shell("sleep 100; true");
     spec.stdin = null.as_raw_fd();
     spec.stdout = null.as_raw_fd();
-    let sandbox = spawn(&spec, |_| Ok(())).unwrap();
+    let sandbox = spawn(&spec).unwrap();
     assert_eq!(wait_nohang(&sandbox.pidfd).unwrap(), None);
     // SIGTERM to init reaches the program.
     pidfd_signal(&sandbox.pidfd, libc_sigterm()).unwrap();
     assert_eq!(wait(&sandbox.pidfd).unwrap(), Exit::Code(128 + libc_sigterm()));
 
-    let sandbox = spawn(&spec, |_| Ok(())).unwrap();
+    let sandbox = spawn(&spec).unwrap();
     pidfd_signal(&sandbox.pidfd, clove_sys::process::SIGKILL).unwrap();
     assert_eq!(wait(&sandbox.pidfd).unwrap(), Exit::Signal(clove_sys::process::SIGKILL));
 }
@@ -325,7 +326,7 @@ fn dies_with_the_thread_that_spawned_it() {
         let mut spec = shell("sleep 100");
         spec.stdin = null.as_raw_fd();
         spec.stdout = null.as_raw_fd();
-        spawn(&spec, |_| Ok(())).unwrap()
+        spawn(&spec).unwrap()
     })
     .join()
     .unwrap();
@@ -347,33 +348,36 @@ fn failures_name_their_stage() {
     }
     let mut spec = shell("true");
     spec.argv[0] = c("/bin/no-such-program");
-    let err = spawn(&spec, |_| Ok(())).unwrap_err();
+    let err = spawn(&spec).unwrap_err();
     assert!(err.to_string().starts_with("execve: "), "{err}");
     assert_eq!(err.raw_os_error(), None);
 
     let mut spec = shell("true");
     spec.cwd = c("/nowhere");
-    let err = spawn(&spec, |_| Ok(())).unwrap_err();
+    let err = spawn(&spec).unwrap_err();
     assert!(err.to_string().starts_with("chdir: "), "{err}");
 
     let mut spec = shell("true");
     spec.root.binds.push(Bind::read_only("/no/such/dir"));
-    let err = spawn(&spec, |_| Ok(())).unwrap_err();
+    let err = spawn(&spec).unwrap_err();
     assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput, "{err}");
 
-    let spec = shell("true");
-    let err = spawn(&spec, |_| Err(std::io::Error::other("no cgroup"))).unwrap_err();
-    assert_eq!(err.to_string(), "before_start: no cgroup");
+    let mut spec = shell("true");
+    spec.join_cgroups = vec![c("/no/such/cgroup/tasks")];
+    let err = spawn(&spec).unwrap_err();
+    assert!(err.to_string().starts_with("join cgroup /no/such/cgroup/tasks: "), "{err}");
+    spec.join_cgroups = vec![c("tasks")];
+    assert_eq!(spawn(&spec).unwrap_err().kind(), std::io::ErrorKind::InvalidInput);
 }
 
 #[test]
-fn the_hook_puts_the_sandbox_in_a_cgroup_before_it_runs() {
-    if skip("the_hook_puts_the_sandbox_in_a_cgroup_before_it_runs") {
+fn init_joins_its_cgroup_before_the_program_runs() {
+    if skip("init_joins_its_cgroup_before_the_program_runs") {
         return;
     }
     let hierarchy = Path::new("/sys/fs/cgroup/pids");
-    if !hierarchy.join("cgroup.procs").exists() {
-        eprintln!("SKIPPED: the_hook_puts_the_sandbox_in_a_cgroup_before_it_runs: no cgroup v1 pids hierarchy");
+    if !hierarchy.join("tasks").exists() {
+        eprintln!("SKIPPED: init_joins_its_cgroup_before_the_program_runs: no cgroup v1 pids hierarchy");
         return;
     }
     let cgroup = hierarchy.join(format!("clove-sandbox-test-{}", std::process::id()));
@@ -382,19 +386,9 @@ fn the_hook_puts_the_sandbox_in_a_cgroup_before_it_runs() {
     let (mut reader, writer) = UnixStream::pair().unwrap();
     let mut spec = shell("grep ':pids:' /proc/self/cgroup; exec sleep 100");
     spec.stdout = writer.as_raw_fd();
-    let mut seen = 0;
-    let sandbox = spawn(&spec, |pid| {
-        seen = pid;
-        // Mapped already, and not yet the program.
-        assert_eq!(
-            std::fs::read_to_string(format!("/proc/{pid}/uid_map"))?.split_whitespace().collect::<Vec<_>>(),
-            ["1000", "65534", "1"]
-        );
-        std::fs::write(cgroup.join("cgroup.procs"), pid.to_string())
-    })
-    .unwrap();
+    spec.join_cgroups = vec![c(cgroup.join("tasks").to_str().unwrap())];
+    let sandbox = spawn(&spec).unwrap();
     drop(writer);
-    assert_eq!(seen, sandbox.pid);
     let mut line = [0u8; 64];
     let n = reader.read(&mut line).unwrap();
     // The cgroup namespace is rooted at the sandbox's own cgroup.
@@ -443,7 +437,7 @@ fn latency_sanity() {
     let sandboxed = (0..100)
         .map(|_| {
             let start = Instant::now();
-            let sandbox = spawn(&spec, |_| Ok(())).unwrap();
+            let sandbox = spawn(&spec).unwrap();
             assert_eq!(wait(&sandbox.pidfd).unwrap(), Exit::Code(0));
             start.elapsed()
         })

@@ -3,7 +3,7 @@
 //!
 //! Call order: [`CgroupRoot::detect`] once → [`CgroupRoot::create`] per agent (writes every limit, or fails
 //! naming the controllers that are missing: an agent never runs with weaker limits than asked) →
-//! [`AgentCgroup::add_process`] → [`AgentCgroup::freeze`] / [`AgentCgroup::thaw`] / [`AgentCgroup::stats`] →
+//! [`AgentCgroup::join_files`] (a new process writes itself in) → [`AgentCgroup::freeze`] / [`AgentCgroup::thaw`] / [`AgentCgroup::stats`] →
 //! [`AgentCgroup::kill_all`] → [`AgentCgroup::remove`] (drop removes too, best effort).
 //!
 //! Agent cgroups live at `clove/<name>` under each hierarchy: under every v1 controller mount the agent
@@ -20,8 +20,10 @@ mod v2;
 #[cfg(test)]
 mod tests;
 
+use std::ffi::CString;
 use std::fmt;
 use std::io;
+use std::os::unix::ffi::OsStringExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -166,6 +168,8 @@ trait Backend: fmt::Debug + Send {
     fn unified_dir(&self) -> Option<&Path>;
     /// Moves one thread of this process in.
     fn add_thread(&self, tid: u32) -> Result<()>;
+    /// The file in each directory a new process writes "0" into to join.
+    fn join_file(&self) -> &'static str;
 }
 
 #[derive(Debug, Clone)]
@@ -286,10 +290,18 @@ impl AgentCgroup {
         self.backend.unified_dir()
     }
 
-    /// Moves process `pid` (and its threads) into the cgroup in every hierarchy. On error it may be in some
-    /// hierarchies only; the caller kills it.
-    pub fn add_process(&self, pid: u32) -> Result<()> {
-        self.backend.dirs().iter().try_for_each(|dir| files::write(dir, "cgroup.procs", &pid.to_string()))
+    /// The files a new, single-threaded process writes "0" into to join this cgroup before it runs
+    /// anything (`clove_sys::process::prepare_child`, a sandbox's init, an EXEC's helper): `tasks` in
+    /// each v1 hierarchy, where a thread moving itself skips the kernel's threadgroup lock and the RCU
+    /// grace period its writer waits for (~10 ms), or cgroup2's `cgroup.procs`.
+    pub fn join_files(&self) -> Vec<CString> {
+        let file = self.backend.join_file();
+        // A cgroup path is a directory we created from a checked name; it holds no NUL byte.
+        self.backend
+            .dirs()
+            .iter()
+            .filter_map(|dir| CString::new(dir.join(file).into_os_string().into_vec()).ok())
+            .collect()
     }
 
     /// Moves one thread of this process (a VM's vCPU, say) into the cgroup, on cgroup v1; cgroup2 refuses

@@ -53,21 +53,13 @@ const LIMITS: CgroupLimits = CgroupLimits {
 struct Agent(Child);
 
 impl Agent {
-    /// Starts `argv` blocked on a read of stdin, so it is in the cgroup before it does anything.
-    fn start(argv: &[&str]) -> Agent {
-        let child = Command::new(argv[0])
-            .args(&argv[1..])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        Agent(child)
-    }
-
-    fn join(&mut self, cg: &AgentCgroup) {
-        cg.add_process(self.0.id()).unwrap();
-        self.0.stdin.take().unwrap().write_all(b"go\n").unwrap();
+    /// Starts `argv` in `cg`, joined the way the runtime's children join: before the exec, through
+    /// [`AgentCgroup::join_files`].
+    fn start(cg: &AgentCgroup, argv: &[&str]) -> Agent {
+        let mut cmd = Command::new(argv[0]);
+        cmd.args(&argv[1..]).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
+        clove_sys::process::prepare_child(&mut cmd, None, cg.join_files());
+        Agent(cmd.spawn().unwrap())
     }
 
     fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
@@ -130,8 +122,7 @@ fn real_lifecycle_limits_freeze_remove() {
     for dir in &paths {
         assert!(dir.is_dir(), "{dir:?}");
     }
-    let mut agent = Agent::start(&["sleep", "30"]);
-    agent.join(&cg);
+    let mut agent = Agent::start(&cg, &["sleep", "30"]);
     assert_eq!(cg.pids().unwrap(), vec![agent.0.id()]);
     assert!(cg.stats().unwrap().pids_current.unwrap() >= 1);
 
@@ -156,9 +147,8 @@ fn real_lifecycle_limits_freeze_remove() {
 fn real_memory_hog_is_oom_killed() {
     let Some(root) = real_root("real_memory_hog_is_oom_killed") else { return };
     let cg = root.create(&name("oom"), &LIMITS).unwrap();
-    let script = "import sys\nsys.stdin.readline()\nchunks = []\nwhile True:\n    chunks.append(b'x' * (10 << 20))\n";
-    let mut agent = Agent::start(&[python(), "-c", script]);
-    agent.join(&cg);
+    let script = "chunks = []\nwhile True:\n    chunks.append(b'x' * (10 << 20))\n";
+    let mut agent = Agent::start(&cg, &[python(), "-c", script]);
     let status = agent.wait_exit(Duration::from_secs(10)).expect("the memory hog is still running after 10 s");
     assert_eq!(status.signal(), Some(9), "{status:?}");
     let stats = cg.stats().unwrap();
@@ -171,8 +161,7 @@ fn real_memory_hog_is_oom_killed() {
 fn real_busy_loop_is_throttled() {
     let Some(root) = real_root("real_busy_loop_is_throttled") else { return };
     let cg = root.create(&name("cpu"), &LIMITS).unwrap();
-    let mut agent = Agent::start(&["sh", "-c", "read x; while :; do :; done"]);
-    agent.join(&cg);
+    let _agent = Agent::start(&cg, &["sh", "-c", "while :; do :; done"]);
     // Skip the start-up, then measure about 3 s of the loop against the wall clock.
     assert!(eventually(Duration::from_secs(2), || cg.stats().unwrap().cpu_usage_us.unwrap() > 0));
     let (start, used_before) = (Instant::now(), cg.stats().unwrap().cpu_usage_us.unwrap());
@@ -191,9 +180,8 @@ fn real_busy_loop_is_throttled() {
 fn real_fork_bomb_stops_at_pids_max_and_kill_all_empties() {
     let Some(root) = real_root("real_fork_bomb_stops_at_pids_max_and_kill_all_empties") else { return };
     let mut cg = root.create(&name("pids"), &LIMITS).unwrap();
-    let bomb = "read x; i=0; while [ $i -lt 20 ]; do sleep 30 & i=$((i+1)); done; wait";
-    let mut agent = Agent::start(&["sh", "-c", bomb]);
-    agent.join(&cg);
+    let bomb = "i=0; while [ $i -lt 20 ]; do sleep 30 & i=$((i+1)); done; wait";
+    let mut agent = Agent::start(&cg, &["sh", "-c", bomb]);
     // sh plus at most 7 children; sh may give up on the first failed fork.
     assert!(eventually(Duration::from_secs(3), || cg.pids().unwrap().len() >= 7), "{:?}", cg.pids());
     std::thread::sleep(Duration::from_millis(200));
@@ -212,8 +200,7 @@ fn real_fork_bomb_stops_at_pids_max_and_kill_all_empties() {
 fn real_kill_all_reaches_a_frozen_agent() {
     let Some(root) = real_root("real_kill_all_reaches_a_frozen_agent") else { return };
     let mut cg = root.create(&name("frozen-kill"), &CgroupLimits::default()).unwrap();
-    let mut agent = Agent::start(&["sh", "-c", "read x; sleep 30 & sleep 30 & wait"]);
-    agent.join(&cg);
+    let mut agent = Agent::start(&cg, &["sh", "-c", "sleep 30 & sleep 30 & wait"]);
     assert!(eventually(Duration::from_secs(2), || cg.pids().unwrap().len() == 3), "{:?}", cg.pids());
     cg.freeze().unwrap();
     cg.kill_all().unwrap();
@@ -239,8 +226,7 @@ fn real_v2_core_freeze_and_kill() {
     };
     let mut cg = CgroupRoot::v2(mount).create(&name("v2"), &CgroupLimits::default()).unwrap();
     assert_eq!(cg.unified_dir(), Some(cg.paths()[0].as_path()));
-    let mut agent = Agent::start(&["sh", "-c", "read x; sleep 30 & wait"]);
-    agent.join(&cg);
+    let mut agent = Agent::start(&cg, &["sh", "-c", "sleep 30 & wait"]);
     assert!(eventually(Duration::from_secs(2), || cg.pids().unwrap().len() == 2), "{:?}", cg.pids());
     assert!(cg.stats().unwrap().cpu_usage_us.is_some());
     cg.freeze().unwrap();

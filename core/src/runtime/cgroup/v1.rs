@@ -172,6 +172,10 @@ impl Backend for V1Cgroup {
         // v1 places tasks one by one: `tasks` takes a thread, `cgroup.procs` a whole process.
         self.dirs.iter().try_for_each(|dir| files::write(dir, "tasks", &tid.to_string()))
     }
+
+    fn join_file(&self) -> &'static str {
+        "tasks"
+    }
 }
 
 #[cfg(test)]
@@ -254,9 +258,12 @@ mod tests {
         assert_eq!(content(&dir("cpu,cpuacct"), "cpu.shares"), "512");
         assert_eq!(content(&dir("pids"), "pids.max"), "8");
 
-        cg.add_process(4242).unwrap();
+        // A new process writes itself into `tasks` (the fake kernel lists it in `cgroup.procs`).
+        let joins: Vec<_> = cg.join_files().iter().map(|f| f.to_str().unwrap().to_owned()).collect();
+        let tasks: Vec<_> = cg.paths().iter().map(|p| p.join("tasks").to_str().unwrap().to_owned()).collect();
+        assert_eq!(joins, tasks);
         for path in cg.paths() {
-            assert_eq!(content(path, "cgroup.procs"), "4242");
+            std::fs::write(path.join("cgroup.procs"), "4242").unwrap();
         }
         // A thread alone (a VM's vCPU) goes in through `tasks`, in every hierarchy.
         cg.add_thread(4243).unwrap();

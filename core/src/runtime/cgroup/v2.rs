@@ -181,6 +181,11 @@ impl Backend for V2Cgroup {
     fn add_thread(&self, _tid: u32) -> Result<()> {
         Err(CgroupError::ThreadsNeedV1)
     }
+
+    fn join_file(&self) -> &'static str {
+        // A whole process: cgroup2 keeps threads together unless the cgroup is threaded.
+        "cgroup.procs"
+    }
 }
 
 #[cfg(test)]
@@ -256,8 +261,8 @@ mod tests {
                 oom_kills: Some(1),
             }
         );
-        cg.add_process(99).unwrap();
-        assert_eq!(content(&dir, "cgroup.procs"), "99");
+        let joins: Vec<_> = cg.join_files().iter().map(|f| f.to_str().unwrap().to_owned()).collect();
+        assert_eq!(joins, [dir.join("cgroup.procs").to_str().unwrap()]);
         assert!(!cg.backend.kill_native().unwrap(), "no cgroup.kill in the fake");
     }
 
