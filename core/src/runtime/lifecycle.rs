@@ -212,7 +212,7 @@ impl Reactor {
         if let Some(cgroup) = &agent.cgroup {
             // And whatever left its group but not its cgroup.
             let _ = cgroup.kill_all();
-            let oom_kills = cgroup.stats().ok().and_then(|s| s.oom_kills).unwrap_or(0);
+            let oom_kills = cgroup.oom_kills().unwrap_or(0);
             exit.oom_killed = oom_kills > agent.oom_kills_seen;
             agent.oom_kills_seen = oom_kills;
         }

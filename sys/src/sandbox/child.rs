@@ -26,6 +26,7 @@ pub(super) struct Plan<'a> {
     spec: &'a SandboxSpec,
     program: Program<'a>,
     mounts: mounts::MountPlan,
+    program_stack: Vec<u8>,
 }
 
 impl<'a> Plan<'a> {
@@ -47,7 +48,8 @@ impl<'a> Plan<'a> {
             stdio: [spec.stdin, spec.stdout, spec.stderr],
             channel: spec.channel,
         })?;
-        Ok(Plan { spec, program, mounts: mounts::MountPlan::new(&spec.root, spec.namespaces.pid)? })
+        let mounts = mounts::MountPlan::new(&spec.root, spec.namespaces.pid)?;
+        Ok(Plan { spec, program, mounts, program_stack: vec![0; program::PROGRAM_STACK] })
     }
 
     pub fn clone_flags(&self) -> u64 {
@@ -149,12 +151,11 @@ fn setup(plan: &mut Plan<'_>, pipes: &Pipes) -> Result<libc::pid_t, Failure> {
         landlock.add_rules()?;
     }
     program::block_forwarded(libc::SIG_BLOCK)?;
-    let pid = program::fork()?;
-    if pid == 0 {
-        let Err(failure) = plan.program.become_program();
-        report(pipes.error_write, failure);
-    }
-    Ok(pid)
+    let program = &plan.program;
+    program::start_program(&mut plan.program_stack, &mut || {
+        let Err(failure) = program.become_program();
+        report(pipes.error_write, failure)
+    })
 }
 
 /// Writes this process into the cgroups through `files` (see [`crate::process::join_cgroup`]).

@@ -86,6 +86,7 @@ struct Plan<'a> {
     parent: libc::pid_t,
     error_read: RawFd,
     error_write: RawFd,
+    program_stack: Vec<u8>,
 }
 
 /// Starts `spec` inside the sandbox whose init `init_pidfd` refers to ([`super::Sandboxed::pidfd`]).
@@ -112,13 +113,14 @@ pub fn enter(init_pidfd: &OwnedFd, spec: &EnterSpec) -> io::Result<Entered> {
         return Err(invalid(format!("cgroup file {file:?} is not absolute")));
     }
     let (error_read, error_write) = pipe()?;
-    let plan = Plan {
+    let mut plan = Plan {
         program,
         join_cgroups: &spec.join_cgroups,
         init_pidfd: init_pidfd.as_raw_fd(),
         parent: std::process::id() as libc::pid_t,
         error_read: error_read.as_raw_fd(),
         error_write: error_write.as_raw_fd(),
+        program_stack: vec![0; program::PROGRAM_STACK],
     };
 
     let mut pidfd: RawFd = -1;
@@ -133,7 +135,7 @@ pub fn enter(init_pidfd: &OwnedFd, spec: &EnterSpec) -> io::Result<Entered> {
     // child runs only `helper`, which never returns, allocates nothing and takes no lock.
     let pid = unsafe { libc::syscall(libc::SYS_clone3, &args as *const CloneArgs, std::mem::size_of::<CloneArgs>()) };
     if pid == 0 {
-        helper(&plan);
+        helper(&mut plan);
     }
     if pid < 0 {
         return Err(stage_error("clone3", io::Error::last_os_error()));
@@ -157,7 +159,7 @@ pub fn enter(init_pidfd: &OwnedFd, spec: &EnterSpec) -> io::Result<Entered> {
 }
 
 /// The child of clone3: enters the sandbox, forks the program and reaps it, or reports why not.
-fn helper(plan: &Plan<'_>) -> ! {
+fn helper(plan: &mut Plan<'_>) -> ! {
     let failure = match setup(plan) {
         Ok(pid) => program::reap(pid),
         Err(failure) => failure,
@@ -166,7 +168,7 @@ fn helper(plan: &Plan<'_>) -> ! {
 }
 
 /// The helper's part, up to forking the program; returns the program's pid.
-fn setup(plan: &Plan<'_>) -> Result<libc::pid_t, Failure> {
+fn setup(plan: &mut Plan<'_>) -> Result<libc::pid_t, Failure> {
     program::arm_deathsig()?;
     parent_alive(plan)?;
     // SAFETY: the helper's copy of the parent's read end, which it must not hold.
@@ -191,8 +193,8 @@ fn setup(plan: &Plan<'_>) -> Result<libc::pid_t, Failure> {
     // sandbox shares this one.
     // SAFETY: getpid has no preconditions.
     let helper = unsafe { libc::getpid() };
-    let pid = program::fork()?;
-    if pid == 0 {
+    let error_write = plan.error_write;
+    program::start_program(&mut plan.program_stack, &mut || {
         let Err(failure) = program::arm_deathsig().and_then(|()| {
             // SAFETY: getppid has no preconditions.
             let parent = unsafe { libc::getppid() };
@@ -202,9 +204,8 @@ fn setup(plan: &Plan<'_>) -> Result<libc::pid_t, Failure> {
             }
             program.become_program()
         });
-        report(plan.error_write, failure);
-    }
-    Ok(pid)
+        report(error_write, failure)
+    })
 }
 
 /// Fails when the helper's parent exited (the caller's thread waits in [`enter`] until the exec,

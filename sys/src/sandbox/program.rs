@@ -239,13 +239,32 @@ pub(super) fn block_forwarded(how: libc::c_int) -> Result<(), Failure> {
     }
 }
 
-/// Forks like `fork(2)` but with the raw system call (no atfork handler, no lock); returns 0 in
-/// the child and the child's pid in the parent.
-pub(super) fn fork() -> Result<libc::pid_t, Failure> {
-    // SAFETY: a fork-like clone (no CLONE_VM, no new stack): the child continues on a copy of this
-    // stack; callers run only async-signal-safe code in it.
-    let pid = check(unsafe { libc::syscall(libc::SYS_clone, libc::SIGCHLD, 0, 0, 0, 0) }, Stage::Fork, 0)?;
-    Ok(pid as libc::pid_t)
+/// The stack the program process runs on until its exec (see [`start_program`]): a few frames of
+/// system calls.
+pub(super) const PROGRAM_STACK: usize = 64 << 10;
+
+/// Starts the program process, which runs `body` on `stack` in this process's memory
+/// (`CLONE_VM | CLONE_VFORK`): nothing of the address space, a copy of the runtime's, is copied
+/// again, and this process sleeps until the program has exec'd or exited. `body` must end in
+/// `execve` or `_exit` and write nothing this process reads afterwards. Returns the program's pid.
+pub(super) fn start_program<F: FnMut()>(stack: &mut [u8], body: &mut F) -> Result<libc::pid_t, Failure> {
+    extern "C" fn run<F: FnMut()>(body: *mut libc::c_void) -> libc::c_int {
+        // SAFETY: `body` is the `&mut F` passed to clone below, alive while the parent sleeps
+        // (CLONE_VFORK) until this process execs or exits.
+        let body = unsafe { &mut *body.cast::<F>() };
+        body();
+        // SAFETY: _exit has no preconditions; reached only if `body` broke its contract.
+        unsafe { libc::_exit(127) }
+    }
+    // The stack grows down from its 16-byte aligned end.
+    let top = stack.as_mut_ptr().wrapping_add(stack.len() & !15);
+    // SAFETY: `run::<F>` gets `body`, which outlives the child's use of it (the parent sleeps until
+    // the exec or exit); the child runs on `stack`, which nothing else uses, and makes only
+    // async-signal-safe calls.
+    let pid = unsafe {
+        libc::clone(run::<F>, top.cast(), libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD, (body as *mut F).cast())
+    };
+    check(pid.into(), Stage::Fork, 0).map(|pid| pid as libc::pid_t)
 }
 
 /// The program's pid, for the reaper's signal forwarder.

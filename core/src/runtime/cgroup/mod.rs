@@ -106,7 +106,7 @@ impl Controller {
     }
 }
 
-/// The limits of one agent. `None` means unlimited: the kernel's default is written.
+/// The limits of one agent. `None` means unlimited: the kernel's default, which a new cgroup has.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct CgroupLimits {
     /// Memory, swap included where the kernel can count swap.
@@ -157,11 +157,13 @@ pub struct CgroupStats {
 trait Backend: fmt::Debug + Send {
     /// Every directory of the cgroup, one per hierarchy it joined.
     fn dirs(&self) -> &[PathBuf];
-    /// Writes every limit, `None` as the kernel's default.
+    /// Writes the limits that are set into a fresh cgroup, which has the kernel's defaults.
     fn apply(&self, limits: &CgroupLimits) -> Result<()>;
     /// Freezes or thaws, and waits until the kernel says it is done.
     fn set_frozen(&self, frozen: bool) -> Result<()>;
     fn stats(&self) -> Result<CgroupStats>;
+    /// Processes the kernel OOM-killed in this cgroup; `None` when it does not say.
+    fn oom_kills(&self) -> Result<Option<u64>>;
     /// Kills every process in one step when the kernel can (`cgroup.kill`); `false` when it cannot.
     fn kill_native(&self) -> Result<bool>;
     /// The cgroup2 directory, for `CLONE_INTO_CGROUP`.
@@ -336,9 +338,9 @@ impl AgentCgroup {
         self.backend.stats()
     }
 
-    /// Whether the kernel has OOM-killed a process of this cgroup.
-    pub fn oom_killed(&self) -> Result<bool> {
-        Ok(self.stats()?.oom_kills.is_some_and(|n| n > 0))
+    /// How many processes of this cgroup the kernel has OOM-killed (0 when it does not say).
+    pub fn oom_kills(&self) -> Result<u64> {
+        Ok(self.backend.oom_kills()?.unwrap_or(0))
     }
 
     /// SIGKILLs every process in the cgroup and waits until none is left. With cgroup2's `cgroup.kill` the

@@ -153,7 +153,7 @@ fn real_memory_hog_is_oom_killed() {
     assert_eq!(status.signal(), Some(9), "{status:?}");
     let stats = cg.stats().unwrap();
     assert!(stats.oom_kills.unwrap() >= 1, "{stats:?}");
-    assert!(cg.oom_killed().unwrap());
+    assert!(cg.oom_kills().unwrap() >= 1);
     assert!(stats.memory_peak.unwrap() <= 50 << 20, "{stats:?}");
 }
 

@@ -7,11 +7,6 @@ use std::time::Duration;
 use super::files;
 use super::{Backend, CgroupError, CgroupLimits, CgroupStats, Controller, Result, FREEZE_TIMEOUT, PARENT};
 
-/// The kernel's default period of a cpu quota.
-const DEFAULT_PERIOD_US: u64 = 100_000;
-/// The kernel's default `cpu.shares`.
-const DEFAULT_SHARES: u64 = 1024;
-
 /// Where each v1 controller is mounted.
 #[derive(Debug, Clone)]
 pub(super) struct V1Root {
@@ -92,36 +87,34 @@ impl V1Cgroup {
     }
 }
 
-fn number_or(value: Option<u64>, unlimited: &str) -> String {
-    value.map_or_else(|| unlimited.to_string(), |v| v.to_string())
-}
-
 impl Backend for V1Cgroup {
     fn dirs(&self) -> &[PathBuf] {
         &self.dirs
     }
 
     fn apply(&self, limits: &CgroupLimits) -> Result<()> {
-        if let Some(dir) = self.dir(Controller::Memory) {
-            let memory = number_or(limits.memory_bytes, "-1");
-            // memsw may never be below the memory limit: open it up, set the limit, then close it to the same
-            // value, so swap cannot hold what the limit keeps out of memory.
-            let memsw = files::exists(dir, "memory.memsw.limit_in_bytes");
-            if memsw {
-                files::write(dir, "memory.memsw.limit_in_bytes", "-1")?;
-            }
-            files::write(dir, "memory.limit_in_bytes", &memory)?;
-            if memsw {
-                files::write(dir, "memory.memsw.limit_in_bytes", &memory)?;
+        if let (Some(dir), Some(bytes)) = (self.dir(Controller::Memory), limits.memory_bytes) {
+            let bytes = bytes.to_string();
+            files::write(dir, "memory.limit_in_bytes", &bytes)?;
+            // Swap too, so it cannot hold what the limit keeps out of memory (memsw may never be
+            // below the memory limit, so it comes second).
+            if files::exists(dir, "memory.memsw.limit_in_bytes") {
+                files::write(dir, "memory.memsw.limit_in_bytes", &bytes)?;
             }
         }
         if let Some(dir) = self.dir(Controller::Cpu) {
-            files::write(dir, "cpu.cfs_period_us", &limits.cpu_period_us.unwrap_or(DEFAULT_PERIOD_US).to_string())?;
-            files::write(dir, "cpu.cfs_quota_us", &number_or(limits.cpu_quota_us, "-1"))?;
-            files::write(dir, "cpu.shares", &limits.cpu_shares.unwrap_or(DEFAULT_SHARES).to_string())?;
+            if let Some(period) = limits.cpu_period_us {
+                files::write(dir, "cpu.cfs_period_us", &period.to_string())?;
+            }
+            if let Some(quota) = limits.cpu_quota_us {
+                files::write(dir, "cpu.cfs_quota_us", &quota.to_string())?;
+            }
+            if let Some(shares) = limits.cpu_shares {
+                files::write(dir, "cpu.shares", &shares.to_string())?;
+            }
         }
-        if let Some(dir) = self.dir(Controller::Pids) {
-            files::write(dir, "pids.max", &number_or(limits.pids_max, "max"))?;
+        if let (Some(dir), Some(max)) = (self.dir(Controller::Pids), limits.pids_max) {
+            files::write(dir, "pids.max", &max.to_string())?;
         }
         Ok(())
     }
@@ -151,13 +144,20 @@ impl Backend for V1Cgroup {
         if let Some(dir) = self.dir(Controller::Memory) {
             stats.memory_current = Some(files::read_u64(dir, "memory.usage_in_bytes")?);
             stats.memory_peak = Some(files::read_u64(dir, "memory.max_usage_in_bytes")?);
-            // `oom_kill` appeared in 4.13; older kernels leave the count unknown.
-            stats.oom_kills = files::read_key(dir, "memory.oom_control", "oom_kill")?;
         }
+        stats.oom_kills = self.oom_kills()?;
         if let Some(dir) = self.dir(Controller::Pids) {
             stats.pids_current = Some(files::read_u64(dir, "pids.current")?);
         }
         Ok(stats)
+    }
+
+    fn oom_kills(&self) -> Result<Option<u64>> {
+        match self.dir(Controller::Memory) {
+            // `oom_kill` appeared in 4.13; older kernels leave the count unknown.
+            Some(dir) => files::read_key(dir, "memory.oom_control", "oom_kill"),
+            None => Ok(None),
+        }
     }
 
     fn kill_native(&self) -> Result<bool> {
@@ -282,16 +282,22 @@ mod tests {
     }
 
     #[test]
-    fn unlimited_writes_the_defaults_and_memsw_is_optional() {
+    fn unlimited_keeps_the_kernels_defaults_and_memsw_is_optional() {
         let tmp = TempDir::new("v1-defaults");
         let root = fake_root(&tmp.0, false);
-        let _cg = root.create("a", &CgroupLimits::default()).unwrap();
+        let mut cg = root.create("a", &CgroupLimits::default()).unwrap();
         let dir = |mount: &str| agent_dir(&tmp.0, mount, "a");
-        assert_eq!(content(&dir("memory"), "memory.limit_in_bytes"), "-1");
-        assert!(!dir("memory").join("memory.memsw.limit_in_bytes").exists());
+        // Nothing is written into a fresh cgroup: what the fake kernel made is left as it was.
+        assert_eq!(content(&dir("memory"), "memory.limit_in_bytes"), "9223372036854771712");
         assert_eq!(content(&dir("cpu,cpuacct"), "cpu.cfs_quota_us"), "-1");
         assert_eq!(content(&dir("cpu,cpuacct"), "cpu.shares"), "1024");
         assert_eq!(content(&dir("pids"), "pids.max"), "max");
+        cg.remove().unwrap();
+
+        let memory_only = CgroupLimits { memory_bytes: Some(1 << 20), ..CgroupLimits::default() };
+        let _cg = root.create("a", &memory_only).unwrap();
+        assert_eq!(content(&dir("memory"), "memory.limit_in_bytes"), "1048576");
+        assert!(!dir("memory").join("memory.memsw.limit_in_bytes").exists());
     }
 
     #[test]
@@ -311,7 +317,7 @@ mod tests {
                 oom_kills: Some(2),
             }
         );
-        assert!(cg.oom_killed().unwrap());
+        assert_eq!(cg.oom_kills().unwrap(), 2);
         cg.freeze().unwrap();
         assert_eq!(content(&agent_dir(&tmp.0, "freezer", "a"), "freezer.state"), "FROZEN");
         cg.thaw().unwrap();

@@ -8,8 +8,6 @@ use super::{Backend, CgroupError, CgroupLimits, CgroupStats, Controller, Result,
 
 /// The kernel's default period of a cpu quota.
 const DEFAULT_PERIOD_US: u64 = 100_000;
-/// The kernel's default `cpu.weight`.
-const DEFAULT_WEIGHT: u64 = 100;
 /// The controllers an agent's cgroup enables when the machine has them.
 const WANTED: [Controller; 3] = [Controller::Memory, Controller::Cpu, Controller::Pids];
 
@@ -108,10 +106,12 @@ impl Backend for V2Cgroup {
     fn apply(&self, limits: &CgroupLimits) -> Result<()> {
         let dir = self.dir();
         if self.has(Controller::Memory) {
-            files::write(dir, "memory.max", &number_or_max(limits.memory_bytes))?;
-            // No swap under a memory limit, so swap cannot hold what the limit keeps out of memory.
-            if files::exists(dir, "memory.swap.max") {
-                files::write(dir, "memory.swap.max", if limits.memory_bytes.is_some() { "0" } else { "max" })?;
+            if let Some(bytes) = limits.memory_bytes {
+                files::write(dir, "memory.max", &bytes.to_string())?;
+                // No swap under a memory limit, so swap cannot hold what the limit keeps out of memory.
+                if files::exists(dir, "memory.swap.max") {
+                    files::write(dir, "memory.swap.max", "0")?;
+                }
             }
             // An OOM kill takes the whole agent, not one of its processes while the rest limps on.
             if files::exists(dir, "memory.oom.group") {
@@ -119,13 +119,16 @@ impl Backend for V2Cgroup {
             }
         }
         if self.has(Controller::Cpu) {
-            let period = limits.cpu_period_us.unwrap_or(DEFAULT_PERIOD_US);
-            files::write(dir, "cpu.max", &format!("{} {period}", number_or_max(limits.cpu_quota_us)))?;
-            let weight = limits.cpu_shares.map_or(DEFAULT_WEIGHT, shares_to_weight);
-            files::write(dir, "cpu.weight", &weight.to_string())?;
+            if limits.cpu_quota_us.is_some() || limits.cpu_period_us.is_some() {
+                let period = limits.cpu_period_us.unwrap_or(DEFAULT_PERIOD_US);
+                files::write(dir, "cpu.max", &format!("{} {period}", number_or_max(limits.cpu_quota_us)))?;
+            }
+            if let Some(shares) = limits.cpu_shares {
+                files::write(dir, "cpu.weight", &shares_to_weight(shares).to_string())?;
+            }
         }
-        if self.has(Controller::Pids) {
-            files::write(dir, "pids.max", &number_or_max(limits.pids_max))?;
+        if let (true, Some(max)) = (self.has(Controller::Pids), limits.pids_max) {
+            files::write(dir, "pids.max", &max.to_string())?;
         }
         Ok(())
     }
@@ -158,12 +161,19 @@ impl Backend for V2Cgroup {
             if files::exists(dir, "memory.peak") {
                 stats.memory_peak = Some(files::read_u64(dir, "memory.peak")?);
             }
-            stats.oom_kills = files::read_key(dir, "memory.events", "oom_kill")?;
         }
+        stats.oom_kills = self.oom_kills()?;
         if self.has(Controller::Pids) {
             stats.pids_current = Some(files::read_u64(dir, "pids.current")?);
         }
         Ok(stats)
+    }
+
+    fn oom_kills(&self) -> Result<Option<u64>> {
+        match self.has(Controller::Memory) {
+            true => files::read_key(self.dir(), "memory.events", "oom_kill"),
+            false => Ok(None),
+        }
     }
 
     fn kill_native(&self) -> Result<bool> {
@@ -274,7 +284,7 @@ mod tests {
         assert_eq!(content(&tmp.0, "cgroup.subtree_control"), "", "nothing to enable");
         let stats = cg.stats().unwrap();
         assert_eq!(stats, CgroupStats { cpu_usage_us: Some(2500), ..CgroupStats::default() });
-        assert!(!cg.oom_killed().unwrap());
+        assert_eq!(cg.oom_kills().unwrap(), 0, "no memory controller, no count");
         // A thread cannot leave its process's domain cgroup on cgroup2.
         assert!(matches!(cg.add_thread(4243), Err(CgroupError::ThreadsNeedV1)));
     }
