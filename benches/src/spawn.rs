@@ -39,10 +39,11 @@ const PYTHON_AGENT: &str = "import os; from clove_sdk import CloveClient; c = Cl
 /// The custom event a Python agent emits once its NOOP is answered.
 const READY_EVENT: &str = "bench_ready";
 
-/// The least time between the end of one start that joins a cgroup and the next. Moving a process
-/// into a cgroup takes the kernel's cgroup_threadgroup_rwsem for writing, which waits for an RCU
-/// grace period (~5-15 ms here) unless another move happened within about one grace period; without
-/// the pause a cgroup row that follows another would be measured warm, unlike an isolated start.
+/// The least time between the end of one start that joins a cgroup and the next. A parent moving a
+/// child into a cgroup takes the kernel's cgroup_threadgroup_rwsem for writing, which waits for an
+/// RCU grace period (~5-15 ms here) unless another move happened within about one grace period.
+/// Clove's processes move themselves (a thread through v1 `tasks` takes no such lock), but the pause
+/// keeps every row an isolated start whatever its way in, as a lone spawn is.
 const CGROUP_SETTLE: Duration = Duration::from_millis(50);
 
 const BWRAP: [&str; 9] = ["bwrap", "--unshare-all", "--ro-bind", "/", "/", "--proc", "/proc", "--dev", "/dev"];

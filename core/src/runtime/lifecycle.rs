@@ -145,7 +145,11 @@ impl Reactor {
             (AgentProcess::vm(vm).map_err(|e| RuntimeError::io("watching the VM", e))?, stream)
         } else if spec.sandboxed {
             let work = self.state_dir.join(id.to_string());
-            let started = super::sandbox::start(id, spec, &work, agent.cgroup.as_ref());
+            let netns = match spec.network {
+                true => None,
+                false => self.netns.get_or_init(super::netns::NetnsPool::start).as_ref().and_then(|p| p.take()),
+            };
+            let started = super::sandbox::start(id, spec, &work, agent.cgroup.as_ref(), netns.as_ref());
             agent.work_dir = Some(work);
             let (process, stream, confinement) = started?;
             agent.confinement = Some(confinement);

@@ -19,6 +19,7 @@ mod lifecycle;
 mod listener;
 mod metrics;
 mod net;
+mod netns;
 mod pool;
 mod process;
 mod reactor;

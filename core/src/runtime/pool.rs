@@ -1,6 +1,6 @@
 //! Warm sandboxes: made ahead of time for a shape of agent (what it shows, its network, stdio and
 //! limits), already in their cgroups, so that spawning such an agent only writes one line to a
-//! waiting shell instead of paying for namespaces, mounts and the cgroup move.
+//! waiting shell instead of paying for namespaces, mounts and the cgroup.
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
@@ -142,18 +142,17 @@ pub(super) fn end(sandbox: &mut WarmSandbox) {
     let _ = std::fs::remove_dir_all(&sandbox.work);
 }
 
-/// The filling thread: makes warm sandboxes and hands them to the reactor through its inbox. It
-/// lives as long as the runtime, since the sandboxes it starts die with it (`PR_SET_PDEATHSIG`).
 /// How long a refill waits before building, so the agent that took a sandbox starts unhindered.
 const REFILL_PAUSE: std::time::Duration = std::time::Duration::from_millis(20);
 
+/// The filling thread: makes warm sandboxes and hands them to the reactor through its inbox. It
+/// lives as long as the runtime, since the sandboxes it starts die with it (`PR_SET_PDEATHSIG`).
 fn spawn_filler(root: CgroupRoot, outbox: Sender<Command>, waker: Arc<Waker>) -> Sender<FillRequest> {
     let (requests, inbox) = std::sync::mpsc::channel::<FillRequest>();
     // Without the thread, requests go nowhere and pools are not refilled: spawns fall back to cold.
     let _ = std::thread::Builder::new().name("clove-pool".into()).spawn(move || {
         for request in inbox {
-            // Building a sandbox moves a process into a cgroup, which on cgroup v1 holds the lock
-            // every fork, exec and exit takes for an RCU grace period: started at once, a refill
+            // Building a sandbox takes a CPU for a few milliseconds: started at once, a refill
             // would slow the start of the agent that was just handed the sandbox it replaces.
             std::thread::sleep(REFILL_PAUSE);
             let made = make(&root, &request).map(|(warm, cgroup)| WarmSandbox { warm, cgroup, work: request.work });

@@ -142,6 +142,8 @@ pub(super) struct Reactor {
     pub warm_count: u64,
     /// Pools to refill, asked for at the end of the reactor's turn.
     pub fills_due: Vec<usize>,
+    /// Network namespaces made ahead for sandboxes, started with the first sandbox that needs one.
+    pub netns: std::cell::OnceCell<Option<super::netns::NetnsPool>>,
     /// The thread that makes warm sandboxes, started with the first pool.
     pub filler: Option<std::sync::mpsc::Sender<super::pool::FillRequest>>,
     /// Where the filling thread reports back: the reactor's own inbox.
@@ -199,6 +201,7 @@ impl Reactor {
             cgroups: None,
             instance,
             pools: Vec::new(),
+            netns: std::cell::OnceCell::new(),
             filler: None,
             fills_due: Vec::new(),
             outbox,

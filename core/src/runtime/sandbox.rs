@@ -8,7 +8,7 @@ use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 
-use clove_sys::sandbox::{Bind, LandlockRules, Namespaces, Resource, Rlimit, RootFs, SandboxSpec};
+use clove_sys::sandbox::{Bind, LandlockRules, Namespaces, NetNamespace, Resource, Rlimit, RootFs, SandboxSpec};
 
 use super::agents::{AgentProcess, Leader};
 use super::cgroup::AgentCgroup;
@@ -80,20 +80,22 @@ fn is_python_script(argv: &[String]) -> bool {
     argv.len() >= 2 && argv[0].rsplit('/').next().is_some_and(|p| p.starts_with("python3")) && argv[1].ends_with(".py")
 }
 
-/// Starts the agent in its sandbox; it finds its end of the channel at `CLOVE_FD`.
+/// Starts the agent in its sandbox; it finds its end of the channel at `CLOVE_FD`. Without the
+/// network, it runs in `netns` when one was made ahead.
 pub(super) fn start(
     id: AgentId,
     spec: &SpawnSpec,
     work: &Path,
     cgroup: Option<&AgentCgroup>,
+    netns: Option<&NetNamespace>,
 ) -> Result<(AgentProcess, UnixStream, Confinement)> {
-    let (process, stream, confinement, _) = launch(Some(id), spec, work, cgroup)?;
+    let (process, stream, confinement, _) = launch(Some(id), spec, work, cgroup, netns)?;
     Ok((process, stream, confinement))
 }
 
 /// Starts a sandbox shaped for `spec` whose program waits for [`hand_out`].
 pub(super) fn start_warm(spec: &SpawnSpec, work: &Path, cgroup: &AgentCgroup) -> Result<Warm> {
-    let (process, stream, confinement, start) = launch(None, spec, work, Some(cgroup))?;
+    let (process, stream, confinement, start) = launch(None, spec, work, Some(cgroup), None)?;
     let start = start.ok_or_else(|| RuntimeError::Sandbox("a warm sandbox has no start pipe".into()))?;
     Ok(Warm { process, stream, confinement, start })
 }
@@ -162,6 +164,7 @@ fn launch(
     spec: &SpawnSpec,
     work: &Path,
     cgroup: Option<&AgentCgroup>,
+    netns: Option<&NetNamespace>,
 ) -> Result<(AgentProcess, UnixStream, Confinement, Option<File>)> {
     let (ours, theirs) = UnixStream::pair().map_err(|e| RuntimeError::io("creating the agent channel", e))?;
     ours.set_nonblocking(true).map_err(|e| RuntimeError::io("configuring the agent channel", e))?;
@@ -215,6 +218,7 @@ fn launch(
         stderr: err.as_raw_fd(),
         channel: Some(theirs.as_raw_fd()),
         join_cgroups: super::agents::join_files(cgroup),
+        network_namespace: netns.map(|ns| ns.as_fd().as_raw_fd()),
     };
     let sandboxed = clove_sys::sandbox::spawn(&sandbox)
         .map_err(|e| RuntimeError::Sandbox(format!("starting {}: {e}", spec.argv[0])))?;

@@ -5,13 +5,13 @@
 //! prepared, no allocation, no lock, no panic path. A failure is sent to the parent as a
 //! [`Failure`] record on the error pipe, whose write end closes at exec.
 
-use std::ffi::{c_char, CString};
+use std::ffi::CString;
 use std::io;
 use std::os::fd::RawFd;
 
 use super::failure::{check, report, Failure, Stage};
 use super::program::{self, Program, Request};
-use super::{mounts, Layers, SandboxSpec};
+use super::{mounts, netns, Layers, SandboxSpec};
 
 /// The four pipe ends the child knows by number (all close-on-exec).
 pub(super) struct Pipes {
@@ -59,7 +59,8 @@ impl<'a> Plan<'a> {
         let mut flags = libc::CLONE_NEWUSER | libc::CLONE_NEWNS;
         for (on, flag) in [
             (ns.pid, libc::CLONE_NEWPID),
-            (ns.net, libc::CLONE_NEWNET),
+            // One made ahead is entered by the parent's thread around the clone instead.
+            (ns.net && self.spec.network_namespace.is_none(), libc::CLONE_NEWNET),
             (ns.uts, libc::CLONE_NEWUTS),
             (ns.ipc, libc::CLONE_NEWIPC),
         ] {
@@ -143,8 +144,9 @@ fn setup(plan: &mut Plan<'_>, pipes: &Pipes) -> Result<libc::pid_t, Failure> {
         // SAFETY: `name` is valid for reads of its length.
         check(unsafe { libc::sethostname(name.as_ptr().cast(), name.len()) }.into(), Stage::Hostname, 0)?;
     }
-    if spec.namespaces.net {
-        loopback_up()?;
+    // A namespace made ahead has loopback up already, and is not init's to configure.
+    if spec.namespaces.net && spec.network_namespace.is_none() {
+        netns::loopback_up().map_err(|e| Failure::os(Stage::Loopback, 0, &e))?;
     }
     plan.mounts.build_root()?;
     if let Some(landlock) = plan.program.landlock() {
@@ -161,35 +163,7 @@ fn setup(plan: &mut Plan<'_>, pipes: &Pipes) -> Result<libc::pid_t, Failure> {
 /// Writes this process into the cgroups through `files` (see [`crate::process::join_cgroup`]).
 pub(super) fn join_cgroups(files: &[CString]) -> Result<(), Failure> {
     for (index, file) in files.iter().enumerate() {
-        crate::process::join_cgroup(file)
-            .map_err(|e| Failure::at(Stage::JoinCgroup, index, e.raw_os_error().unwrap_or(libc::EIO)))?;
+        crate::process::join_cgroup(file).map_err(|e| Failure::os(Stage::JoinCgroup, index, &e))?;
     }
     Ok(())
-}
-
-fn loopback_up() -> Result<(), Failure> {
-    // SAFETY: socket returns a new fd or -1.
-    let sock = check(
-        unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) }.into(),
-        Stage::Loopback,
-        0,
-    )?;
-    // SAFETY: an all-zero ifreq is a valid value of a plain C struct.
-    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
-    for (dst, src) in req.ifr_name.iter_mut().zip(b"lo\0") {
-        *dst = *src as c_char;
-    }
-    // SAFETY: SIOCGIFFLAGS and SIOCSIFFLAGS read and write `req`, valid for both; `sock` is ours.
-    let ret = unsafe {
-        let mut ret = libc::ioctl(sock as RawFd, libc::SIOCGIFFLAGS, &mut req);
-        if ret == 0 {
-            req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
-            ret = libc::ioctl(sock as RawFd, libc::SIOCSIFFLAGS, &req);
-        }
-        ret
-    };
-    let result = check(ret.into(), Stage::Loopback, 0);
-    // SAFETY: closing the socket we opened above.
-    unsafe { libc::close(sock as RawFd) };
-    result.map(drop)
 }

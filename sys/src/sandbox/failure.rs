@@ -21,6 +21,12 @@ impl Failure {
         Failure { stage, index: 0, errno }
     }
 
+    /// A failed `io` call in the `index`th of a stage's steps (an `io::Error` of an errno allocates
+    /// nothing, so this is safe after a clone).
+    pub fn os(stage: Stage, index: usize, err: &io::Error) -> Failure {
+        Failure::at(stage, index, err.raw_os_error().unwrap_or(libc::EIO))
+    }
+
     /// A failure of the `index`th of a stage's several steps.
     pub fn at(stage: Stage, index: usize, errno: i32) -> Failure {
         Failure { stage, index: index as u32, errno }

@@ -31,6 +31,7 @@ mod enter;
 mod failure;
 mod landlock;
 mod mounts;
+mod netns;
 mod program;
 mod seccomp;
 
@@ -43,6 +44,7 @@ use crate::cvt;
 
 pub use enter::{enter, EnterSpec, Entered};
 pub use landlock::abi as landlock_abi;
+pub use netns::NetNamespace;
 
 /// The namespaces to create besides the user and mount namespaces, which every sandbox has (the
 /// unprivileged setup and `pivot_root` need them).
@@ -50,7 +52,8 @@ pub use landlock::abi as landlock_abi;
 pub struct Namespaces {
     /// A pid namespace: the program sees only its own processes; `/proc` is mounted for it.
     pub pid: bool,
-    /// A network namespace with only loopback, up.
+    /// A network namespace with only loopback, up: a new one, or
+    /// [`SandboxSpec::network_namespace`].
     pub net: bool,
     /// Its own hostname ([`SandboxSpec::hostname`]).
     pub uts: bool,
@@ -186,6 +189,9 @@ pub struct SandboxSpec {
     /// hierarchy, cgroup2's `cgroup.procs`): init writes "0" into each before anything else, while
     /// it still has the caller's host ids, and the program inherits them.
     pub join_cgroups: Vec<CString>,
+    /// With `namespaces.net`: a [`NetNamespace`] made ahead to run in instead of a new one (the
+    /// calling thread enters it around the clone). Borrowed like the other descriptors.
+    pub network_namespace: Option<RawFd>,
 }
 
 /// Which layers a running sandbox has, for the agent's record.
@@ -239,6 +245,10 @@ pub fn spawn(spec: &SandboxSpec) -> io::Result<Sandboxed> {
         exit_signal: libc::SIGCHLD as u64,
         ..CloneArgs::default()
     };
+    let home = match spec.network_namespace.filter(|_| spec.namespaces.net) {
+        Some(ns) => Some(netns::ThreadNetwork::enter(ns)?),
+        None => None,
+    };
     // SAFETY: clone3 without CLONE_VM creates a copy of this process that continues on a copy of
     // this stack; `args` is valid for reads of its size and `pidfd` for a write of an int. The
     // child runs only `child::init`, which never returns, allocates nothing and takes no lock.
@@ -246,8 +256,12 @@ pub fn spawn(spec: &SandboxSpec) -> io::Result<Sandboxed> {
     if pid == 0 {
         child::init(&mut plan, &pipes);
     }
+    let clone_error = io::Error::last_os_error();
+    // The runtime's thread must not stay in the sandbox's network: its next children would be in it.
+    let restored = home.map_or(Ok(()), netns::ThreadNetwork::restore);
     if pid < 0 {
-        return Err(stage_error("clone3", io::Error::last_os_error()));
+        restored?;
+        return Err(stage_error("clone3", clone_error));
     }
     // SAFETY: clone3 succeeded with CLONE_PIDFD, so the kernel stored a new pidfd we alone own.
     let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd) };
@@ -255,7 +269,8 @@ pub fn spawn(spec: &SandboxSpec) -> io::Result<Sandboxed> {
     drop(sync_read);
     drop(error_write);
 
-    let started = map_ids(spec, pid)
+    let started = restored
+        .and_then(|()| map_ids(spec, pid))
         .and_then(|()| {
             // Releases init; keeping `sync_write` open until the end lets init see our death.
             write_all(sync_write.as_raw_fd(), &[1]).map_err(|e| stage_error("release", e))

@@ -2,15 +2,16 @@
 
 use std::fs::File;
 use std::io::Read;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsFd, AsRawFd};
+use std::os::unix::fs::MetadataExt;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use clove_sys::process::pidfd_signal;
 use clove_sys::sandbox::{
-    enter, spawn, wait, wait_nohang, Bind, EnterSpec, Entered, Exit, LandlockRules, Resource, Rlimit, SandboxSpec,
-    Sandboxed,
+    enter, spawn, wait, wait_nohang, Bind, EnterSpec, Entered, Exit, LandlockRules, NetNamespace, Resource, Rlimit,
+    SandboxSpec, Sandboxed,
 };
 
 use super::{c, shell, skip, HostDir, RemoveDir, UID};
@@ -170,6 +171,19 @@ fn enter_shares_what_the_sandbox_shares() {
     let (exit, out) = running.run(running.enter_spec("readlink /proc/self/ns/net; cat /proc/sys/kernel/hostname"));
     assert_eq!(exit, Exit::Code(0), "{out}");
     assert_eq!(out, format!("{}\nclove-box\n", host.display()));
+}
+
+#[test]
+fn enter_joins_a_network_namespace_made_ahead() {
+    if skip("enter_joins_a_network_namespace_made_ahead") {
+        return;
+    }
+    let ns = NetNamespace::new().unwrap();
+    let running =
+        Running::start("enter-made-net", "true", |spec| spec.network_namespace = Some(ns.as_fd().as_raw_fd()));
+    let inode = File::from(ns.as_fd().try_clone_to_owned().unwrap()).metadata().unwrap().ino();
+    let inside = running.run(running.enter_spec("readlink /proc/self/ns/net")).1;
+    assert_eq!(inside, format!("net:[{inode}]\n"));
 }
 
 #[test]

@@ -5,14 +5,16 @@
 use std::ffi::CString;
 use std::fs::File;
 use std::io::Read;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::unix::fs::MetadataExt;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use clove_sys::process::pidfd_signal;
 use clove_sys::sandbox::{
-    spawn, wait, wait_nohang, Bind, Exit, LandlockRules, Namespaces, Resource, Rlimit, RootFs, SandboxSpec,
+    spawn, wait, wait_nohang, Bind, Exit, LandlockRules, Namespaces, NetNamespace, Resource, Rlimit, RootFs,
+    SandboxSpec,
 };
 
 /// `enter`: programs started inside a running sandbox.
@@ -59,6 +61,7 @@ fn shell(script: &str) -> SandboxSpec {
         stderr: 2,
         channel: None,
         join_cgroups: Vec::new(),
+        network_namespace: None,
     }
 }
 
@@ -147,6 +150,31 @@ fn has_its_hostname_and_only_loopback() {
     assert_eq!(lines[1], "lo", "{out}");
     assert_eq!(lines.len(), 3, "only lo: {out}");
     assert!(lines[2].contains("lo:") && lines[2].contains(",UP"), "lo is up: {out}");
+}
+
+#[test]
+fn runs_in_a_network_namespace_made_ahead_which_it_cannot_change() {
+    if skip("runs_in_a_network_namespace_made_ahead_which_it_cannot_change") {
+        return;
+    }
+    let own = || std::fs::read_link("/proc/thread-self/ns/net").unwrap();
+    let home = own();
+    let ns = NetNamespace::new().unwrap();
+    assert_eq!(own(), home, "the making thread is back in its own namespace");
+    let inode = File::from(ns.as_fd().try_clone_to_owned().unwrap()).metadata().unwrap().ino();
+
+    let mut spec = shell(
+        "readlink /proc/self/ns/net; tail -n +3 /proc/net/dev | cut -d: -f1; ip -o link; \
+         ip link set lo down 2>/dev/null && echo changed; true",
+    );
+    spec.network_namespace = Some(ns.as_fd().as_raw_fd());
+    let out = run_ok(spec);
+    assert_eq!(own(), home, "the spawning thread is back in its own namespace");
+    let lines: Vec<&str> = out.lines().map(str::trim).collect();
+    assert_eq!(lines[0], format!("net:[{inode}]"), "{out}");
+    assert_eq!(lines[1], "lo", "{out}");
+    assert!(lines[2].contains("lo:") && lines[2].contains(",UP"), "lo is up: {out}");
+    assert_eq!(lines.len(), 3, "only lo, and it could not be taken down: {out}");
 }
 
 #[test]
