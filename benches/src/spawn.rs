@@ -46,6 +46,11 @@ const READY_EVENT: &str = "bench_ready";
 /// keeps every row an isolated start whatever its way in, as a lone spawn is.
 const CGROUP_SETTLE: Duration = Duration::from_millis(50);
 
+/// How long any start waits after one from a warm pool: the pool's refill (20 ms later, then a
+/// sandbox and, for Python, an interpreter to build: ~60 ms here) would otherwise run during it and
+/// be charged to whichever row comes next.
+const REFILL_SETTLE: Duration = Duration::from_millis(150);
+
 const BWRAP: [&str; 9] = ["bwrap", "--unshare-all", "--ro-bind", "/", "/", "--proc", "/proc", "--dev", "/dev"];
 const UNSHARE: [&str; 3] = ["unshare", "-Urmpfnui", "--mount-proc"];
 
@@ -179,6 +184,11 @@ impl Case {
         matches!(self.how, How::Clove { setup, .. } if setup != Setup::Plain && setup != Setup::SandboxedWarm)
     }
 
+    /// The agent takes a sandbox from a warm pool, which is then refilled.
+    fn takes_warm(&self) -> bool {
+        matches!(self.how, How::Clove { setup: Setup::SandboxedWarm, .. } | How::HandOut { .. })
+    }
+
     fn active(&self) -> bool {
         self.skipped.is_none() && self.failed.is_none()
     }
@@ -310,12 +320,12 @@ pub fn run(options: &Options) -> Result<Results> {
     let runtime = Runtime::start(RuntimeConfig::default())?;
     runtime.subscribe(&[READY_EVENT])?;
     // One pool per warm shape (the hand-out row's is the `/bin/true` one, shared when both run).
-    let warm = |c: &&Case| matches!(c.how, How::Clove { setup: Setup::SandboxedWarm, .. } | How::HandOut { .. });
-    for case in cases.iter().filter(|c| c.active()).filter(warm) {
+    for case in cases.iter().filter(|c| c.active() && c.takes_warm()) {
         runtime.prewarm(clove_spec(&case.how, 0, AgentStdio::Null), 3)?;
     }
     let mut serial = 0u64;
     let mut last_join: Option<Instant> = None;
+    let mut last_warm: Option<Instant> = None;
     let mut order: Vec<usize> = (0..cases.len()).collect();
     let mut random = 0x9e37_79b9_7f4a_7c15_u64;
     for round in 0..options.warmup + options.runs {
@@ -340,9 +350,15 @@ pub fn run(options: &Options) -> Result<Results> {
                     std::thread::sleep(wait);
                 }
             }
+            if let Some(wait) = last_warm.and_then(|t| REFILL_SETTLE.checked_sub(t.elapsed())) {
+                std::thread::sleep(wait);
+            }
             let outcome = start_once(&runtime, &case.how, case.group, serial);
             if case.joins_cgroup() {
                 last_join = Some(Instant::now());
+            }
+            if case.takes_warm() {
+                last_warm = Some(Instant::now());
             }
             match outcome {
                 Ok(took) if measured => case.times.push(took),

@@ -52,13 +52,16 @@ pub(super) struct Warm {
 const SHELL_WAITER: [&str; 3] = ["/bin/sh", "-c", "IFS= read -r line && eval \"$line\""];
 
 /// For a Python agent, an interpreter that has imported the SDK already: one JSON line on stdin
-/// (`argv`, `env`, `cwd`), then the script runs in it as `__main__`.
+/// (`argv`, `env`, `cwd`), then the script runs in it as `__main__`. What the start would otherwise
+/// pay for is done while it waits: `runpy.run_path` imports `pkgutil` on its first call, and the
+/// interpreter's first `compile` sets up its parser (about 1 ms each here).
 const PYTHON_WAITER: &str = r#"
-import json, os, runpy, sys
+import json, os, pkgutil, runpy, sys
 try:
     import clove_sdk
 except ImportError:
     pass
+compile("pass", "<warm>", "exec")
 line = sys.stdin.readline()
 if not line:
     sys.exit(0)
