@@ -7,16 +7,16 @@ use std::os::unix::process::CommandExt;
 use std::process::Command;
 
 use crate::cvt;
+pub use crate::sandbox::direct::{start, DirectSpec, Started};
 
 /// The descriptor number at which an agent finds its channel to the runtime (`CLOVE_FD`).
 pub const CHANNEL_FD: RawFd = 3;
 
-/// Prepares `cmd` to start an agent or an exec child: it gets its own process group (so a kill
-/// reaches everything it started), dies with SIGKILL when the runtime's thread that started it goes
-/// away, joins the cgroups through the given files (see `join_cgroup`) before it runs a single
-/// instruction of the program, and, when `channel` is given, finds that socket at [`CHANNEL_FD`]
-/// without close-on-exec. `channel` must stay open until `cmd` has been spawned.
-pub fn prepare_child(cmd: &mut Command, channel: Option<RawFd>, join_cgroups: Vec<CString>) {
+/// Prepares `cmd` to start an EXEC's program: it gets its own process group (so a kill reaches
+/// everything it started), dies with SIGKILL when the runtime's thread that started it goes away,
+/// and joins the cgroups through the given files (see `join_cgroup`) before it runs a single
+/// instruction of the program. (Agents start with [`start`], which needs no `fork`.)
+pub fn prepare_child(cmd: &mut Command, join_cgroups: Vec<CString>) {
     cmd.process_group(0);
     let parent = std::process::id() as libc::pid_t;
     let setup = move || -> io::Result<()> {
@@ -30,20 +30,10 @@ pub fn prepare_child(cmd: &mut Command, channel: Option<RawFd>, join_cgroups: Ve
         for file in &join_cgroups {
             join_cgroup(file)?;
         }
-        if let Some(fd) = channel {
-            if fd == CHANNEL_FD {
-                // dup2 onto itself keeps close-on-exec; clear it instead.
-                // SAFETY: fcntl on an fd the parent keeps open across the fork.
-                cvt(unsafe { libc::fcntl(fd, libc::F_SETFD, 0) })?;
-            } else {
-                // SAFETY: dup2 of an open fd onto CHANNEL_FD; the new fd has no close-on-exec.
-                cvt(unsafe { libc::dup2(fd, CHANNEL_FD) })?;
-            }
-        }
         Ok(())
     };
     // SAFETY: the closure runs in the forked child before exec and calls only async-signal-safe
-    // functions (prctl, getppid, fcntl, dup2); it allocates nothing and takes no lock.
+    // functions (prctl, getppid, open, write, close); it allocates nothing and takes no lock.
     unsafe {
         cmd.pre_exec(setup);
     }

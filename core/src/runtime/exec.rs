@@ -104,7 +104,7 @@ fn launch_on_host(spec: &ExecSpec<'_>) -> Result<Launched> {
     let mut cmd = process::base_command(spec.argv, spec.cwd, spec.home, spec.env)?;
     let stdin = if spec.stdin.is_empty() { Stdio::null() } else { Stdio::piped() };
     cmd.stdin(stdin).stdout(Stdio::piped()).stderr(Stdio::piped());
-    clove_sys::process::prepare_child(&mut cmd, None, spec.join_cgroups.clone());
+    clove_sys::process::prepare_child(&mut cmd, spec.join_cgroups.clone());
     let mut child = process::spawn(&mut cmd, &spec.argv[0])?;
     let stdin = child.stdin.take().map(pipe::Sender::from);
     let stdout = child.stdout.take().map(pipe::Receiver::from);

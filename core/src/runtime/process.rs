@@ -1,41 +1,44 @@
 //! Starting processes for agents and for EXEC: argv only (never a string handed to a shell unless
 //! the policy chose `/bin/sh -c`), a minimal environment, their own process group.
 
-use std::fs::OpenOptions;
+use std::ffi::CString;
+use std::fs::{File, OpenOptions};
 use std::os::fd::AsRawFd;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+
+use clove_sys::process::DirectSpec;
 
 use super::agents::{AgentProcess, Leader};
 use super::{AgentId, AgentStdio, Result, RuntimeError};
 
 const DEFAULT_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
 
-/// A command for `argv` with only the variables an agent needs: the host's secrets stay with the host.
+/// A command for `argv` with only the variables an agent needs (see [`environment`]).
 pub(super) fn base_command(argv: &[String], cwd: &Path, home: &str, extra_env: &[(String, String)]) -> Result<Command> {
     let (program, args) = argv.split_first().ok_or_else(|| RuntimeError::InvalidArgument("empty argv".into()))?;
     let mut cmd = Command::new(program);
-    cmd.args(args)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_else(|_| DEFAULT_PATH.into()))
-        .env("HOME", home)
-        .env("LANG", "C.UTF-8")
-        .envs(extra_env.iter().map(|(k, v)| (k, v)))
-        .current_dir(cwd)
-        .stdin(Stdio::null());
+    cmd.args(args).env_clear().envs(environment(home, extra_env)).current_dir(cwd).stdin(Stdio::null());
     Ok(cmd)
 }
 
-fn stdio_pair(stdio: &AgentStdio) -> Result<(Stdio, Stdio)> {
-    Ok(match stdio {
-        AgentStdio::Inherit => (Stdio::inherit(), Stdio::inherit()),
-        AgentStdio::Null => (Stdio::null(), Stdio::null()),
-        AgentStdio::File(path) => {
-            let (out, err) = open_log(path)?;
-            (out.into(), err.into())
-        }
-    })
+/// The whole environment of an agent or an EXEC: PATH, HOME, LANG and the variables asked for (a
+/// later one replaces an earlier one of the same name). The host's secrets stay with the host.
+fn environment(home: &str, extra_env: &[(String, String)]) -> Vec<(String, String)> {
+    let base = [
+        ("PATH".to_string(), std::env::var("PATH").unwrap_or_else(|_| DEFAULT_PATH.into())),
+        ("HOME".to_string(), home.to_string()),
+        ("LANG".to_string(), "C.UTF-8".to_string()),
+    ];
+    let mut vars: Vec<(String, String)> = Vec::new();
+    for (key, value) in base.into_iter().chain(extra_env.iter().cloned()) {
+        vars.retain(|(k, _)| *k != key);
+        vars.push((key, value));
+    }
+    vars
 }
 
 /// An agent's log file, opened for appending, once for stdout and once for stderr.
@@ -50,7 +53,8 @@ pub(super) fn open_log(path: &Path) -> Result<(std::fs::File, std::fs::File)> {
 }
 
 /// Starts an agent's process. It finds its end of a fresh socketpair at `CLOVE_FD`; the runtime's
-/// end is returned, non-blocking.
+/// end is returned, non-blocking. Started without `fork` (see `clove_sys::process::start`): the
+/// host's address space is never copied for it.
 pub(super) fn start_agent(
     id: AgentId,
     argv: &[String],
@@ -58,21 +62,55 @@ pub(super) fn start_agent(
     home: &str,
     env: &[(String, String)],
     stdio: &AgentStdio,
-    join_cgroups: Vec<std::ffi::CString>,
+    join_cgroups: Vec<CString>,
 ) -> Result<(AgentProcess, UnixStream)> {
+    let program = argv.first().ok_or_else(|| RuntimeError::InvalidArgument("empty argv".into()))?;
+    let starting = |e: std::io::Error| RuntimeError::io(format!("starting {program}"), e);
     let (ours, theirs) = UnixStream::pair().map_err(|e| RuntimeError::io("creating the agent channel", e))?;
     ours.set_nonblocking(true).map_err(|e| RuntimeError::io("configuring the agent channel", e))?;
-    let mut cmd = base_command(argv, cwd, home, env)?;
-    let (out, err) = stdio_pair(stdio)?;
-    cmd.env("CLOVE_FD", clove_sys::process::CHANNEL_FD.to_string())
-        .env("CLOVE_AGENT_ID", id.to_string())
-        .stdout(out)
-        .stderr(err);
-    clove_sys::process::prepare_child(&mut cmd, Some(theirs.as_raw_fd()), join_cgroups);
-    let child = spawn(&mut cmd, &argv[0])?;
-    drop(theirs);
-    let process = watch(child)?;
-    Ok((process, ours))
+    let mut vars = environment(home, env);
+    vars.retain(|(k, _)| k != "CLOVE_FD" && k != "CLOVE_AGENT_ID");
+    vars.push(("CLOVE_FD".into(), clove_sys::process::CHANNEL_FD.to_string()));
+    vars.push(("CLOVE_AGENT_ID".into(), id.to_string()));
+    let path = vars.iter().find(|(k, _)| k == "PATH").map_or(DEFAULT_PATH, |(_, v)| v.as_str());
+    let found = find_program(program, path).ok_or_else(|| starting(std::io::ErrorKind::NotFound.into()))?;
+    let stdin = File::open("/dev/null").map_err(|e| RuntimeError::io("opening /dev/null", e))?;
+    let (out, err) = match stdio {
+        AgentStdio::Inherit => (None, None),
+        AgentStdio::Null => {
+            let null = || OpenOptions::new().write(true).open("/dev/null");
+            let pair = null().and_then(|a| null().map(|b| (a, b)));
+            pair.map(|(a, b)| (Some(a), Some(b))).map_err(|e| RuntimeError::io("opening /dev/null", e))?
+        }
+        AgentStdio::File(path) => open_log(path).map(|(a, b)| (Some(a), Some(b)))?,
+    };
+    let spec = DirectSpec {
+        program: cstring(found.as_os_str().as_bytes())?,
+        argv: argv.iter().map(|a| cstring(a.as_bytes())).collect::<Result<_>>()?,
+        env: vars.iter().map(|(k, v)| cstring(format!("{k}={v}").as_bytes())).collect::<Result<_>>()?,
+        cwd: cstring(cwd.as_os_str().as_bytes())?,
+        stdin: stdin.as_raw_fd(),
+        stdout: out.as_ref().map_or(1, |f| f.as_raw_fd()),
+        stderr: err.as_ref().map_or(2, |f| f.as_raw_fd()),
+        channel: Some(theirs.as_raw_fd()),
+        join_cgroups,
+    };
+    let started = clove_sys::process::start(&spec).map_err(starting)?;
+    Ok((AgentProcess { pid: started.pid, pidfd: started.pidfd, leader: Leader::ProcessGroup }, ours))
+}
+
+/// `program` as `execvp` would find it: a path with a slash as it is (relative to the working
+/// directory), a bare name in the first directory of `path` that holds an executable file of it.
+fn find_program(program: &str, path: &str) -> Option<PathBuf> {
+    if program.contains('/') {
+        return Some(PathBuf::from(program));
+    }
+    let executable = |p: &Path| p.metadata().is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0);
+    path.split(':').filter(|dir| !dir.is_empty()).map(|dir| Path::new(dir).join(program)).find(|p| executable(p))
+}
+
+fn cstring(bytes: &[u8]) -> Result<CString> {
+    CString::new(bytes).map_err(|_| RuntimeError::InvalidArgument("an argument or variable contains a NUL byte".into()))
 }
 
 /// Spawns and maps the error to one that names the program.

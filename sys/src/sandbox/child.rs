@@ -154,7 +154,7 @@ fn setup(plan: &mut Plan<'_>, pipes: &Pipes) -> Result<libc::pid_t, Failure> {
     }
     program::block_forwarded(libc::SIG_BLOCK)?;
     let program = &plan.program;
-    program::start_program(&mut plan.program_stack, &mut || {
+    program::vfork(&mut plan.program_stack, None, &mut || {
         let Err(failure) = program.become_program();
         report(pipes.error_write, failure)
     })

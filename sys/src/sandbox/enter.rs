@@ -194,7 +194,7 @@ fn setup(plan: &mut Plan<'_>) -> Result<libc::pid_t, Failure> {
     // SAFETY: getpid has no preconditions.
     let helper = unsafe { libc::getpid() };
     let error_write = plan.error_write;
-    program::start_program(&mut plan.program_stack, &mut || {
+    program::vfork(&mut plan.program_stack, None, &mut || {
         let Err(failure) = program::arm_deathsig().and_then(|()| {
             // SAFETY: getppid has no preconditions.
             let parent = unsafe { libc::getppid() };

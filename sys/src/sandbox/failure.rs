@@ -27,6 +27,11 @@ impl Failure {
         Failure::at(stage, index, err.raw_os_error().unwrap_or(libc::EIO))
     }
 
+    /// In the parent: the error this failure stands for, naming its stage.
+    pub fn into_error(self) -> io::Error {
+        stage_error(self.stage.name(), io::Error::from_raw_os_error(self.errno))
+    }
+
     /// A failure of the `index`th of a stage's several steps.
     pub fn at(stage: Stage, index: usize, errno: i32) -> Failure {
         Failure { stage, index: index as u32, errno }
@@ -68,9 +73,10 @@ pub(super) enum Stage {
     JoinCgroup,
     Setns,
     EnterRoot,
+    ProcessGroup,
 }
 
-const STAGES: [Stage; 31] = [
+const STAGES: [Stage; 32] = [
     Stage::Deathsig,
     Stage::CgroupNamespace,
     Stage::MakePrivate,
@@ -102,6 +108,7 @@ const STAGES: [Stage; 31] = [
     Stage::JoinCgroup,
     Stage::Setns,
     Stage::EnterRoot,
+    Stage::ProcessGroup,
 ];
 
 impl Stage {
@@ -138,6 +145,7 @@ impl Stage {
             Stage::JoinCgroup => "join cgroup",
             Stage::Setns => "setns into the sandbox",
             Stage::EnterRoot => "chdir to the sandbox root",
+            Stage::ProcessGroup => "setpgid",
         }
     }
 }

@@ -27,6 +27,7 @@
 
 mod caps;
 mod child;
+pub(crate) mod direct;
 mod enter;
 mod failure;
 mod landlock;

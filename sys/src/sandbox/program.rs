@@ -132,7 +132,7 @@ impl<'a> Program<'a> {
         if let Some(program) = &self.seccomp {
             program.install()?;
         }
-        self.place_fds()?;
+        place_fds(self.stdio, self.channel)?;
         // SAFETY: cwd, the path and the arrays are NUL-terminated and live in this process's copy
         // of the parent's memory; execve returns only on failure.
         unsafe {
@@ -141,37 +141,36 @@ impl<'a> Program<'a> {
         }
         Err(Failure::new(Stage::Execve, errno()))
     }
+}
 
-    /// Puts stdin, stdout, stderr and the channel at 0..=3 and marks every other descriptor
-    /// close-on-exec (the error pipe must stay open until the exec itself).
-    fn place_fds(&self) -> Result<(), Failure> {
-        let [stdin, stdout, stderr] = self.stdio;
-        let sources = [Some(stdin), Some(stdout), Some(stderr), self.channel];
-        let mut copies = [-1; 4];
-        // SAFETY: fcntl and dup2 on descriptors the parent keeps open until the call returns;
-        // copying each source above CHANNEL_FD first means no dup2 overwrites a source another one
-        // still needs.
-        unsafe {
-            for (copy, source) in copies.iter_mut().zip(sources) {
-                if let Some(fd) = source {
-                    *copy =
-                        check(libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, CHANNEL_FD + 1).into(), Stage::Stdio, 0)? as RawFd;
-                }
+/// Puts stdin, stdout, stderr and the channel at 0..=3 and marks every other descriptor
+/// close-on-exec (the error pipe must stay open until the exec itself).
+pub(super) fn place_fds(stdio: [RawFd; 3], channel: Option<RawFd>) -> Result<(), Failure> {
+    let [stdin, stdout, stderr] = stdio;
+    let sources = [Some(stdin), Some(stdout), Some(stderr), channel];
+    let mut copies = [-1; 4];
+    // SAFETY: fcntl and dup2 on descriptors the parent keeps open until the call returns;
+    // copying each source above CHANNEL_FD first means no dup2 overwrites a source another one
+    // still needs.
+    unsafe {
+        for (copy, source) in copies.iter_mut().zip(sources) {
+            if let Some(fd) = source {
+                *copy = check(libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, CHANNEL_FD + 1).into(), Stage::Stdio, 0)? as RawFd;
             }
-            for (target, copy) in copies.into_iter().enumerate() {
-                if copy >= 0 {
-                    check(libc::dup2(copy, target as RawFd).into(), Stage::Stdio, target)?;
-                }
-            }
-            let first_closed = if self.channel.is_some() { CHANNEL_FD + 1 } else { CHANNEL_FD };
-            check(
-                libc::syscall(libc::SYS_close_range, first_closed as u32, u32::MAX, libc::CLOSE_RANGE_CLOEXEC),
-                Stage::CloseRange,
-                0,
-            )?;
         }
-        Ok(())
+        for (target, copy) in copies.into_iter().enumerate() {
+            if copy >= 0 {
+                check(libc::dup2(copy, target as RawFd).into(), Stage::Stdio, target)?;
+            }
+        }
+        let first_closed = if channel.is_some() { CHANNEL_FD + 1 } else { CHANNEL_FD };
+        check(
+            libc::syscall(libc::SYS_close_range, first_closed as u32, u32::MAX, libc::CLOSE_RANGE_CLOEXEC),
+            Stage::CloseRange,
+            0,
+        )?;
     }
+    Ok(())
 }
 
 /// Whether this process may map arbitrary ids (and so need not deny setgroups).
@@ -239,15 +238,20 @@ pub(super) fn block_forwarded(how: libc::c_int) -> Result<(), Failure> {
     }
 }
 
-/// The stack the program process runs on until its exec (see [`start_program`]): a few frames of
-/// system calls.
+/// The stack the program process runs on until its exec (see [`vfork`]): a few frames of system
+/// calls.
 pub(super) const PROGRAM_STACK: usize = 64 << 10;
 
 /// Starts the program process, which runs `body` on `stack` in this process's memory
 /// (`CLONE_VM | CLONE_VFORK`): nothing of the address space, a copy of the runtime's, is copied
 /// again, and this process sleeps until the program has exec'd or exited. `body` must end in
-/// `execve` or `_exit` and write nothing this process reads afterwards. Returns the program's pid.
-pub(super) fn start_program<F: FnMut()>(stack: &mut [u8], body: &mut F) -> Result<libc::pid_t, Failure> {
+/// `execve` or `_exit` and write nothing this process reads afterwards. With `pidfd`, a pidfd of the
+/// program is stored there. Returns the program's pid.
+pub(super) fn vfork<F: FnMut()>(
+    stack: &mut [u8],
+    pidfd: Option<&mut RawFd>,
+    body: &mut F,
+) -> Result<libc::pid_t, Failure> {
     extern "C" fn run<F: FnMut()>(body: *mut libc::c_void) -> libc::c_int {
         // SAFETY: `body` is the `&mut F` passed to clone below, alive while the parent sleeps
         // (CLONE_VFORK) until this process execs or exits.
@@ -258,11 +262,21 @@ pub(super) fn start_program<F: FnMut()>(stack: &mut [u8], body: &mut F) -> Resul
     }
     // The stack grows down from its 16-byte aligned end.
     let top = stack.as_mut_ptr().wrapping_add(stack.len() & !15);
+    let (flags, pidfd) = match pidfd {
+        Some(fd) => (libc::CLONE_PIDFD, fd as *mut RawFd),
+        None => (0, std::ptr::null_mut()),
+    };
     // SAFETY: `run::<F>` gets `body`, which outlives the child's use of it (the parent sleeps until
     // the exec or exit); the child runs on `stack`, which nothing else uses, and makes only
-    // async-signal-safe calls.
+    // async-signal-safe calls; with CLONE_PIDFD the kernel writes an int to `pidfd`, valid for it.
     let pid = unsafe {
-        libc::clone(run::<F>, top.cast(), libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD, (body as *mut F).cast())
+        libc::clone(
+            run::<F>,
+            top.cast(),
+            libc::CLONE_VM | libc::CLONE_VFORK | flags | libc::SIGCHLD,
+            (body as *mut F).cast(),
+            pidfd,
+        )
     };
     check(pid.into(), Stage::Fork, 0).map(|pid| pid as libc::pid_t)
 }

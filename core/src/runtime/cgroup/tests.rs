@@ -58,7 +58,7 @@ impl Agent {
     fn start(cg: &AgentCgroup, argv: &[&str]) -> Agent {
         let mut cmd = Command::new(argv[0]);
         cmd.args(&argv[1..]).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
-        clove_sys::process::prepare_child(&mut cmd, None, cg.join_files());
+        clove_sys::process::prepare_child(&mut cmd, cg.join_files());
         Agent(cmd.spawn().unwrap())
     }
 
