@@ -77,14 +77,19 @@ impl Reactor {
         }
     }
 
+    /// The name of agent `id`'s cgroup, unique on the machine: this process, this runtime in it, this
+    /// agent.
+    fn cgroup_name(&self, id: AgentId) -> String {
+        format!("agent-{}-{}-{}", std::process::id(), self.instance, id.0)
+    }
+
     /// Creates the agent's cgroup with its limits. A machine that cannot enforce them refuses the spawn.
     fn give_cgroup(&mut self, id: AgentId) -> Result<()> {
         let limits = match self.agents.get(id).and_then(|a| a.spec.as_ref()) {
             Some(spec) => cgroup_limits(&spec.limits),
             None => return Err(RuntimeError::NotFound(id.to_string())),
         };
-        // Unique on the machine: this process, this runtime in it, this agent.
-        let name = format!("agent-{}-{}-{}", std::process::id(), self.instance, id.0);
+        let name = self.cgroup_name(id);
         let cgroup = self.cgroup_root()?.create(&name, &limits)?;
         if let Some(agent) = self.agents.get_mut(id) {
             agent.cgroup = Some(cgroup);
@@ -97,7 +102,7 @@ impl Reactor {
     /// limits: then the spawn fails with the reason.
     fn vm_cgroup(&mut self, id: AgentId, limits: &Limits) -> Result<Option<AgentCgroup>> {
         let cpu_only = CgroupLimits { memory_bytes: None, pids_max: None, ..cgroup_limits(limits) };
-        let name = format!("agent-{}-{}-{}", std::process::id(), self.instance, id.0);
+        let name = self.cgroup_name(id);
         let made = self.cgroup_root().and_then(|root| match root.mode() {
             CgroupMode::Unified => Err(CgroupError::ThreadsNeedV1.into()),
             CgroupMode::Legacy | CgroupMode::Hybrid => root.create(&name, &cpu_only).map_err(Into::into),
