@@ -27,10 +27,11 @@ fn spec(script: &str, stdout: &UnixStream, channel: Option<&UnixStream>) -> Dire
 
 #[test]
 fn a_program_gets_its_environment_directory_group_and_channel_and_nothing_else() {
-    // An fd of this process without close-on-exec, which the program must not inherit.
-    // SAFETY: dup of stdin returns a new fd or -1.
-    let leaked = unsafe { libc::dup(0) };
-    assert!(leaked > 3);
+    // An fd of this process without close-on-exec, above those the program gets, which it must not
+    // inherit.
+    // SAFETY: F_DUPFD of stdin returns a new fd (at least 10) or -1.
+    let leaked = unsafe { libc::fcntl(0, libc::F_DUPFD, 10) };
+    assert!(leaked >= 10);
     // SAFETY: dup just returned it; nothing else owns it.
     let _leaked = unsafe { OwnedFd::from_raw_fd(leaked) };
     let (mut reader, writer) = UnixStream::pair().unwrap();

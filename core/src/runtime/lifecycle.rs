@@ -50,6 +50,7 @@ impl Reactor {
         let name = spec.name.clone();
         // A VM's boundary is its guest: its memory limit is its RAM, not a cgroup's.
         let wants_cgroup = spec.vm.is_none() && (spec.sandboxed || spec.limits != Limits::default());
+        let sandboxed = spec.sandboxed && spec.vm.is_none();
         let id = self.agents.insert_with(|_| Agent::new(name, Origin::Spawned, 0, policy, parent, cwd));
         if let Some(agent) = self.agents.get_mut(id) {
             agent.restart = restart;
@@ -63,9 +64,10 @@ impl Reactor {
         let started = match (warm_started, wants_cgroup) {
             (Ok(true), _) => Ok(()),
             (Err(e), _) => Err(e),
-            // No warm sandbox, or one that had died waiting: built from scratch.
-            (Ok(false), true) => self.give_cgroup(id).and_then(|()| self.start_process(id)),
-            (Ok(false), false) => self.start_process(id),
+            // No warm sandbox, or one that had died waiting: built from scratch. A sandbox makes its
+            // cgroup while its init starts.
+            (Ok(false), true) if !sandboxed => self.give_cgroup(id).and_then(|()| self.start_process(id)),
+            (Ok(false), _) => self.start_process(id),
         };
         match started {
             Ok(()) => Ok(id),
@@ -142,6 +144,18 @@ impl Reactor {
             Some(limits) => self.vm_cgroup(id, &limits)?,
             None => None,
         };
+        // A sandbox's cgroup is made while its init starts; a restarted agent keeps the one it has.
+        let new_sandbox_cgroup = self
+            .agents
+            .get(id)
+            .filter(|a| a.cgroup.is_none())
+            .and_then(|a| a.spec.as_ref())
+            .filter(|s| s.sandboxed && s.vm.is_none())
+            .map(|s| cgroup_limits(&s.limits));
+        let new_sandbox_cgroup = match new_sandbox_cgroup {
+            Some(limits) => Some((self.cgroup_root()?.clone(), self.cgroup_name(id), limits)),
+            None => None,
+        };
         let agent = self.agents.get_mut(id).ok_or_else(|| RuntimeError::NotFound(id.to_string()))?;
         let spec =
             agent.spec.as_ref().ok_or_else(|| RuntimeError::InvalidArgument("agent has no spawn spec".into()))?;
@@ -154,8 +168,27 @@ impl Reactor {
                 true => None,
                 false => self.netns.get_or_init(super::netns::NetnsPool::start).as_ref().and_then(|p| p.take()),
             };
-            let started = super::sandbox::start(id, spec, &work, agent.cgroup.as_ref(), netns.as_ref());
+            let joins = match &new_sandbox_cgroup {
+                Some((root, name, _)) => root.join_files(name),
+                None => super::agents::join_files(agent.cgroup.as_ref()),
+            };
+            let (mut made, mut failed) = (None, None);
+            let make_cgroup = || {
+                let Some((root, name, limits)) = &new_sandbox_cgroup else { return Ok(()) };
+                root.create(name, limits).map(|cgroup| made = Some(cgroup)).map_err(|e| {
+                    let error = std::io::Error::other(e.to_string());
+                    failed = Some(e);
+                    error
+                })
+            };
+            let started = super::sandbox::start(id, spec, &work, joins, make_cgroup, netns.as_ref());
             agent.work_dir = Some(work);
+            if made.is_some() {
+                agent.cgroup = made;
+            }
+            if let Some(e) = failed {
+                return Err(e.into());
+            }
             let (process, stream, confinement) = started?;
             agent.confinement = Some(confinement);
             (process, stream)

@@ -83,22 +83,24 @@ fn is_python_script(argv: &[String]) -> bool {
     argv.len() >= 2 && argv[0].rsplit('/').next().is_some_and(|p| p.starts_with("python3")) && argv[1].ends_with(".py")
 }
 
-/// Starts the agent in its sandbox; it finds its end of the channel at `CLOVE_FD`. Without the
-/// network, it runs in `netns` when one was made ahead.
+/// Starts the agent in its sandbox; it finds its end of the channel at `CLOVE_FD`. Its init joins
+/// the cgroup through `join_cgroups`, which `make_cgroup` may make meanwhile (see
+/// `clove_sys::sandbox::spawn`). Without the network, it runs in `netns` when one was made ahead.
 pub(super) fn start(
     id: AgentId,
     spec: &SpawnSpec,
     work: &Path,
-    cgroup: Option<&AgentCgroup>,
+    join_cgroups: Vec<CString>,
+    make_cgroup: impl FnOnce() -> std::io::Result<()>,
     netns: Option<&NetNamespace>,
 ) -> Result<(AgentProcess, UnixStream, Confinement)> {
-    let (process, stream, confinement, _) = launch(Some(id), spec, work, cgroup, netns)?;
+    let (process, stream, confinement, _) = launch(Some(id), spec, work, join_cgroups, make_cgroup, netns)?;
     Ok((process, stream, confinement))
 }
 
 /// Starts a sandbox shaped for `spec` whose program waits for [`hand_out`].
 pub(super) fn start_warm(spec: &SpawnSpec, work: &Path, cgroup: &AgentCgroup) -> Result<Warm> {
-    let (process, stream, confinement, start) = launch(None, spec, work, Some(cgroup), None)?;
+    let (process, stream, confinement, start) = launch(None, spec, work, cgroup.join_files(), || Ok(()), None)?;
     let start = start.ok_or_else(|| RuntimeError::Sandbox("a warm sandbox has no start pipe".into()))?;
     Ok(Warm { process, stream, confinement, start })
 }
@@ -161,12 +163,13 @@ pub(super) fn shape(spec: &SpawnSpec) -> Result<Shape> {
 }
 
 /// Starts a sandbox for `spec`: its program now (agent `id`), or, without an id, the waiting shell
-/// whose start pipe is returned.
+/// whose start pipe is returned. `make_cgroup` runs while init starts (see [`start`]).
 fn launch(
     id: Option<AgentId>,
     spec: &SpawnSpec,
     work: &Path,
-    cgroup: Option<&AgentCgroup>,
+    join_cgroups: Vec<CString>,
+    make_cgroup: impl FnOnce() -> std::io::Result<()>,
     netns: Option<&NetNamespace>,
 ) -> Result<(AgentProcess, UnixStream, Confinement, Option<File>)> {
     let (ours, theirs) = UnixStream::pair().map_err(|e| RuntimeError::io("creating the agent channel", e))?;
@@ -220,10 +223,10 @@ fn launch(
         stdout: out.as_raw_fd(),
         stderr: err.as_raw_fd(),
         channel: Some(theirs.as_raw_fd()),
-        join_cgroups: super::agents::join_files(cgroup),
+        join_cgroups,
         network_namespace: netns.map(|ns| ns.as_fd().as_raw_fd()),
     };
-    let sandboxed = clove_sys::sandbox::spawn(&sandbox)
+    let sandboxed = clove_sys::sandbox::spawn(&sandbox, make_cgroup)
         .map_err(|e| RuntimeError::Sandbox(format!("starting {}: {e}", spec.argv[0])))?;
     let process = AgentProcess { pid: sandboxed.pid, pidfd: sandboxed.pidfd, leader: Leader::PidNamespace };
     let view = SandboxView {

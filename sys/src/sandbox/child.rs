@@ -13,7 +13,8 @@ use super::failure::{check, report, Failure, Stage};
 use super::program::{self, Program, Request};
 use super::{mounts, netns, Layers, SandboxSpec};
 
-/// The four pipe ends the child knows by number (all close-on-exec).
+/// The ends of the sync socket pair and of the error pipe, which the child knows by number (all
+/// close-on-exec).
 pub(super) struct Pipes {
     pub sync_read: RawFd,
     pub sync_write: RawFd,
@@ -103,12 +104,26 @@ pub(super) fn init(plan: &mut Plan<'_>, pipes: &Pipes) -> ! {
 fn setup(plan: &mut Plan<'_>, pipes: &Pipes) -> Result<libc::pid_t, Failure> {
     program::arm_deathsig()?;
     // SAFETY: the closed fds are this process's copies of the parent's ends, which the child must
-    // not hold (EOF on the sync pipe means the parent died).
+    // not hold (end of file on the sync socket means the parent died).
     unsafe {
         libc::close(pipes.sync_write);
         libc::close(pipes.error_read);
     }
     program::reset_signals()?;
+    let spec = plan.spec;
+    // What needs neither the id maps nor the cgroups is done while the parent makes them.
+    mounts::make_private()?;
+    // With host uid 0 still ours, bind sources resolve with the spawner's permissions.
+    plan.mounts.open_trees()?;
+    if spec.namespaces.uts {
+        let name = spec.hostname.as_bytes();
+        // SAFETY: `name` is valid for reads of its length.
+        check(unsafe { libc::sethostname(name.as_ptr().cast(), name.len()) }.into(), Stage::Hostname, 0)?;
+    }
+    // A namespace made ahead has loopback up already, and is not init's to configure.
+    if spec.namespaces.net && spec.network_namespace.is_none() {
+        netns::loopback_up().map_err(|e| Failure::os(Stage::Loopback, 0, &e))?;
+    }
     let mut byte = 0u8;
     // SAFETY: `byte` is valid for a one-byte write; sync_read is open.
     let n = unsafe { libc::read(pipes.sync_read, (&mut byte as *mut u8).cast(), 1) };
@@ -117,16 +132,12 @@ fn setup(plan: &mut Plan<'_>, pipes: &Pipes) -> Result<libc::pid_t, Failure> {
         // SAFETY: _exit has no preconditions.
         unsafe { libc::_exit(1) }
     }
-    let spec = plan.spec;
     // Before the cgroup namespace, whose root it becomes, and while the host ids are ours.
     join_cgroups(&spec.join_cgroups)?;
     if spec.namespaces.cgroup {
         // SAFETY: unshare takes flags only.
         check(unsafe { libc::unshare(libc::CLONE_NEWCGROUP) }.into(), Stage::CgroupNamespace, 0)?;
     }
-    mounts::make_private()?;
-    // With host uid 0 still ours, bind sources resolve with the spawner's permissions.
-    plan.mounts.open_trees()?;
     // Init can create the mount points once its fsuid is mapped.
     program::take_ids(plan.program.uid, plan.program.gid, plan.program.privileged)?;
     // Changing ids cleared the death signal: arm it again, then see whether the parent died meanwhile.
@@ -138,15 +149,6 @@ fn setup(plan: &mut Plan<'_>, pipes: &Pipes) -> Result<libc::pid_t, Failure> {
             return Err(Failure::new(Stage::ParentGone, libc::ESRCH));
         }
         libc::close(pipes.sync_read);
-    }
-    if spec.namespaces.uts {
-        let name = spec.hostname.as_bytes();
-        // SAFETY: `name` is valid for reads of its length.
-        check(unsafe { libc::sethostname(name.as_ptr().cast(), name.len()) }.into(), Stage::Hostname, 0)?;
-    }
-    // A namespace made ahead has loopback up already, and is not init's to configure.
-    if spec.namespaces.net && spec.network_namespace.is_none() {
-        netns::loopback_up().map_err(|e| Failure::os(Stage::Loopback, 0, &e))?;
     }
     plan.mounts.build_root()?;
     if let Some(landlock) = plan.program.landlock() {

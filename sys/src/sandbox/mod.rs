@@ -6,11 +6,12 @@
 //! async-signal-safe system calls (no allocation, no lock) until `execve`:
 //!
 //! 1. **init** (PID 1 of the new pid namespace, host pid returned as [`Sandboxed::pid`]) arms
-//!    `PR_SET_PDEATHSIG` and waits for the parent, which writes `uid_map`/`gid_map`. Released,
-//!    init writes itself into the sandbox's cgroups and enters a cgroup namespace rooted there,
-//!    clones the trees to bind while it still has the caller's host ids and permissions, takes the
-//!    sandbox ids, sets the hostname and brings up loopback, builds the root on a tmpfs,
-//!    `pivot_root`s into it and detaches the host's tree, adds the landlock rules, then forks.
+//!    `PR_SET_PDEATHSIG`, makes its mounts private, clones the trees to bind while it still has
+//!    the caller's host ids and permissions, sets the hostname and brings up loopback, while the
+//!    parent writes `uid_map`/`gid_map` and runs the caller's hook (which makes the cgroups).
+//!    Released, init writes itself into the sandbox's cgroups and enters a cgroup namespace rooted
+//!    there, takes the sandbox ids, builds the root on a tmpfs, `pivot_root`s into it and detaches
+//!    the host's tree, adds the landlock rules, then starts the program (`CLONE_VM|CLONE_VFORK`).
 //! 2. The **program** process (a low pid, not PID 1) starts a session, sets rlimits, drops every
 //!    capability, sets no_new_privs, enters landlock and seccomp, moves its descriptors into place
 //!    (closing the rest at exec), changes directory and execs.
@@ -224,13 +225,20 @@ pub enum Exit {
     Signal(i32),
 }
 
-/// Starts `spec` in a new sandbox.
+/// Starts `spec` in a new sandbox. `before_release` runs in the parent once init's ids are mapped,
+/// while init does what needs neither the maps nor the cgroups: make the cgroups init joins through
+/// [`SandboxSpec::join_cgroups`] there. Its error fails the spawn.
 ///
-/// Like [`crate::process::prepare_child`], the sandbox is killed when the thread that called
-/// `spawn` exits (`PR_SET_PDEATHSIG`), so call it from a thread that outlives its sandboxes.
-pub fn spawn(spec: &SandboxSpec) -> io::Result<Sandboxed> {
+/// Like [`crate::process::start`], the sandbox is killed when the thread that called `spawn` exits
+/// (`PR_SET_PDEATHSIG`), so call it from a thread that outlives its sandboxes. If that thread
+/// cannot be taken back to its own network namespace after starting one in
+/// [`SandboxSpec::network_namespace`] (the kernel is out of memory), the error says so and the
+/// thread stays in the sandbox's.
+pub fn spawn(spec: &SandboxSpec, before_release: impl FnOnce() -> io::Result<()>) -> io::Result<Sandboxed> {
     let mut plan = child::Plan::new(spec)?;
-    let (sync_read, sync_write) = pipe()?;
+    // A socket, not a pipe: releasing an init that already died must fail with EPIPE, not raise
+    // SIGPIPE in a host that never asked for it.
+    let (sync_read, sync_write) = socket_pair()?;
     let (error_read, error_write) = pipe()?;
     let pipes = child::Pipes {
         sync_read: sync_read.as_raw_fd(),
@@ -270,22 +278,33 @@ pub fn spawn(spec: &SandboxSpec) -> io::Result<Sandboxed> {
     drop(sync_read);
     drop(error_write);
 
-    let started = restored
+    let released = restored
         .and_then(|()| map_ids(spec, pid))
-        .and_then(|()| {
-            // Releases init; keeping `sync_write` open until the end lets init see our death.
-            write_all(sync_write.as_raw_fd(), &[1]).map_err(|e| stage_error("release", e))
-        })
-        .and_then(|()| failure::read_failure(error_read.as_raw_fd(), |stage, index| plan.detail(stage, index)));
+        .and_then(|()| before_release().map_err(|e| stage_error("before_release", e)))
+        .and_then(|()| send_release(&sync_write));
+    if released.is_err() {
+        // An init still waiting for the release ends quietly; one that failed has said why.
+        drop(sync_write);
+        let said = failure::read_failure(error_read.as_raw_fd(), |stage, index| plan.detail(stage, index));
+        return Err(abandon(&pidfd, said.and(released).err()));
+    }
+    // `sync_write` stays open until init has exec'd the program: its end of file tells init that
+    // the parent died.
+    let started = failure::read_failure(error_read.as_raw_fd(), |stage, index| plan.detail(stage, index));
     drop(sync_write);
     match started {
         Ok(()) => Ok(Sandboxed { pid, pidfd, layers: plan.layers() }),
-        Err(e) => {
-            // Ignoring a failed kill: init may already be gone, and the wait below reaps it either way.
-            let _ = crate::process::pidfd_signal(&pidfd, libc::SIGKILL);
-            wait(&pidfd)?;
-            Err(e)
-        }
+        Err(e) => Err(abandon(&pidfd, Some(e))),
+    }
+}
+
+/// Kills and reaps a sandbox whose start failed; returns why it failed.
+fn abandon(pidfd: &OwnedFd, why: Option<io::Error>) -> io::Error {
+    // Ignoring a failed kill: init may already be gone, and the wait below reaps it either way.
+    let _ = crate::process::pidfd_signal(pidfd, libc::SIGKILL);
+    match wait(pidfd) {
+        Ok(_) => why.unwrap_or_else(|| io::Error::other("sandbox init ended before its release")),
+        Err(e) => e,
     }
 }
 
@@ -342,13 +361,22 @@ fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
     Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
 }
 
-fn write_all(fd: RawFd, bytes: &[u8]) -> io::Result<()> {
-    // SAFETY: `bytes` is valid for reads of its length; fd is open for the call.
-    let n = unsafe { libc::write(fd, bytes.as_ptr().cast(), bytes.len()) };
-    match n {
-        n if n as usize == bytes.len() => Ok(()),
-        -1 => Err(io::Error::last_os_error()),
-        _ => Err(io::Error::from(io::ErrorKind::WriteZero)),
+fn socket_pair() -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0 as RawFd; 2];
+    // SAFETY: `fds` is valid for writes of two ints.
+    cvt(unsafe { libc::socketpair(libc::AF_UNIX, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0, fds.as_mut_ptr()) })?;
+    // SAFETY: socketpair just returned these two fds; nothing else owns them.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+/// Releases init: one byte on the sync socket.
+fn send_release(sync: &OwnedFd) -> io::Result<()> {
+    // SAFETY: sends one byte of a literal on a socket we own; MSG_NOSIGNAL turns a closed peer
+    // into EPIPE instead of SIGPIPE.
+    let sent = unsafe { libc::send(sync.as_raw_fd(), c"1".as_ptr().cast(), 1, libc::MSG_NOSIGNAL) };
+    match sent {
+        1 => Ok(()),
+        _ => Err(stage_error("release", io::Error::last_os_error())),
     }
 }
 

@@ -48,7 +48,7 @@ impl Running {
         let (mut reader, writer) = UnixStream::pair().unwrap();
         spec.stdin = null.as_raw_fd();
         spec.stdout = writer.as_raw_fd();
-        let sandbox = spawn(&spec).unwrap_or_else(|e| panic!("spawn: {e}"));
+        let sandbox = spawn(&spec, || Ok(())).unwrap_or_else(|e| panic!("spawn: {e}"));
         drop(writer);
         let mut line = [0u8; 6];
         reader.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
@@ -274,7 +274,7 @@ fn entering_an_ended_sandbox_fails_naming_the_stage() {
     let mut spec = shell("true");
     spec.stdin = null.as_raw_fd();
     spec.stdout = null.as_raw_fd();
-    let sandbox = spawn(&spec).unwrap();
+    let sandbox = spawn(&spec, || Ok(())).unwrap();
     // Exited, not yet reaped: a zombie has no namespaces left to enter.
     let stat = format!("/proc/{}/stat", sandbox.pid);
     let deadline = Instant::now() + Duration::from_secs(10);

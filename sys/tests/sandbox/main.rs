@@ -71,7 +71,7 @@ fn run(mut spec: SandboxSpec) -> (Exit, String) {
     let (mut reader, writer) = UnixStream::pair().unwrap();
     spec.stdin = null.as_raw_fd();
     spec.stdout = writer.as_raw_fd();
-    let sandbox = spawn(&spec).unwrap_or_else(|e| panic!("spawn: {e}"));
+    let sandbox = spawn(&spec, || Ok(())).unwrap_or_else(|e| panic!("spawn: {e}"));
     drop(writer);
     let mut out = String::new();
     reader.read_to_string(&mut out).unwrap();
@@ -308,7 +308,7 @@ fn landlock_limits_the_file_system() {
     let null = File::open("/dev/null").unwrap();
     spec.stdin = null.as_raw_fd();
     spec.stdout = null.as_raw_fd();
-    let sandbox = spawn(&spec).unwrap();
+    let sandbox = spawn(&spec, || Ok(())).unwrap();
     assert_eq!(sandbox.layers.landlock_abi, clove_sys::sandbox::landlock_abi());
     assert_eq!(wait(&sandbox.pidfd).unwrap(), Exit::Code(0));
     // The same read without landlock works, so the rule is what stopped it.
@@ -329,13 +329,13 @@ fn exits_and_signals_are_reported() {
     let mut spec = shell("sleep 100; true");
     spec.stdin = null.as_raw_fd();
     spec.stdout = null.as_raw_fd();
-    let sandbox = spawn(&spec).unwrap();
+    let sandbox = spawn(&spec, || Ok(())).unwrap();
     assert_eq!(wait_nohang(&sandbox.pidfd).unwrap(), None);
     // SIGTERM to init reaches the program.
     pidfd_signal(&sandbox.pidfd, libc_sigterm()).unwrap();
     assert_eq!(wait(&sandbox.pidfd).unwrap(), Exit::Code(128 + libc_sigterm()));
 
-    let sandbox = spawn(&spec).unwrap();
+    let sandbox = spawn(&spec, || Ok(())).unwrap();
     pidfd_signal(&sandbox.pidfd, clove_sys::process::SIGKILL).unwrap();
     assert_eq!(wait(&sandbox.pidfd).unwrap(), Exit::Signal(clove_sys::process::SIGKILL));
 }
@@ -354,7 +354,7 @@ fn dies_with_the_thread_that_spawned_it() {
         let mut spec = shell("sleep 100");
         spec.stdin = null.as_raw_fd();
         spec.stdout = null.as_raw_fd();
-        spawn(&spec).unwrap()
+        spawn(&spec, || Ok(())).unwrap()
     })
     .join()
     .unwrap();
@@ -376,26 +376,36 @@ fn failures_name_their_stage() {
     }
     let mut spec = shell("true");
     spec.argv[0] = c("/bin/no-such-program");
-    let err = spawn(&spec).unwrap_err();
+    let err = spawn(&spec, || Ok(())).unwrap_err();
     assert!(err.to_string().starts_with("execve: "), "{err}");
     assert_eq!(err.raw_os_error(), None);
 
     let mut spec = shell("true");
     spec.cwd = c("/nowhere");
-    let err = spawn(&spec).unwrap_err();
+    let err = spawn(&spec, || Ok(())).unwrap_err();
     assert!(err.to_string().starts_with("chdir: "), "{err}");
 
     let mut spec = shell("true");
     spec.root.binds.push(Bind::read_only("/no/such/dir"));
-    let err = spawn(&spec).unwrap_err();
+    let err = spawn(&spec, || Ok(())).unwrap_err();
     assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput, "{err}");
 
     let mut spec = shell("true");
     spec.join_cgroups = vec![c("/no/such/cgroup/tasks")];
-    let err = spawn(&spec).unwrap_err();
+    let err = spawn(&spec, || Ok(())).unwrap_err();
     assert!(err.to_string().starts_with("join cgroup /no/such/cgroup/tasks: "), "{err}");
     spec.join_cgroups = vec![c("tasks")];
-    assert_eq!(spawn(&spec).unwrap_err().kind(), std::io::ErrorKind::InvalidInput);
+    assert_eq!(spawn(&spec, || Ok(())).unwrap_err().kind(), std::io::ErrorKind::InvalidInput);
+
+    // The hook's error fails the spawn, and the waiting init is gone with it.
+    let spec = shell("true");
+    let err = spawn(&spec, || Err(std::io::Error::other("no cgroup"))).unwrap_err();
+    assert_eq!(err.to_string(), "before_release: no cgroup");
+    // A failure of init before the release is the one reported, not the release that then fails.
+    let mut spec = shell("true");
+    spec.hostname = c("a-name-longer-than-the-kernel-allows-for-a-host-which-is-sixty-four-bytes");
+    let err = spawn(&spec, || Ok(())).unwrap_err();
+    assert!(err.to_string().starts_with("sethostname: "), "{err}");
 }
 
 #[test]
@@ -409,13 +419,13 @@ fn init_joins_its_cgroup_before_the_program_runs() {
         return;
     }
     let cgroup = hierarchy.join(format!("clove-sandbox-test-{}", std::process::id()));
-    std::fs::create_dir(&cgroup).unwrap();
     let _remove = RemoveDir(cgroup.clone());
     let (mut reader, writer) = UnixStream::pair().unwrap();
     let mut spec = shell("grep ':pids:' /proc/self/cgroup; exec sleep 100");
     spec.stdout = writer.as_raw_fd();
     spec.join_cgroups = vec![c(cgroup.join("tasks").to_str().unwrap())];
-    let sandbox = spawn(&spec).unwrap();
+    // Made by the hook, while init sets up what needs no cgroup.
+    let sandbox = spawn(&spec, || std::fs::create_dir(&cgroup)).unwrap();
     drop(writer);
     let mut line = [0u8; 64];
     let n = reader.read(&mut line).unwrap();
@@ -465,7 +475,7 @@ fn latency_sanity() {
     let sandboxed = (0..100)
         .map(|_| {
             let start = Instant::now();
-            let sandbox = spawn(&spec).unwrap();
+            let sandbox = spawn(&spec, || Ok(())).unwrap();
             assert_eq!(wait(&sandbox.pidfd).unwrap(), Exit::Code(0));
             start.elapsed()
         })

@@ -174,6 +174,12 @@ trait Backend: fmt::Debug + Send {
     fn join_file(&self) -> &'static str;
 }
 
+/// `file` in each of `dirs`, as C strings for a child to open.
+fn join_paths(dirs: &[PathBuf], file: &str) -> Vec<CString> {
+    // A cgroup path is a directory we named from a checked name; it holds no NUL byte.
+    dirs.iter().filter_map(|dir| CString::new(dir.join(file).into_os_string().into_vec()).ok()).collect()
+}
+
 #[derive(Debug, Clone)]
 enum Hierarchies {
     V1(v1::V1Root),
@@ -248,6 +254,15 @@ impl CgroupRoot {
         names
     }
 
+    /// What [`AgentCgroup::join_files`] will say of the cgroup `create(name, ..)` makes, known before
+    /// it is made: a sandbox's init is told before the cgroup exists, and joins once it does.
+    pub fn join_files(&self, name: &str) -> Vec<CString> {
+        match &self.hierarchies {
+            Hierarchies::V1(root) => join_paths(&root.dirs(name), v1::JOIN_FILE),
+            Hierarchies::V2(root) => join_paths(&[root.dir(name)], v2::JOIN_FILE),
+        }
+    }
+
     /// Creates the cgroup `clove/<name>` with these limits (replacing an empty leftover of a crash).
     /// Fails, naming them, when a controller the limits or PAUSE need is missing. Names are agent ids: 1 to
     /// 64 of `A-Z a-z 0-9 _ -`, unique among live agents.
@@ -293,17 +308,11 @@ impl AgentCgroup {
     }
 
     /// The files a new, single-threaded process writes "0" into to join this cgroup before it runs
-    /// anything (`clove_sys::process::prepare_child`, a sandbox's init, an EXEC's helper): `tasks` in
-    /// each v1 hierarchy, where a thread moving itself skips the kernel's threadgroup lock and the RCU
-    /// grace period its writer waits for (~10 ms), or cgroup2's `cgroup.procs`.
+    /// anything (`clove_sys::process::start`, a sandbox's init, an EXEC's helper): `tasks` in each v1
+    /// hierarchy, where a thread moving itself skips the kernel's threadgroup lock and the RCU grace
+    /// period its writer waits for (~10 ms), or cgroup2's `cgroup.procs`.
     pub fn join_files(&self) -> Vec<CString> {
-        let file = self.backend.join_file();
-        // A cgroup path is a directory we created from a checked name; it holds no NUL byte.
-        self.backend
-            .dirs()
-            .iter()
-            .filter_map(|dir| CString::new(dir.join(file).into_os_string().into_vec()).ok())
-            .collect()
+        join_paths(self.backend.dirs(), self.backend.join_file())
     }
 
     /// Moves one thread of this process (a VM's vCPU, say) into the cgroup, on cgroup v1; cgroup2 refuses

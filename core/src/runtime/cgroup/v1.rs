@@ -7,6 +7,10 @@ use std::time::Duration;
 use super::files;
 use super::{Backend, CgroupError, CgroupLimits, CgroupStats, Controller, Result, FREEZE_TIMEOUT, PARENT};
 
+/// What a new process writes "0" into to join: `tasks` moves the writing thread alone, which the
+/// kernel does without its threadgroup lock.
+pub(super) const JOIN_FILE: &str = "tasks";
+
 /// Where each v1 controller is mounted.
 #[derive(Debug, Clone)]
 pub(super) struct V1Root {
@@ -47,7 +51,7 @@ impl V1Root {
         }
         let mut cgroup = V1Cgroup { dirs: Vec::new(), by_controller: Vec::new() };
         for (controller, mount) in &self.mounts {
-            let dir = mount.join(PARENT).join(name);
+            let dir = agent_dir(mount, name);
             if !cgroup.dirs.contains(&dir) {
                 let made = files::make_parent(&mount.join(PARENT)).and_then(|()| files::make_cgroup(&dir));
                 if let Err(e) = made {
@@ -63,6 +67,21 @@ impl V1Root {
         }
         Ok(cgroup)
     }
+
+    /// The directories [`V1Root::create`] makes for `name`, one per hierarchy.
+    pub(super) fn dirs(&self, name: &str) -> Vec<PathBuf> {
+        let mut dirs: Vec<PathBuf> = Vec::new();
+        for dir in self.mounts.iter().map(|(_, mount)| agent_dir(mount, name)) {
+            if !dirs.contains(&dir) {
+                dirs.push(dir);
+            }
+        }
+        dirs
+    }
+}
+
+fn agent_dir(mount: &Path, name: &str) -> PathBuf {
+    mount.join(PARENT).join(name)
 }
 
 /// An agent's cgroup in each v1 hierarchy it joined.
@@ -174,7 +193,7 @@ impl Backend for V1Cgroup {
     }
 
     fn join_file(&self) -> &'static str {
-        "tasks"
+        JOIN_FILE
     }
 }
 

@@ -6,6 +6,10 @@ use std::path::{Path, PathBuf};
 use super::files;
 use super::{Backend, CgroupError, CgroupLimits, CgroupStats, Controller, Result, FREEZE_TIMEOUT, PARENT};
 
+/// What a new process writes "0" into to join: cgroup2 keeps a process's threads together unless
+/// the cgroup is threaded.
+pub(super) const JOIN_FILE: &str = "cgroup.procs";
+
 /// The kernel's default period of a cpu quota.
 const DEFAULT_PERIOD_US: u64 = 100_000;
 /// The controllers an agent's cgroup enables when the machine has them.
@@ -65,9 +69,14 @@ impl V2Root {
                 looked: parent.join("cgroup.freeze").display().to_string(),
             });
         }
-        let dir = parent.join(name);
+        let dir = self.dir(name);
         files::make_cgroup(&dir)?;
         Ok(V2Cgroup { dir, enabled })
+    }
+
+    /// The directory [`V2Root::create`] makes for `name`.
+    pub(super) fn dir(&self, name: &str) -> PathBuf {
+        self.mount.join(PARENT).join(name)
     }
 }
 
@@ -193,8 +202,7 @@ impl Backend for V2Cgroup {
     }
 
     fn join_file(&self) -> &'static str {
-        // A whole process: cgroup2 keeps threads together unless the cgroup is threaded.
-        "cgroup.procs"
+        JOIN_FILE
     }
 }
 
