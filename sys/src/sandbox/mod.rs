@@ -188,8 +188,8 @@ pub struct SandboxSpec {
     /// Placed at [`crate::process::CHANNEL_FD`]; every other descriptor is closed at exec.
     pub channel: Option<RawFd>,
     /// Host paths of the files that put init in the sandbox's cgroups (`tasks` in each v1
-    /// hierarchy, cgroup2's `cgroup.procs`): init writes "0" into each before anything else, while
-    /// it still has the caller's host ids, and the program inherits them.
+    /// hierarchy, cgroup2's `cgroup.procs`): once released, init writes "0" into each, before its
+    /// cgroup namespace and while it still has the caller's host ids; the program inherits them.
     pub join_cgroups: Vec<CString>,
     /// With `namespaces.net`: a [`NetNamespace`] made ahead to run in instead of a new one (the
     /// calling thread enters it around the clone). Borrowed like the other descriptors.
