@@ -5,6 +5,7 @@ mod common;
 
 use std::time::Duration;
 
+use clove_core::runtime::cgroup::CgroupRoot;
 use clove_core::runtime::{AgentStdio, Runtime, RuntimeConfig, SpawnSpec};
 
 const PROBE: &str = r#"
@@ -202,4 +203,35 @@ fn a_warm_python_agent_starts_in_an_interpreter_that_has_the_sdk() {
     eprintln!("warm Python agents, spawn to exit: {took:?}");
     drop(rt);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// On cgroup2 a sandbox's init is created in its agent's cgroup (`CLONE_INTO_CGROUP`) rather than
+/// moving itself there; tried on the cgroup2 mount this machine has (`/sys/fs/cgroup` on unified
+/// machines, the controller-less `/sys/fs/cgroup/unified` on hybrid ones).
+#[test]
+fn on_cgroup2_a_sandbox_starts_in_its_cgroup_which_goes_with_it() {
+    let Some(_serial) = serial_root("on_cgroup2_a_sandbox_starts_in_its_cgroup_which_goes_with_it") else { return };
+    let is_cgroup2 = |path: &str| {
+        clove_sys::statfs::filesystem_magic(std::path::Path::new(path)).ok()
+            == Some(clove_sys::statfs::CGROUP2_SUPER_MAGIC)
+    };
+    let Some(mount) = ["/sys/fs/cgroup", "/sys/fs/cgroup/unified"].into_iter().find(|p| is_cgroup2(p)) else {
+        eprintln!("SKIPPED: on_cgroup2_a_sandbox_starts_in_its_cgroup_which_goes_with_it: no cgroup2 mount");
+        return;
+    };
+    let config = RuntimeConfig { cgroups: Some(CgroupRoot::v2(mount)), ..RuntimeConfig::default() };
+    let rt = Runtime::start(config).unwrap();
+    let mut spec = SpawnSpec::new("in-v2", vec!["sleep".into(), "30".into()]);
+    spec.sandboxed = true;
+    spec.stdio = AgentStdio::Null;
+    let id = rt.spawn(spec).unwrap();
+    let agent = rt.list().unwrap().into_iter().find(|a| a.id == id.0).expect("the agent");
+    let seen = std::fs::read_to_string(format!("/proc/{}/cgroup", agent.pid)).unwrap();
+    let line = seen.lines().find(|l| l.starts_with("0::")).unwrap_or_default().to_string();
+    assert!(line.starts_with("0::/clove/agent-"), "{seen}");
+    let dir = std::path::Path::new(mount).join(line.trim_start_matches("0::/"));
+    assert!(dir.is_dir(), "{}", dir.display());
+    rt.kill(id).unwrap();
+    rt.wait(id, Some(Duration::from_secs(10))).unwrap();
+    assert!(!dir.exists(), "{} left behind", dir.display());
 }

@@ -12,6 +12,7 @@ use super::cgroup::{AgentCgroup, CgroupError, CgroupLimits, CgroupMode};
 use super::conn::Conn;
 use super::events::EventKind;
 use super::reactor::{now_ms, slot_of, token, Reactor, Source, Timer};
+use super::sandbox::CgroupEntry;
 use super::{process, AgentId, Result, RuntimeError, SpawnSpec};
 use crate::backoff::{Backoff, RestartDecision, RestartTracker};
 use crate::policy::AgentPolicy;
@@ -156,6 +157,18 @@ impl Reactor {
             Some(limits) => Some((self.cgroup_root()?.clone(), self.cgroup_name(id), limits)),
             None => None,
         };
+        // On cgroup2 a sandbox's init is created in its cgroup (a process moving itself there would
+        // wait for the kernel's threadgroup lock), so the cgroup must exist first.
+        let new_sandbox_cgroup = match new_sandbox_cgroup {
+            Some((root, name, limits)) if root.mode() == CgroupMode::Unified => {
+                let cgroup = root.create(&name, &limits)?;
+                if let Some(agent) = self.agents.get_mut(id) {
+                    agent.cgroup = Some(cgroup);
+                }
+                None
+            }
+            other => other,
+        };
         let agent = self.agents.get_mut(id).ok_or_else(|| RuntimeError::NotFound(id.to_string()))?;
         let spec =
             agent.spec.as_ref().ok_or_else(|| RuntimeError::InvalidArgument("agent has no spawn spec".into()))?;
@@ -168,20 +181,30 @@ impl Reactor {
                 true => None,
                 false => self.netns.get_or_init(super::netns::NetnsPool::start).as_ref().and_then(|p| p.take()),
             };
-            let joins = match &new_sandbox_cgroup {
-                Some((root, name, _)) => root.join_files(name),
-                None => super::agents::join_files(agent.cgroup.as_ref()),
-            };
+            let unified = agent.cgroup.as_ref().and_then(|c| c.unified_dir());
+            let start_in = unified
+                .map(std::fs::File::open)
+                .transpose()
+                .map_err(|e| RuntimeError::io("opening the agent's cgroup", e))?;
             let (mut made, mut failed) = (None, None);
-            let make_cgroup = || {
-                let Some((root, name, limits)) = &new_sandbox_cgroup else { return Ok(()) };
-                root.create(name, limits).map(|cgroup| made = Some(cgroup)).map_err(|e| {
-                    let error = std::io::Error::other(e.to_string());
-                    failed = Some(e);
-                    error
-                })
+            let entry = match (&start_in, &new_sandbox_cgroup) {
+                (Some(dir), _) => {
+                    CgroupEntry { join: Vec::new(), make: Box::new(|| Ok(())), start_in: Some(dir.as_raw_fd()) }
+                }
+                (None, Some((root, name, limits))) => CgroupEntry {
+                    join: root.join_files(name),
+                    make: Box::new(|| {
+                        root.create(name, limits).map(|cgroup| made = Some(cgroup)).map_err(|e| {
+                            let error = std::io::Error::other(e.to_string());
+                            failed = Some(e);
+                            error
+                        })
+                    }),
+                    start_in: None,
+                },
+                (None, None) => CgroupEntry::join(agent.cgroup.as_ref()),
             };
-            let started = super::sandbox::start(id, spec, &work, joins, make_cgroup, netns.as_ref());
+            let started = super::sandbox::start(id, spec, &work, entry, netns.as_ref());
             agent.work_dir = Some(work);
             if made.is_some() {
                 agent.cgroup = made;

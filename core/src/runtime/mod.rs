@@ -81,6 +81,10 @@ pub struct RuntimeConfig {
     pub net: NetConfig,
     /// What microVM agents boot (default: `CLOVE_VM_KERNEL` and `CLOVE_VM_INITRAMFS`).
     pub vm: VmImage,
+    /// Where agents' cgroups are made (default `None`: detected on first use with
+    /// [`cgroup::CgroupRoot::detect`]). A runtime without root can be given the cgroup2 subtree
+    /// delegated to it (`CgroupRoot::v2(dir)`).
+    pub cgroups: Option<cgroup::CgroupRoot>,
 }
 
 impl Default for RuntimeConfig {
@@ -98,6 +102,7 @@ impl Default for RuntimeConfig {
             state_limits: StateLimits::default(),
             net: NetConfig::default(),
             vm: VmImage::from_env(),
+            cgroups: None,
         }
     }
 }

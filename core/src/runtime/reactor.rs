@@ -605,7 +605,10 @@ impl Reactor {
     /// This machine's cgroups, detected once; the leftovers of runtimes that died are removed then.
     pub fn cgroup_root(&mut self) -> Result<&CgroupRoot> {
         if self.cgroups.is_none() {
-            let root = CgroupRoot::detect()?;
+            let root = match &self.config.cgroups {
+                Some(root) => root.clone(),
+                None => CgroupRoot::detect()?,
+            };
             remove_leftovers(&root);
             self.cgroups = Some(root);
         }

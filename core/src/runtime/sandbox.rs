@@ -83,24 +83,39 @@ fn is_python_script(argv: &[String]) -> bool {
     argv.len() >= 2 && argv[0].rsplit('/').next().is_some_and(|p| p.starts_with("python3")) && argv[1].ends_with(".py")
 }
 
-/// Starts the agent in its sandbox; it finds its end of the channel at `CLOVE_FD`. Its init joins
-/// the cgroup through `join_cgroups`, which `make_cgroup` may make meanwhile (see
-/// `clove_sys::sandbox::spawn`). Without the network, it runs in `netns` when one was made ahead.
+/// How a new sandbox's init gets into its agent's cgroup.
+pub(super) struct CgroupEntry<'a> {
+    /// The files init writes itself into once released (v1 `tasks`, cgroup2 `cgroup.procs`).
+    pub join: Vec<CString>,
+    /// Makes the cgroup meanwhile (see `clove_sys::sandbox::spawn`).
+    pub make: Box<dyn FnOnce() -> std::io::Result<()> + 'a>,
+    /// A cgroup2 directory init is created in instead (`CLONE_INTO_CGROUP`).
+    pub start_in: Option<std::os::fd::RawFd>,
+}
+
+impl CgroupEntry<'_> {
+    /// Into an existing cgroup, or none, through its join files.
+    pub fn join(cgroup: Option<&AgentCgroup>) -> CgroupEntry<'static> {
+        CgroupEntry { join: super::agents::join_files(cgroup), make: Box::new(|| Ok(())), start_in: None }
+    }
+}
+
+/// Starts the agent in its sandbox; it finds its end of the channel at `CLOVE_FD`. Without the
+/// network, it runs in `netns` when one was made ahead.
 pub(super) fn start(
     id: AgentId,
     spec: &SpawnSpec,
     work: &Path,
-    join_cgroups: Vec<CString>,
-    make_cgroup: impl FnOnce() -> std::io::Result<()>,
+    cgroup: CgroupEntry<'_>,
     netns: Option<&NetNamespace>,
 ) -> Result<(AgentProcess, UnixStream, Confinement)> {
-    let (process, stream, confinement, _) = launch(Some(id), spec, work, join_cgroups, make_cgroup, netns)?;
+    let (process, stream, confinement, _) = launch(Some(id), spec, work, cgroup, netns)?;
     Ok((process, stream, confinement))
 }
 
 /// Starts a sandbox shaped for `spec` whose program waits for [`hand_out`].
 pub(super) fn start_warm(spec: &SpawnSpec, work: &Path, cgroup: &AgentCgroup) -> Result<Warm> {
-    let (process, stream, confinement, start) = launch(None, spec, work, cgroup.join_files(), || Ok(()), None)?;
+    let (process, stream, confinement, start) = launch(None, spec, work, CgroupEntry::join(Some(cgroup)), None)?;
     let start = start.ok_or_else(|| RuntimeError::Sandbox("a warm sandbox has no start pipe".into()))?;
     Ok(Warm { process, stream, confinement, start })
 }
@@ -163,13 +178,12 @@ pub(super) fn shape(spec: &SpawnSpec) -> Result<Shape> {
 }
 
 /// Starts a sandbox for `spec`: its program now (agent `id`), or, without an id, the waiting shell
-/// whose start pipe is returned. `make_cgroup` runs while init starts (see [`start`]).
+/// whose start pipe is returned.
 fn launch(
     id: Option<AgentId>,
     spec: &SpawnSpec,
     work: &Path,
-    join_cgroups: Vec<CString>,
-    make_cgroup: impl FnOnce() -> std::io::Result<()>,
+    cgroup: CgroupEntry<'_>,
     netns: Option<&NetNamespace>,
 ) -> Result<(AgentProcess, UnixStream, Confinement, Option<File>)> {
     let (ours, theirs) = UnixStream::pair().map_err(|e| RuntimeError::io("creating the agent channel", e))?;
@@ -223,10 +237,11 @@ fn launch(
         stdout: out.as_raw_fd(),
         stderr: err.as_raw_fd(),
         channel: Some(theirs.as_raw_fd()),
-        join_cgroups,
+        join_cgroups: cgroup.join,
         network_namespace: netns.map(|ns| ns.as_fd().as_raw_fd()),
+        start_in_cgroup: cgroup.start_in,
     };
-    let sandboxed = clove_sys::sandbox::spawn(&sandbox, make_cgroup)
+    let sandboxed = clove_sys::sandbox::spawn(&sandbox, cgroup.make)
         .map_err(|e| RuntimeError::Sandbox(format!("starting {}: {e}", spec.argv[0])))?;
     let process = AgentProcess { pid: sandboxed.pid, pidfd: sandboxed.pidfd, leader: Leader::PidNamespace };
     let view = SandboxView {

@@ -194,7 +194,14 @@ pub struct SandboxSpec {
     /// With `namespaces.net`: a [`NetNamespace`] made ahead to run in instead of a new one (the
     /// calling thread enters it around the clone). Borrowed like the other descriptors.
     pub network_namespace: Option<RawFd>,
+    /// A cgroup2 directory, made before the spawn, that init is created in (`CLONE_INTO_CGROUP`)
+    /// instead of joining one: no process moves, so nothing waits for the kernel's threadgroup lock,
+    /// which a process moving itself on cgroup2 still takes. Borrowed like the other descriptors.
+    pub start_in_cgroup: Option<RawFd>,
 }
+
+/// `CLONE_INTO_CGROUP` of clone3(2) (Linux 5.7), above the 32 bits the C library's constant has.
+const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
 
 /// Which layers a running sandbox has, for the agent's record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -248,10 +255,15 @@ pub fn spawn(spec: &SandboxSpec, before_release: impl FnOnce() -> io::Result<()>
     };
 
     let mut pidfd: RawFd = -1;
+    let (into_cgroup, cgroup) = match spec.start_in_cgroup {
+        Some(dir) => (CLONE_INTO_CGROUP, dir as u64),
+        None => (0, 0),
+    };
     let args = CloneArgs {
-        flags: plan.clone_flags() | libc::CLONE_PIDFD as u64,
+        flags: plan.clone_flags() | libc::CLONE_PIDFD as u64 | into_cgroup,
         pidfd: &mut pidfd as *mut RawFd as u64,
         exit_signal: libc::SIGCHLD as u64,
+        cgroup,
         ..CloneArgs::default()
     };
     let home = match spec.network_namespace.filter(|_| spec.namespaces.net) {

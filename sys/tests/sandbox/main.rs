@@ -62,6 +62,7 @@ fn shell(script: &str) -> SandboxSpec {
         channel: None,
         join_cgroups: Vec::new(),
         network_namespace: None,
+        start_in_cgroup: None,
     }
 }
 
@@ -442,6 +443,35 @@ fn init_joins_its_cgroup_before_the_program_runs() {
         std::thread::sleep(Duration::from_millis(10));
     };
     assert!(procs.lines().any(|p| p == sandbox.pid.to_string()));
+    pidfd_signal(&sandbox.pidfd, clove_sys::process::SIGKILL).unwrap();
+    wait(&sandbox.pidfd).unwrap();
+}
+
+#[test]
+fn init_is_created_in_a_cgroup2_directory() {
+    if skip("init_is_created_in_a_cgroup2_directory") {
+        return;
+    }
+    let is_cgroup2 = |path: &str| {
+        clove_sys::statfs::filesystem_magic(Path::new(path)).ok() == Some(clove_sys::statfs::CGROUP2_SUPER_MAGIC)
+    };
+    let Some(mount) = ["/sys/fs/cgroup", "/sys/fs/cgroup/unified"].into_iter().find(|p| is_cgroup2(p)) else {
+        eprintln!("SKIPPED: init_is_created_in_a_cgroup2_directory: no cgroup2 mount");
+        return;
+    };
+    let name = format!("clove-sandbox-v2-test-{}", std::process::id());
+    let cgroup = Path::new(mount).join(&name);
+    std::fs::create_dir(&cgroup).unwrap();
+    let _remove = RemoveDir(cgroup.clone());
+    let dir = File::open(&cgroup).unwrap();
+    let mut spec = shell("exec sleep 100");
+    spec.start_in_cgroup = Some(dir.as_raw_fd());
+    let sandbox = spawn(&spec, || Ok(())).unwrap();
+    // Seen from the host: init's cgroup2 line names the directory it was created in.
+    let seen = std::fs::read_to_string(format!("/proc/{}/cgroup", sandbox.pid)).unwrap();
+    assert!(seen.lines().any(|l| l == format!("0::/{name}")), "{seen}");
+    let procs = std::fs::read_to_string(cgroup.join("cgroup.procs")).unwrap();
+    assert!(procs.lines().any(|p| p == sandbox.pid.to_string()), "{procs}");
     pidfd_signal(&sandbox.pidfd, clove_sys::process::SIGKILL).unwrap();
     wait(&sandbox.pidfd).unwrap();
 }
