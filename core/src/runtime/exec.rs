@@ -90,8 +90,8 @@ pub(super) struct ExecSpec<'a> {
     pub stdin: &'a [u8],
     pub timeout: Duration,
     pub max_output: usize,
-    /// The files that join the caller's cgroup, which the program joins before it runs.
-    pub join_cgroups: Vec<std::ffi::CString>,
+    /// The caller's cgroup, which the program is in before it runs.
+    pub cgroup: Option<&'a super::cgroup::AgentCgroup>,
     /// A sandboxed caller's sandbox (its init and what it is confined by): the program runs inside.
     pub inside: Option<(&'a std::os::fd::OwnedFd, &'a Confinement)>,
 }
@@ -104,7 +104,7 @@ fn launch_on_host(spec: &ExecSpec<'_>) -> Result<Launched> {
     let mut cmd = process::base_command(spec.argv, spec.cwd, spec.home, spec.env)?;
     let stdin = if spec.stdin.is_empty() { Stdio::null() } else { Stdio::piped() };
     cmd.stdin(stdin).stdout(Stdio::piped()).stderr(Stdio::piped());
-    clove_sys::process::prepare_child(&mut cmd, spec.join_cgroups.clone());
+    clove_sys::process::prepare_child(&mut cmd, super::agents::join_files(spec.cgroup));
     let mut child = process::spawn(&mut cmd, &spec.argv[0])?;
     let stdin = child.stdin.take().map(pipe::Sender::from);
     let stdout = child.stdout.take().map(pipe::Receiver::from);
@@ -123,7 +123,7 @@ fn launch_inside(spec: &ExecSpec<'_>, init: &std::os::fd::OwnedFd, confinement: 
     blocking.and_then(|()| in_rx.set_nonblocking(false)).map_err(|e| RuntimeError::io("configuring exec stdio", e))?;
     let cwd = spec.cwd_inside.as_deref();
     let stdio = [in_rx.as_raw_fd(), out_tx.as_raw_fd(), err_tx.as_raw_fd()];
-    let process = sandbox::enter(init, confinement, spec.argv, cwd, spec.env, stdio, spec.join_cgroups.clone())?;
+    let process = sandbox::enter(init, confinement, spec.argv, cwd, spec.env, stdio, spec.cgroup)?;
     // Without stdin the program reads end of file at once.
     let stdin = (!spec.stdin.is_empty()).then_some(in_tx);
     Ok((process, stdin, Some(out_rx), Some(err_rx)))

@@ -270,7 +270,8 @@ fn prepare_work_dir(work: &Path, uid: u32, gid: u32) -> Result<()> {
 }
 
 /// Starts an EXEC inside a sandboxed agent: its namespaces, root, ids, landlock, seccomp, rlimits
-/// and cgroup, in its working directory (`cwd`, relative to it, when given).
+/// and cgroup (created there on cgroup2, joined on v1), in its working directory (`cwd`, relative
+/// to it, when given).
 pub(super) fn enter(
     init: &std::os::fd::OwnedFd,
     confinement: &Confinement,
@@ -278,8 +279,12 @@ pub(super) fn enter(
     cwd: Option<&str>,
     env: &[(String, String)],
     stdio: [std::os::fd::RawFd; 3],
-    join_cgroups: Vec<CString>,
+    cgroup: Option<&AgentCgroup>,
 ) -> Result<AgentProcess> {
+    let unified = cgroup.and_then(|c| c.unified_dir());
+    let start_in =
+        unified.map(File::open).transpose().map_err(|e| RuntimeError::io("opening the agent's cgroup", e))?;
+    let join_cgroups = if start_in.is_some() { Vec::new() } else { super::agents::join_files(cgroup) };
     let argv = program_argv(argv, Path::new("/nonexistent"))?;
     let cwd = cwd.map_or_else(|| confinement.cwd.clone(), |c| confinement.cwd.join(c));
     let mut full_env = confinement.env.clone();
@@ -297,6 +302,7 @@ pub(super) fn enter(
         stdout: stdio[1],
         stderr: stdio[2],
         join_cgroups,
+        start_in_cgroup: start_in.as_ref().map(|dir| dir.as_raw_fd()),
     };
     let entered = clove_sys::sandbox::enter(init, &spec)
         .map_err(|e| RuntimeError::Sandbox(format!("starting {} inside the agent's sandbox: {e}", argv[0])))?;

@@ -298,7 +298,7 @@ impl Reactor {
                 stdin: &req.stdin,
                 timeout: Duration::from_millis(timeout_ms),
                 max_output: req.max_output.map_or(DEFAULT_MAX_OUTPUT, |m| m as usize),
-                join_cgroups: super::agents::join_files(agent.cgroup.as_ref()),
+                cgroup: agent.cgroup.as_ref(),
                 cwd_inside: req.cwd.clone(),
                 inside,
             },

@@ -54,6 +54,9 @@ pub struct EnterSpec {
     /// Host paths of the files that join the sandbox's cgroups (`tasks` on v1, `cgroup.procs` on
     /// cgroup2), written before entering its namespaces.
     pub join_cgroups: Vec<CString>,
+    /// A cgroup2 directory the helper is created in instead (`CLONE_INTO_CGROUP`, see
+    /// [`super::SandboxSpec::start_in_cgroup`]). Borrowed like the other descriptors.
+    pub start_in_cgroup: Option<RawFd>,
 }
 
 /// A program started inside a sandbox: the host pid and a pidfd of its helper, whose exit status
@@ -124,10 +127,12 @@ pub fn enter(init_pidfd: &OwnedFd, spec: &EnterSpec) -> io::Result<Entered> {
     };
 
     let mut pidfd: RawFd = -1;
+    let (into_flag, cgroup) = super::into_cgroup(spec.start_in_cgroup);
     let args = CloneArgs {
-        flags: libc::CLONE_PIDFD as u64,
+        flags: libc::CLONE_PIDFD as u64 | into_flag,
         pidfd: &mut pidfd as *mut RawFd as u64,
         exit_signal: libc::SIGCHLD as u64,
+        cgroup,
         ..CloneArgs::default()
     };
     // SAFETY: clone3 without CLONE_VM creates a copy of this process that continues on a copy of

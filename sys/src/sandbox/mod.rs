@@ -203,6 +203,14 @@ pub struct SandboxSpec {
 /// `CLONE_INTO_CGROUP` of clone3(2) (Linux 5.7), above the 32 bits the C library's constant has.
 const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
 
+/// The clone3 flag and `cgroup` field that create the child in cgroup2 directory `dir`, if any.
+fn into_cgroup(dir: Option<RawFd>) -> (u64, u64) {
+    match dir {
+        Some(dir) => (CLONE_INTO_CGROUP, dir as u64),
+        None => (0, 0),
+    }
+}
+
 /// Which layers a running sandbox has, for the agent's record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Layers {
@@ -255,12 +263,9 @@ pub fn spawn(spec: &SandboxSpec, before_release: impl FnOnce() -> io::Result<()>
     };
 
     let mut pidfd: RawFd = -1;
-    let (into_cgroup, cgroup) = match spec.start_in_cgroup {
-        Some(dir) => (CLONE_INTO_CGROUP, dir as u64),
-        None => (0, 0),
-    };
+    let (into_flag, cgroup) = into_cgroup(spec.start_in_cgroup);
     let args = CloneArgs {
-        flags: plan.clone_flags() | libc::CLONE_PIDFD as u64 | into_cgroup,
+        flags: plan.clone_flags() | libc::CLONE_PIDFD as u64 | into_flag,
         pidfd: &mut pidfd as *mut RawFd as u64,
         exit_signal: libc::SIGCHLD as u64,
         cgroup,

@@ -72,6 +72,7 @@ impl Running {
             stdout: 1,
             stderr: 2,
             join_cgroups: Vec::new(),
+            start_in_cgroup: None,
         }
     }
 
@@ -340,6 +341,41 @@ fn enter_joins_the_sandboxs_cgroup() {
     drop(running);
     let deadline = Instant::now() + Duration::from_secs(10);
     while !std::fs::read_to_string(&procs).unwrap().is_empty() {
+        assert!(Instant::now() < deadline, "the cgroup did not empty");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn on_cgroup2_the_program_is_created_in_the_sandboxs_cgroup() {
+    if skip("on_cgroup2_the_program_is_created_in_the_sandboxs_cgroup") {
+        return;
+    }
+    let is_cgroup2 = |path: &str| {
+        clove_sys::statfs::filesystem_magic(Path::new(path)).ok() == Some(clove_sys::statfs::CGROUP2_SUPER_MAGIC)
+    };
+    let Some(mount) = ["/sys/fs/cgroup", "/sys/fs/cgroup/unified"].into_iter().find(|p| is_cgroup2(p)) else {
+        eprintln!("SKIPPED: on_cgroup2_the_program_is_created_in_the_sandboxs_cgroup: no cgroup2 mount");
+        return;
+    };
+    let cgroup = Path::new(mount).join(format!("clove-enter-v2-test-{}", std::process::id()));
+    std::fs::create_dir(&cgroup).unwrap();
+    let _remove = RemoveDir(cgroup.clone());
+    let dir = File::open(&cgroup).unwrap();
+    let running = Running::start("enter-v2", "true", |spec| spec.start_in_cgroup = Some(dir.as_raw_fd()));
+    let script = "grep '^0::' /proc/self/cgroup";
+    let mut spec = running.enter_spec(script);
+    spec.start_in_cgroup = Some(dir.as_raw_fd());
+    let (exit, out) = running.run(spec);
+    assert_eq!(exit, Exit::Code(0));
+    // At the root of the sandbox's cgroup namespace, that is in its cgroup.
+    assert_eq!(out, "0::/\n");
+    // Created elsewhere, the program would sit outside the namespace's root.
+    let (_, out) = running.run(running.enter_spec(script));
+    assert!(out.starts_with("0::/.."), "{out}");
+    drop(running);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !std::fs::read_to_string(cgroup.join("cgroup.procs")).unwrap().is_empty() {
         assert!(Instant::now() < deadline, "the cgroup did not empty");
         std::thread::sleep(Duration::from_millis(10));
     }
