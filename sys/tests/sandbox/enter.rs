@@ -14,7 +14,7 @@ use clove_sys::sandbox::{
     SandboxSpec, Sandboxed,
 };
 
-use super::{c, shell, skip, HostDir, RemoveDir, UID};
+use super::{c, cgroup2_mount, shell, skip, HostDir, RemoveDir, UID};
 
 /// The system trees the test sandboxes bind, as landlock read-exec rules.
 fn system_rules(read_write: &[&str]) -> LandlockRules {
@@ -351,13 +351,7 @@ fn on_cgroup2_the_program_is_created_in_the_sandboxs_cgroup() {
     if skip("on_cgroup2_the_program_is_created_in_the_sandboxs_cgroup") {
         return;
     }
-    let is_cgroup2 = |path: &str| {
-        clove_sys::statfs::filesystem_magic(Path::new(path)).ok() == Some(clove_sys::statfs::CGROUP2_SUPER_MAGIC)
-    };
-    let Some(mount) = ["/sys/fs/cgroup", "/sys/fs/cgroup/unified"].into_iter().find(|p| is_cgroup2(p)) else {
-        eprintln!("SKIPPED: on_cgroup2_the_program_is_created_in_the_sandboxs_cgroup: no cgroup2 mount");
-        return;
-    };
+    let Some(mount) = cgroup2_mount("on_cgroup2_the_program_is_created_in_the_sandboxs_cgroup") else { return };
     let cgroup = Path::new(mount).join(format!("clove-enter-v2-test-{}", std::process::id()));
     std::fs::create_dir(&cgroup).unwrap();
     let _remove = RemoveDir(cgroup.clone());

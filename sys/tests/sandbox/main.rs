@@ -452,13 +452,7 @@ fn init_is_created_in_a_cgroup2_directory() {
     if skip("init_is_created_in_a_cgroup2_directory") {
         return;
     }
-    let is_cgroup2 = |path: &str| {
-        clove_sys::statfs::filesystem_magic(Path::new(path)).ok() == Some(clove_sys::statfs::CGROUP2_SUPER_MAGIC)
-    };
-    let Some(mount) = ["/sys/fs/cgroup", "/sys/fs/cgroup/unified"].into_iter().find(|p| is_cgroup2(p)) else {
-        eprintln!("SKIPPED: init_is_created_in_a_cgroup2_directory: no cgroup2 mount");
-        return;
-    };
+    let Some(mount) = cgroup2_mount("init_is_created_in_a_cgroup2_directory") else { return };
     let name = format!("clove-sandbox-v2-test-{}", std::process::id());
     let cgroup = Path::new(mount).join(&name);
     std::fs::create_dir(&cgroup).unwrap();
@@ -474,6 +468,19 @@ fn init_is_created_in_a_cgroup2_directory() {
     assert!(procs.lines().any(|p| p == sandbox.pid.to_string()), "{procs}");
     pidfd_signal(&sandbox.pidfd, clove_sys::process::SIGKILL).unwrap();
     wait(&sandbox.pidfd).unwrap();
+}
+
+/// This machine's cgroup2 mount: `/sys/fs/cgroup` on unified machines, the controller-less
+/// `/sys/fs/cgroup/unified` on hybrid ones; `None` after a SKIPPED line when there is none.
+fn cgroup2_mount(test: &str) -> Option<&'static str> {
+    let is_cgroup2 = |path: &str| {
+        clove_sys::statfs::filesystem_magic(Path::new(path)).ok() == Some(clove_sys::statfs::CGROUP2_SUPER_MAGIC)
+    };
+    let mount = ["/sys/fs/cgroup", "/sys/fs/cgroup/unified"].into_iter().find(|p| is_cgroup2(p));
+    if mount.is_none() {
+        eprintln!("SKIPPED: {test}: no cgroup2 mount");
+    }
+    mount
 }
 
 /// Removes an (empty) directory on drop, also when the test fails.
