@@ -49,9 +49,6 @@ impl Reactor {
             super::vm::check_limits(&spec.limits)?;
         }
         let name = spec.name.clone();
-        // A VM's boundary is its guest: its memory limit is its RAM, not a cgroup's.
-        let wants_cgroup = spec.vm.is_none() && (spec.sandboxed || spec.limits != Limits::default());
-        let sandboxed = spec.sandboxed && spec.vm.is_none();
         let id = self.agents.insert_with(|_| Agent::new(name, Origin::Spawned, 0, policy, parent, cwd));
         if let Some(agent) = self.agents.get_mut(id) {
             agent.restart = restart;
@@ -62,13 +59,11 @@ impl Reactor {
             Some(warm) => self.start_warm(id, warm),
             None => Ok(false),
         };
-        let started = match (warm_started, wants_cgroup) {
-            (Ok(true), _) => Ok(()),
-            (Err(e), _) => Err(e),
-            // No warm sandbox, or one that had died waiting: built from scratch. A sandbox makes its
-            // cgroup while its init starts.
-            (Ok(false), true) if !sandboxed => self.give_cgroup(id).and_then(|()| self.start_process(id)),
-            (Ok(false), _) => self.start_process(id),
+        let started = match warm_started {
+            Ok(true) => Ok(()),
+            Err(e) => Err(e),
+            // No warm sandbox, or one that had died waiting: built from scratch.
+            Ok(false) => self.start_process(id),
         };
         match started {
             Ok(()) => Ok(id),
@@ -145,29 +140,26 @@ impl Reactor {
             Some(limits) => self.vm_cgroup(id, &limits)?,
             None => None,
         };
-        // A sandbox's cgroup is made while its init starts; a restarted agent keeps the one it has.
-        let new_sandbox_cgroup = self
+        // An agent with limits, or sandboxed, gets its cgroup now (a restarted one keeps its own). A
+        // VM's boundary is its guest: its memory limit is its RAM, not a cgroup's. A sandbox's is made
+        // while its init starts, except on cgroup2, where init is created in it (a process moving
+        // itself there would wait for the kernel's threadgroup lock), so it must exist first.
+        let wanted = self
             .agents
             .get(id)
             .filter(|a| a.cgroup.is_none())
             .and_then(|a| a.spec.as_ref())
-            .filter(|s| s.sandboxed && s.vm.is_none())
-            .map(|s| cgroup_limits(&s.limits));
-        let new_sandbox_cgroup = match new_sandbox_cgroup {
-            Some(limits) => Some((self.cgroup_root()?.clone(), self.cgroup_name(id), limits)),
-            None => None,
-        };
-        // On cgroup2 a sandbox's init is created in its cgroup (a process moving itself there would
-        // wait for the kernel's threadgroup lock), so the cgroup must exist first.
-        let new_sandbox_cgroup = match new_sandbox_cgroup {
-            Some((root, name, limits)) if root.mode() == CgroupMode::Unified => {
-                let cgroup = root.create(&name, &limits)?;
-                if let Some(agent) = self.agents.get_mut(id) {
-                    agent.cgroup = Some(cgroup);
-                }
+            .filter(|s| s.vm.is_none() && (s.sandboxed || s.limits != Limits::default()))
+            .map(|s| (s.sandboxed, cgroup_limits(&s.limits)));
+        let new_sandbox_cgroup = match wanted {
+            Some((true, limits)) if self.cgroup_root()?.mode() != CgroupMode::Unified => {
+                Some((self.cgroup_root()?.clone(), self.cgroup_name(id), limits))
+            }
+            Some(_) => {
+                self.give_cgroup(id)?;
                 None
             }
-            other => other,
+            None => None,
         };
         let agent = self.agents.get_mut(id).ok_or_else(|| RuntimeError::NotFound(id.to_string()))?;
         let spec =

@@ -49,23 +49,20 @@ impl V1Root {
                 looked: "the v1 controller mounts of /proc/self/mountinfo".into(),
             });
         }
-        let mut cgroup = V1Cgroup { dirs: Vec::new(), by_controller: Vec::new() };
-        for (controller, mount) in &self.mounts {
-            let dir = agent_dir(mount, name);
-            if !cgroup.dirs.contains(&dir) {
-                let made = files::make_parent(&mount.join(PARENT)).and_then(|()| files::make_cgroup(&dir));
-                if let Err(e) = made {
-                    // Undo the hierarchies done so far (made fresh, so empty); the failed one is not ours.
-                    for done in &cgroup.dirs {
-                        let _ = files::remove_dir(done, Duration::ZERO);
-                    }
-                    return Err(e);
+        let dirs = self.dirs(name);
+        for (made, dir) in dirs.iter().enumerate() {
+            let parent = dir.parent().unwrap_or(dir);
+            if let Err(e) = files::make_parent(parent).and_then(|()| files::make_cgroup(dir)) {
+                // Undo the hierarchies done so far (made fresh, so empty); the failed one is not ours.
+                for done in &dirs[..made] {
+                    let _ = files::remove_dir(done, Duration::ZERO);
                 }
-                cgroup.dirs.push(dir.clone());
+                return Err(e);
             }
-            cgroup.by_controller.push((*controller, dir));
         }
-        Ok(cgroup)
+        let by_controller =
+            self.mounts.iter().map(|(controller, mount)| (*controller, agent_dir(mount, name))).collect();
+        Ok(V1Cgroup { dirs, by_controller })
     }
 
     /// The directories [`V1Root::create`] makes for `name`, one per hierarchy.
