@@ -20,6 +20,7 @@
 use std::os::fd::BorrowedFd;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use linux_loader::cmdline::Cmdline;
 use vm_memory::{GuestAddress, GuestMemoryMmap};
@@ -269,6 +270,18 @@ impl MicroVm {
     /// kicked out of guest mode with the signal [`crate::kick_signal`].
     pub fn kill(&self) {
         self.run.stop(VmExit::Killed);
+    }
+
+    /// Takes every vCPU out of guest mode and keeps it there until [`MicroVm::resume`]: the guest's
+    /// clock stops with it. Returns once no vCPU runs guest code; fails if the VM has stopped or a
+    /// vCPU did not leave within `timeout` (the VM then runs on).
+    pub fn pause(&self, timeout: Duration) -> Result<(), VmError> {
+        self.run.pause(timeout)
+    }
+
+    /// Lets a paused VM run again.
+    pub fn resume(&self) {
+        self.run.resume();
     }
 
     /// The newest bytes of the guest's console (empty without `serial_log`).

@@ -89,7 +89,7 @@ fn guest_memory_holds_what_the_host_wrote_and_the_guest_stored() {
 struct RealModeVm {
     run: Arc<VmRun>,
     log: SerialLog,
-    _vm: Vm,
+    vm: Vm,
 }
 
 impl RealModeVm {
@@ -114,7 +114,7 @@ impl RealModeVm {
         });
         bus.pio.insert(0x60, 5, Arc::new(Mutex::new(i8042))).unwrap();
         run.start(vcpus, Arc::new(bus)).unwrap();
-        RealModeVm { run, log, _vm: vm }
+        RealModeVm { run, log, vm }
     }
 }
 
@@ -128,6 +128,8 @@ impl Drop for RealModeVm {
 const RESET: [u8; 6] = [0xb0, 0xfe, 0xe6, 0x64, 0xeb, 0xfe];
 /// jmp $
 const SPIN: [u8; 2] = [0xeb, 0xfe];
+/// inc dword [0x2000] ; jmp back to it
+const COUNT: [u8; 7] = [0x66, 0xff, 0x06, 0x00, 0x20, 0xeb, 0xf9];
 
 /// Polls `exit_fd` until readable or the deadline.
 fn readable_within(fd: std::os::fd::BorrowedFd<'_>, deadline: Duration) -> bool {
@@ -168,6 +170,35 @@ fn a_spinning_guest_is_killed_and_its_threads_were_visible() {
     assert_eq!(vm.run.wait(), VmExit::Killed);
     vm.run.stop(VmExit::PoweredOff);
     assert_eq!(vm.run.wait(), VmExit::Killed, "the first reason to stop wins");
+}
+
+#[test]
+fn a_paused_guest_runs_no_instruction_until_resumed_and_a_kill_ends_it_paused() {
+    let Some(_serial) = kvm_or_skip("a_paused_guest_runs_no_instruction_until_resumed") else { return };
+    // vCPU 1 waits for a SIPI inside KVM_RUN: the kick must reach a vCPU blocked there too.
+    let vm = RealModeVm::start(&COUNT, 2);
+    let count = || vm.vm.memory().read_obj::<u32>(GuestAddress(0x2000)).unwrap();
+    let counts_on = |from: u32| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while count() == from && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        count() != from
+    };
+    assert!(counts_on(0), "the guest never ran");
+    for _ in 0..3 {
+        vm.run.pause(Duration::from_secs(30)).unwrap();
+        let paused_at = count();
+        std::thread::sleep(Duration::from_millis(50));
+        assert_eq!(count(), paused_at, "a paused guest went on counting");
+        vm.run.resume();
+        assert!(counts_on(paused_at), "the resumed guest did not run again");
+    }
+    vm.run.pause(Duration::from_secs(30)).unwrap();
+    vm.run.stop(VmExit::Killed);
+    assert!(readable_within(vm.run.exit_fd(), Duration::from_secs(30)), "a paused VM did not stop when killed");
+    assert_eq!(vm.run.wait(), VmExit::Killed);
+    assert!(matches!(vm.run.pause(Duration::from_secs(1)), Err(clove_vmm::VmError::Stopped)));
 }
 
 #[test]

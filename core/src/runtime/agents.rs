@@ -39,7 +39,7 @@ pub(super) enum Leader {
     /// A sandbox's pid namespace, as its init: SIGKILL to init ends the namespace, and init
     /// forwards the polite signals to the program.
     PidNamespace,
-    /// A VM: SIGKILL stops it, SIGSTOP and SIGCONT freeze and thaw its threads; the guest is its own
+    /// A VM: SIGKILL stops it, SIGSTOP and SIGCONT pause and resume its vCPUs; the guest is its own
     /// world, so nothing else reaches in.
     Vm(Box<GuestVm>),
 }
@@ -77,8 +77,8 @@ impl AgentProcess {
                     vm.kill();
                     Ok(())
                 }
-                clove_sys::process::SIGSTOP => vm.set_frozen(true),
-                clove_sys::process::SIGCONT => vm.set_frozen(false).or(Ok(())),
+                clove_sys::process::SIGSTOP => vm.set_paused(true),
+                clove_sys::process::SIGCONT => vm.set_paused(false),
                 _ => {
                     Err(std::io::Error::new(std::io::ErrorKind::Unsupported, "a VM takes only kill, pause and resume"))
                 }

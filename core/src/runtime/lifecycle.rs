@@ -96,8 +96,8 @@ impl Reactor {
     }
 
     /// The cgroup of a VM agent's threads, with its CPU limits: where threads can have one of their
-    /// own (cgroup v1). Without one a VM still runs, unpaused and unlimited, unless it asked for CPU
-    /// limits: then the spawn fails with the reason.
+    /// own (cgroup v1). Without one a VM still runs, with no CPU limit, unless it asked for one:
+    /// then the spawn fails with the reason.
     fn vm_cgroup(&mut self, id: AgentId, limits: &Limits) -> Result<Option<AgentCgroup>> {
         let cpu_only = CgroupLimits { memory_bytes: None, pids_max: None, ..cgroup_limits(limits) };
         let name = self.cgroup_name(id);

@@ -96,6 +96,9 @@ const PORT_STATUS: u32 = 1027;
 const DEFAULT_MEMORY: u64 = 256 << 20;
 /// Files the command line names are copied into the guest up to this size each.
 const MAX_COPIED_FILE: u64 = 16 << 20;
+/// How long PAUSE waits for every vCPU to leave guest mode. A kicked vCPU leaves at once; this
+/// bounds only a lost kick.
+const PAUSE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// A running microVM agent: the VM, its vsock device, and where its status and output arrive.
 pub(super) struct GuestVm {
@@ -106,9 +109,9 @@ pub(super) struct GuestVm {
     /// The threads copying output and taking the status; they end when the vsock device closes.
     pumps: Vec<std::thread::JoinHandle<()>>,
     console_log: Option<PathBuf>,
-    /// Its threads' cgroup (cgroup v1): its CPU limits, and PAUSE by the freezer. Dropped last, once
-    /// the threads are gone. It holds threads of the host's own process: it is never killed.
-    cgroup: Option<AgentCgroup>,
+    /// Its threads' cgroup (cgroup v1), for its CPU limits: held to be removed when dropped, last,
+    /// once the threads are gone. It holds threads of the host's own process: it is never killed.
+    _cgroup: Option<AgentCgroup>,
 }
 
 /// Boots `spec`'s program in a fresh VM. Returns the VM and the runtime's end of the agent channel
@@ -167,7 +170,7 @@ pub(super) fn start(
         }
     }
     agent_ours.set_nonblocking(true).map_err(|e| RuntimeError::io("configuring the agent channel", e))?;
-    Ok((GuestVm { vm, vsock, status, pumps, console_log: image.console_log.clone(), cgroup }, agent_ours))
+    Ok((GuestVm { vm, vsock, status, pumps, console_log: image.console_log.clone(), _cgroup: cgroup }, agent_ours))
 }
 
 impl GuestVm {
@@ -192,22 +195,17 @@ impl GuestVm {
 
     pub fn kill(&self) {
         self.vm.kill();
-        // A frozen vCPU takes the kick only once it runs again.
-        if let Some(cgroup) = &self.cgroup {
-            let _ = cgroup.thaw();
-        }
     }
 
-    /// PAUSE and RESUME: its threads frozen or thawed in their cgroup.
-    pub fn set_frozen(&self, frozen: bool) -> std::io::Result<()> {
-        let cgroup = self.cgroup.as_ref().ok_or_else(|| {
-            std::io::Error::new(
-                std::io::ErrorKind::Unsupported,
-                "a VM is paused by its threads' cgroup: cgroup v1 only",
-            )
-        })?;
-        let done = if frozen { cgroup.freeze() } else { cgroup.thaw() };
-        done.map_err(std::io::Error::other)
+    /// PAUSE and RESUME: its vCPUs held out of guest mode, or let back in. The monitor does it, not
+    /// the freezer: it needs no cgroup, and it is done when it returns.
+    pub fn set_paused(&self, paused: bool) -> std::io::Result<()> {
+        if paused {
+            self.vm.pause(PAUSE_TIMEOUT).map_err(std::io::Error::other)
+        } else {
+            self.vm.resume();
+            Ok(())
+        }
     }
 
     /// The program's status as the guest reported it before powering off. A guest that stopped

@@ -114,6 +114,14 @@ impl Kick {
         }
     }
 
+    /// Lets the next `KVM_RUN` enter the guest: called on the vCPU thread after a kick was taken.
+    pub fn clear(&self) {
+        if let Some(running) = self.lock().as_ref() {
+            // SAFETY: as in `kick`: the mapping is alive while registered, and stores are atomic.
+            unsafe { AtomicU8::from_ptr(running.immediate_exit) }.store(0, Ordering::SeqCst);
+        }
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Option<Running>> {
         // The guarded value is a plain pair, valid whatever a panicking holder was doing.
         self.running.lock().unwrap_or_else(PoisonError::into_inner)

@@ -41,6 +41,10 @@ pub enum VmError {
     Thread(std::io::Error),
     #[error("the VM was already started or stopped")]
     AlreadyStarted,
+    #[error("the VM has stopped")]
+    Stopped,
+    #[error("a vCPU did not leave guest mode within {0:?} of being kicked; the VM runs on")]
+    PauseTimeout(std::time::Duration),
 }
 
 impl VmError {

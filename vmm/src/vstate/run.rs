@@ -1,12 +1,14 @@
 //! A started VM: one thread per vCPU running `KVM_RUN` and serving its exits from the bus, and
 //! what stops them all. The first reason to stop wins (the guest powering off, a crash, a kill);
 //! every vCPU is then kicked out, and once the last thread has left guest mode the exit is
-//! published: to `wait`, `try_exit` and the exit eventfd.
+//! published: to `wait`, `try_exit` and the exit eventfd. Pausing kicks the vCPUs out too, and
+//! each waits outside guest mode until it is resumed or the VM stops.
 
 use std::os::fd::{AsRawFd, BorrowedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
@@ -31,6 +33,8 @@ struct State {
     started: bool,
     /// vCPU threads that have not yet left guest mode for good.
     running: usize,
+    /// vCPU threads waiting, out of guest mode, for the VM to be resumed.
+    parked: usize,
     /// The exit is published.
     stopped: bool,
 }
@@ -38,9 +42,11 @@ struct State {
 /// The shared run state of a VM's vCPU threads.
 pub struct VmRun {
     state: Mutex<State>,
-    stopped: Condvar,
+    /// Signalled on every change of `State` (and of `pausing`) that someone may wait for.
+    changed: Condvar,
     /// Read by the vCPU loops before each `KVM_RUN` (no lock on the hot path).
     stopping: AtomicBool,
+    pausing: AtomicBool,
     exit_fd: EventFd,
     kicks: Vec<Kick>,
     threads: Mutex<Vec<JoinHandle<()>>>,
@@ -50,8 +56,9 @@ impl VmRun {
     pub fn new(vcpus: usize) -> Result<Arc<VmRun>, VmError> {
         Ok(Arc::new(VmRun {
             state: Mutex::default(),
-            stopped: Condvar::new(),
+            changed: Condvar::new(),
             stopping: AtomicBool::new(false),
+            pausing: AtomicBool::new(false),
             exit_fd: EventFd::new(EFD_NONBLOCK | libc::EFD_CLOEXEC).map_err(VmError::EventFd)?,
             kicks: (0..vcpus).map(|_| Kick::default()).collect(),
             threads: Mutex::default(),
@@ -112,17 +119,56 @@ impl VmRun {
             if state.running == 0 {
                 self.publish(&mut state);
             }
+            // Parked vCPUs wake to leave.
+            self.changed.notify_all();
         }
         for kick in &self.kicks {
             kick.kick();
         }
     }
 
+    /// Takes every vCPU out of guest mode and keeps it out until [`VmRun::resume`]; returns once
+    /// each has left (the guest runs no instruction from then on). Within `timeout` a vCPU that
+    /// has not left means the kick was lost: the VM is resumed and the error says so.
+    pub fn pause(&self, timeout: Duration) -> Result<(), VmError> {
+        let deadline = Instant::now() + timeout;
+        let mut state = self.lock();
+        if state.reason.is_some() {
+            return Err(VmError::Stopped);
+        }
+        self.pausing.store(true, Ordering::SeqCst);
+        drop(state);
+        for kick in &self.kicks {
+            kick.kick();
+        }
+        state = self.lock();
+        while state.parked < state.running && state.reason.is_none() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                drop(state);
+                self.resume();
+                return Err(VmError::PauseTimeout(timeout));
+            }
+            state = self.changed.wait_timeout(state, left).unwrap_or_else(PoisonError::into_inner).0;
+        }
+        if state.reason.is_some() {
+            return Err(VmError::Stopped);
+        }
+        Ok(())
+    }
+
+    /// Lets paused vCPUs enter guest mode again. Does nothing to a VM that is not paused.
+    pub fn resume(&self) {
+        let _state = self.lock();
+        self.pausing.store(false, Ordering::SeqCst);
+        self.changed.notify_all();
+    }
+
     /// Blocks until the VM has stopped (every vCPU out of guest mode).
     pub fn wait(&self) -> VmExit {
         let mut state = self.lock();
         while !state.stopped {
-            state = self.stopped.wait(state).unwrap_or_else(PoisonError::into_inner);
+            state = self.changed.wait(state).unwrap_or_else(PoisonError::into_inner);
         }
         state.reason.clone().unwrap_or(VmExit::Killed)
     }
@@ -168,8 +214,18 @@ impl VmRun {
         let _ = ready.send(());
         drop(ready);
         while !self.stopping.load(Ordering::SeqCst) {
+            if self.pausing.load(Ordering::SeqCst) {
+                self.park();
+                continue;
+            }
             let crash = match vcpu.run(bus) {
-                Ok(Exit::Io | Exit::Interrupted) => continue,
+                Ok(Exit::Io) => continue,
+                Ok(Exit::Interrupted) => {
+                    // Cleared before `pausing` is read again: a pause that kicks after this
+                    // store finds the byte set, one that kicked before has `pausing` set.
+                    kick.clear();
+                    continue;
+                }
                 Ok(Exit::Shutdown) => format!("vCPU {index}: shutdown (triple fault)"),
                 Ok(Exit::Halt) => format!("vCPU {index}: hlt without an interrupt controller"),
                 Ok(Exit::Other(exit)) => format!("vCPU {index}: unhandled exit {exit}"),
@@ -177,6 +233,17 @@ impl VmRun {
             };
             self.stop(VmExit::Crashed(crash));
         }
+    }
+
+    /// Waits, out of guest mode, while the VM is paused and not stopping.
+    fn park(&self) {
+        let mut state = self.lock();
+        state.parked += 1;
+        self.changed.notify_all();
+        while self.pausing.load(Ordering::SeqCst) && !self.stopping.load(Ordering::SeqCst) {
+            state = self.changed.wait(state).unwrap_or_else(PoisonError::into_inner);
+        }
+        state.parked -= 1;
     }
 
     fn vcpu_thread_ended(&self, index: usize) {
@@ -191,13 +258,15 @@ impl VmRun {
         if state.running == 0 && !state.stopped {
             self.publish(&mut state);
         }
+        // A pause waiting for this vCPU to park counts it no more.
+        self.changed.notify_all();
     }
 
     fn publish(&self, state: &mut MutexGuard<'_, State>) {
         state.stopped = true;
         // An eventfd write fails only when its counter would overflow: it is written once.
         let _ = self.exit_fd.write(1);
-        self.stopped.notify_all();
+        self.changed.notify_all();
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {

@@ -334,8 +334,14 @@ impl AgentCgroup {
     }
 
     /// Stops every process in the cgroup (PAUSE), returning once the kernel says all are frozen.
+    /// One that cannot be frozen in time (stuck in the kernel) undoes it: half frozen is neither
+    /// state, and RESUME of an agent that is not paused would not thaw the rest.
     pub fn freeze(&self) -> Result<()> {
-        self.backend.set_frozen(true)
+        let frozen = self.backend.set_frozen(true);
+        if frozen.is_err() {
+            let _ = self.backend.set_frozen(false);
+        }
+        frozen
     }
 
     /// Lets a frozen cgroup run again (RESUME).
