@@ -79,15 +79,47 @@ impl Vmm for Clove<'_> {
     }
 }
 
+/// `--dmesg`: one boot, the host's time at each phase and the guest kernel's log. The guest writes
+/// a mark to its log as it answers, so the guest clock can be set against the host's: what the
+/// mark's timestamp falls short of the host's elapsed time is spent before the guest's clock starts
+/// (the VMM's setup, loading, early kernel) plus one EXEC.
+pub fn boot_log(o: &Options) -> Result<String> {
+    let mut phases = Vec::new();
+    let booted = boot_phases(o, &mut phases)?;
+    let mut control = super::connect_retrying(|| Ok(booted.vsock.connect(AGENT_PORT)?))?;
+    let start = phases[0].1;
+    let script = "echo clove-bench: mark >/dev/kmsg; dmesg";
+    let reply = super::exec(&mut control, &["sh", "-c", script])?;
+    let mut log = String::from("vm: --dmesg boot, host time since before MicroVm::new:\n");
+    for (name, at) in &phases {
+        log += &format!("vm:   {:>9.1} ms  {name}\n", at.duration_since(start).as_secs_f64() * 1e3);
+    }
+    log += &format!("vm:   {:>9.1} ms  dmesg received\n", start.elapsed().as_secs_f64() * 1e3);
+    log += &String::from_utf8_lossy(&reply);
+    Ok(log)
+}
+
 /// Builds and starts a VM and waits for its guest agent's HELLO.
 fn boot(o: &Options) -> Result<Booted> {
-    let config =
-        VmConfig::new(&o.kernel).vcpus(1).memory_mib(o.memory_mib).initramfs(&o.initramfs).serial_log(o.console);
+    boot_phases(o, &mut Vec::new())
+}
+
+/// [`boot`], noting the time of each phase in `phases`.
+fn boot_phases(o: &Options, phases: &mut Vec<(&'static str, Instant)>) -> Result<Booted> {
+    phases.push(("start", Instant::now()));
+    let config = VmConfig::new(&o.kernel)
+        .vcpus(1)
+        .memory_mib(o.memory_mib)
+        .initramfs(&o.initramfs)
+        .serial_log(o.console)
+        .cmdline_extra(o.cmdline_extra.clone());
     let mut vm = MicroVm::new(config)?;
+    phases.push(("MicroVm::new done", Instant::now()));
     let vsock = vm.attach_vsock(GUEST_CID)?;
     let (mut agent, theirs) = UnixStream::pair()?;
     vsock.add_host_port(AGENT_PORT, theirs)?;
     vm.start()?;
+    phases.push(("start done (kernel, initramfs loaded; vCPU threads running)", Instant::now()));
     let console = |vm: &MicroVm| String::from_utf8_lossy(&vm.serial_log()).into_owned();
     if !readable_before_exit(&agent, &vm)? {
         return Err(format!(
@@ -99,6 +131,7 @@ fn boot(o: &Options) -> Result<Booted> {
     }
     agent.set_read_timeout(Some(DEADLINE))?;
     expect_hello(&mut agent).map_err(|e| format!("HELLO: {e}; console:\n{}", console(&vm)))?;
+    phases.push(("HELLO", Instant::now()));
     Ok(Booted { vm, vsock, _agent: agent })
 }
 

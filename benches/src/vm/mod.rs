@@ -31,7 +31,7 @@ pub const AGENT_PORT: u32 = 1024;
 pub const DEADLINE: Duration = Duration::from_secs(120);
 
 const USAGE: &str = "usage: clove-bench --vm [--boots N] [--execs N] [--idle N] [--concurrent N] \
-[--concurrent-runs N] [--memory MIB] [--console 0|1]
+[--concurrent-runs N] [--memory MIB] [--console 0|1] [--dmesg 0|1] [--cmdline EXTRA]
 
 Needs CLOVE_GUEST_VMLINUX and CLOVE_GUEST_INITRAMFS (the guest kernel and initramfs) and a /dev/kvm
 that boots Linux. QEMU is the anchor when CLOVE_BENCH_QEMU holds its command line prefix (e.g.
@@ -44,7 +44,10 @@ qemu-system-x86_64 is on PATH.
   --concurrent N       VMs started at once (default 10)
   --concurrent-runs N  rounds of that, median reported (default 2)
   --memory MIB         guest RAM of every VM (default 128); one vCPU each
-  --console 0|1        guest console on (a serial log; slower boots, for debugging) (default 0)";
+  --console 0|1        guest console on (a serial log; slower boots, for debugging) (default 0)
+  --dmesg 0|1          first, one unmeasured Clove boot whose host-side phases and guest kernel log
+                       (`dmesg` by EXEC, console off) go to stderr: where boot time goes (default 0)
+  --cmdline EXTRA      appended to every guest's kernel command line, both VMMs (e.g. initcall_debug)";
 
 pub struct Options {
     pub kernel: PathBuf,
@@ -57,6 +60,8 @@ pub struct Options {
     pub concurrent_runs: usize,
     pub memory_mib: u32,
     pub console: bool,
+    pub dmesg: bool,
+    pub cmdline_extra: String,
 }
 
 fn parse_args() -> Result<Options> {
@@ -73,6 +78,8 @@ fn parse_args() -> Result<Options> {
         concurrent_runs: 2,
         memory_mib: 128,
         console: false,
+        dmesg: false,
+        cmdline_extra: String::new(),
     };
     let args = std::env::args().skip(1).filter(|a| a != "--vm");
     for (flag, value) in crate::flag_values(args, USAGE)? {
@@ -85,6 +92,8 @@ fn parse_args() -> Result<Options> {
             "--concurrent-runs" => o.concurrent_runs = n()?.max(1),
             "--memory" => o.memory_mib = u32::try_from(n()?)?,
             "--console" => o.console = n()? != 0,
+            "--dmesg" => o.dmesg = n()? != 0,
+            "--cmdline" => o.cmdline_extra = value,
             _ => return Err(format!("unknown option {flag}\n{USAGE}").into()),
         }
     }
@@ -182,6 +191,12 @@ fn show(time: std::result::Result<Option<Duration>, &crate::BoxError>) -> String
 
 pub fn main() {
     let result = parse_args().map(|o| {
+        if o.dmesg {
+            match clove::boot_log(&o) {
+                Ok(log) => eprintln!("{log}"),
+                Err(e) => eprintln!("vm: the --dmesg boot failed: {e}"),
+            }
+        }
         let mut vmms: Vec<Box<dyn Vmm + '_>> = vec![Box::new(clove::Clove { options: &o })];
         let qemu = match &o.qemu {
             None => Err("n/a (no qemu-system-x86_64 on PATH, CLOVE_BENCH_QEMU unset)".to_string()),
@@ -258,6 +273,23 @@ pub fn expect_hello(stream: &mut impl Read) -> Result<()> {
         return Err(format!("HELLO from {:?}, not clove-guest", hello.client).into());
     }
     Ok(())
+}
+
+/// One EXEC of `argv` on a control-port connection; its stdout when it exits 0.
+pub fn exec(stream: &mut (impl Read + Write), argv: &[&str]) -> Result<Vec<u8>> {
+    let request = ExecRequest { argv: argv.iter().map(|a| a.to_string()).collect(), ..Default::default() };
+    let mut frame = Vec::new();
+    write_frame(&mut frame, Opcode::EXEC as u8, 0, 1, &protocol::encode(&request));
+    stream.write_all(&frame)?;
+    let (header, payload) = read_frame(stream)?;
+    if !header.is_reply() || header.is_error() {
+        return Err(format!("EXEC {argv:?}: unexpected reply {header:?}").into());
+    }
+    let reply: ExecReply = protocol::decode(&payload).map_err(|e| format!("EXEC reply: {e:?}"))?;
+    if reply.exit_code != Some(0) {
+        return Err(format!("EXEC {argv:?}: {reply:?}").into());
+    }
+    Ok(reply.stdout)
 }
 
 /// `n` EXEC round trips of `echo hi` on a control-port connection (after 3 unmeasured ones).

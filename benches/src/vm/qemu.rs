@@ -73,7 +73,7 @@ impl<'a> Qemu<'a> {
             .arg(&o.kernel)
             .arg("-initrd")
             .arg(&o.initramfs)
-            .args(["-append", &format!("{BASE_CMDLINE} {console}")])
+            .args(["-append", format!("{BASE_CMDLINE} {console} {}", o.cmdline_extra).trim_end()])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(File::create(&log)?)
