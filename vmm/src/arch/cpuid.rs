@@ -1,10 +1,10 @@
 //! The CPUID a vCPU sees: what KVM supports on this host, with the entries that depend on the VM
 //! fixed (leaf 1: APIC id, logical count, HTT, the hypervisor bit; the topology leaves 0xB, 0x1F
-//! and 0x8000_0008 for `count` single-thread cores in one package). Set before the MSRs, whose
-//! validity KVM checks against it.
+//! and 0x8000_0008 for `count` single-thread cores in one package), plus the TSC-deadline timer
+//! when KVM emulates it. Set before the MSRs, whose validity KVM checks against it.
 
 use kvm_bindings::{kvm_cpuid_entry2, CpuId, KVM_MAX_CPUID_ENTRIES};
-use kvm_ioctls::{Kvm, VcpuFd};
+use kvm_ioctls::{Cap, Kvm, VcpuFd};
 
 use super::ArchError;
 
@@ -12,6 +12,7 @@ const LEAF_FEATURES: u32 = 0x1;
 const LEAF_TOPOLOGY: u32 = 0xb;
 const LEAF_TOPOLOGY_V2: u32 = 0x1f;
 const LEAF_AMD_SIZE: u32 = 0x8000_0008;
+const ECX_TSC_DEADLINE: u32 = 1 << 24;
 const ECX_HYPERVISOR: u32 = 1 << 31;
 const EDX_HTT: u32 = 1 << 28;
 /// Topology level types (leaf 0xB/0x1F ECX[15:8]).
@@ -19,8 +20,20 @@ const LEVEL_SMT: u32 = 1;
 const LEVEL_CORE: u32 = 2;
 
 /// What KVM supports here, asked once per VM (a few hundred microseconds).
+///
+/// KVM leaves one bit it can offer out of its list: the TSC-deadline timer, which its in-kernel
+/// local APIC emulates on any host CPU (`KVM_CAP_TSC_DEADLINE_TIMER`). A guest that sees it uses it
+/// and skips calibrating the APIC timer against the PIT, a loop of about 100 ms of guest time
+/// (`calibrate_APIC_clock`), slower still under nested virtualization.
 pub fn supported(kvm: &Kvm) -> Result<CpuId, ArchError> {
-    kvm.get_supported_cpuid(KVM_MAX_CPUID_ENTRIES).map_err(ArchError::ioctl("KVM_GET_SUPPORTED_CPUID"))
+    let mut cpuid =
+        kvm.get_supported_cpuid(KVM_MAX_CPUID_ENTRIES).map_err(ArchError::ioctl("KVM_GET_SUPPORTED_CPUID"))?;
+    if kvm.check_extension(Cap::TscDeadlineTimer) {
+        for entry in cpuid.as_mut_slice().iter_mut().filter(|e| e.function == LEAF_FEATURES) {
+            entry.ecx |= ECX_TSC_DEADLINE;
+        }
+    }
+    Ok(cpuid)
 }
 
 /// Sets `supported`, fixed for vCPU `id` of `count`, on `vcpu`.
