@@ -23,7 +23,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use linux_loader::cmdline::Cmdline;
-use vm_memory::{GuestAddress, GuestMemoryMmap};
+use vm_memory::{Address, Bytes, GuestAddress, GuestMemoryMmap};
 
 use crate::arch::layout::{
     CMDLINE_MAX_SIZE, I8042_PORT, I8042_PORT_LEN, MAX_MEMORY_MIB, MAX_VCPUS, MIN_MEMORY_MIB, MMIO_FIRST_GSI,
@@ -237,10 +237,7 @@ impl MicroVm {
         }
         let memory = self.vm.memory();
         let kernel = arch::loader::load_kernel(memory, &self.config.kernel)?;
-        let initramfs = match self.initramfs_image()? {
-            Some(image) => Some(arch::loader::load_initramfs(memory, &kernel, &image)?),
-            None => None,
-        };
+        let initramfs = self.load_initramfs(&kernel)?;
         let cmdline_len = arch::loader::load_cmdline(memory, &self.cmdline()?)?;
         arch::loader::write_boot_params(memory, &kernel, cmdline_len, initramfs)?;
         arch::mptable::write(memory, self.config.vcpus)?;
@@ -302,13 +299,40 @@ impl MicroVm {
         self.vm.memory()
     }
 
-    fn initramfs_image(&self) -> Result<Option<Vec<u8>>, BuildError> {
-        let base = match &self.config.initramfs {
-            Some(path) => std::fs::read(path).map_err(|source| BuildError::Initramfs { path: path.clone(), source })?,
-            None => Vec::new(),
+    /// The base initramfs, read from its file straight into guest memory (no copy on the heap:
+    /// megabytes, and under nested virtualization every copy and page fault counts), and then the
+    /// appended archive, 4-byte aligned after it. `None` when both are empty.
+    fn load_initramfs(&self, kernel: &arch::loader::Kernel) -> Result<Option<arch::loader::Initramfs>, BuildError> {
+        let extra = &self.config.extra_initramfs;
+        let mut base = None;
+        if let Some(path) = &self.config.initramfs {
+            let error = |source| BuildError::Initramfs { path: path.clone(), source };
+            let file = std::fs::File::open(path).map_err(error)?;
+            let len =
+                usize::try_from(file.metadata().map_err(error)?.len()).map_err(|e| error(std::io::Error::other(e)))?;
+            base = Some((file, len, path));
+        }
+        let base_len = base.as_ref().map_or(0, |&(_, len, _)| len);
+        let extra_at = if extra.is_empty() { base_len } else { initramfs::extra_offset(base_len) };
+        let size = extra_at + extra.len();
+        if size == 0 {
+            return Ok(None);
+        }
+        let memory = self.vm.memory();
+        let placed = arch::loader::place_initramfs(memory, kernel, size)?;
+        if let Some((mut file, len, path)) = base {
+            memory
+                .read_exact_volatile_from(placed.addr, &mut file, len)
+                .map_err(|e| BuildError::Initramfs { path: path.clone(), source: std::io::Error::other(e) })?;
+        }
+        let write = |bytes: &[u8], at: usize| {
+            memory
+                .write_slice(bytes, placed.addr.unchecked_add(at as u64))
+                .map_err(|source| BuildError::Arch(ArchError::GuestMemory { what: "the initramfs", source }))
         };
-        let image = initramfs::concat(base, &self.config.extra_initramfs);
-        Ok((!image.is_empty()).then_some(image))
+        write(&[0; 3][..extra_at - base_len], base_len)?;
+        write(extra, extra_at)?;
+        Ok(Some(placed))
     }
 
     fn cmdline(&self) -> Result<Cmdline, BuildError> {

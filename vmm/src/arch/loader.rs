@@ -13,7 +13,7 @@ use linux_loader::loader::bootparam::{boot_e820_entry, boot_params, setup_header
 use linux_loader::loader::elf::start_info::{hvm_memmap_table_entry, hvm_modlist_entry, hvm_start_info};
 use linux_loader::loader::elf::PvhBootCapability;
 use linux_loader::loader::{self, BzImage, Elf, KernelLoader};
-use vm_memory::{Address, Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap};
+use vm_memory::{Address, GuestAddress, GuestMemoryBackend, GuestMemoryMmap};
 
 use super::layout::{
     CMDLINE_START, EBDA_START, HIGH_MEMORY_START, PVH_INFO_START, PVH_MEMMAP_START, PVH_MODLIST_START, ZERO_PAGE_START,
@@ -97,18 +97,17 @@ pub fn load_kernel(memory: &GuestMemoryMmap, path: &Path) -> Result<Kernel, Arch
     }
 }
 
-/// Copies the initramfs `image` page-aligned to the top of guest memory (below the kernel's limit
-/// for it), above the kernel.
-pub fn load_initramfs(memory: &GuestMemoryMmap, kernel: &Kernel, image: &[u8]) -> Result<Initramfs, ArchError> {
+/// Where an initramfs of `size` bytes goes: page-aligned at the top of guest memory (below the
+/// kernel's limit for it), above the kernel. The caller writes it there.
+pub fn place_initramfs(memory: &GuestMemoryMmap, kernel: &Kernel, size: usize) -> Result<Initramfs, ArchError> {
     let addr_max = kernel.header.map_or(DEFAULT_INITRD_ADDR_MAX, |h| u64::from(h.initrd_addr_max));
     let limit = memory_end(memory).min(addr_max.saturating_add(1));
-    let too_big = || ArchError::InitramfsTooBig { size: image.len(), kernel_end: kernel.end, limit };
-    let start = limit.checked_sub(image.len() as u64).ok_or_else(too_big)? & !0xfff;
+    let too_big = || ArchError::InitramfsTooBig { size, kernel_end: kernel.end, limit };
+    let start = limit.checked_sub(size as u64).ok_or_else(too_big)? & !0xfff;
     if start < kernel.end {
         return Err(too_big());
     }
-    memory.write_slice(image, GuestAddress(start)).map_err(ArchError::memory("the initramfs"))?;
-    Ok(Initramfs { addr: GuestAddress(start), size: image.len() })
+    Ok(Initramfs { addr: GuestAddress(start), size })
 }
 
 /// Writes the command line at its fixed address; returns its length without the NUL.
