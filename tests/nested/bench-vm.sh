@@ -97,7 +97,9 @@ L1_TIMEOUT=${L1_TIMEOUT:-1800} "$here/run.sh" "$share" >"$share/console.log" 2>&
 if [ -f "$share/table.md" ]; then
   cat "$share/table.md"
 fi
-if [ "$rc" -eq 0 ]; then
+if [ "$rc" -eq 0 ] && grep -qx -- --dmesg "$share/bench.args"; then
+  log "--dmesg: the guest's boot log is in $share/console.log (the share is kept)"
+elif [ "$rc" -eq 0 ]; then
   rm -rf "$share"
 else
   tail -n 40 "$share/console.log" >&2
