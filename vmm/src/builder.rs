@@ -33,7 +33,8 @@ use crate::arch::{self, ArchError};
 use crate::bus::{Bus, BusError, SharedDevice};
 use crate::devices::i8042::I8042;
 use crate::devices::serial::{SerialConsole, SerialLog};
-use crate::devices::vsock::{Vsock, VsockError};
+use crate::devices::virtio::REG_QUEUE_NOTIFY;
+use crate::devices::vsock::{Vsock, VsockError, KICKED_QUEUES};
 use crate::devices::IrqLine;
 use crate::initramfs;
 use crate::vstate::{Vcpu, Vm, VmError, VmExit, VmRun};
@@ -215,10 +216,11 @@ impl MicroVm {
 
     /// Puts a virtio-vsock device for guest CID `guest_cid` in the next virtio-mmio slot and returns
     /// its host side. Before [`MicroVm::start`]. A guest that breaks the virtio protocol on it (a
-    /// corrupt virtqueue) loses its VM: it stops as crashed.
+    /// corrupt virtqueue) loses its VM: it stops as crashed. The guest's kicks of its rx and tx
+    /// queues reach the device's thread through ioeventfds: no exit to this process for them.
     pub fn attach_vsock(&mut self, guest_cid: u64) -> Result<Vsock, BuildError> {
         let run = Arc::downgrade(&self.run);
-        let (_, vsock) = self.attach_mmio(|slot| {
+        let (slot, vsock) = self.attach_mmio(|slot| {
             let (vsock, transport) = Vsock::new(guest_cid, slot.memory.clone(), slot.irq.clone())?;
             transport.on_failure(Box::new(move || {
                 if let Some(run) = run.upgrade() {
@@ -227,6 +229,9 @@ impl MicroVm {
             }));
             Ok((Arc::new(Mutex::new(transport)) as SharedDevice, vsock))
         })?;
+        let notify = slot.addr + REG_QUEUE_NOTIFY;
+        let [rx, tx] = KICKED_QUEUES.map(|queue| self.vm.write_notifier(notify, u32::from(queue)));
+        vsock.take_kicks([rx?, tx?])?;
         Ok(vsock)
     }
 

@@ -20,6 +20,7 @@ use clove_vmm::devices::vsock::packet::*;
 use clove_vmm::devices::vsock::{Header, Vsock, FIRST_HOST_PORT, HOST_CID};
 use clove_vmm::devices::IrqLine;
 use vm_memory::{GuestAddress, GuestMemoryMmap};
+use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
 const GUEST_CID: u64 = 3;
 
@@ -144,6 +145,26 @@ fn guest_connection_carries_bytes_both_ways_and_interrupts() {
         .collect();
     assert_eq!(bytes, big);
     assert_eq!(vm.vsock.connection_count(), 1);
+}
+
+#[test]
+fn kicks_on_eventfds_are_served_by_the_poller_as_from_the_register() {
+    let mut vm = vm();
+    let kick = || EventFd::new(EFD_NONBLOCK).expect("eventfd");
+    let kicks = [kick(), kick()];
+    let driver_side = kicks.each_ref().map(|k| k.try_clone().expect("dup"));
+    vm.vsock.take_kicks(kicks).expect("first kicks");
+    assert!(vm.vsock.take_kicks([kick(), kick()]).is_err(), "kicks are taken once");
+    let mut d = SimDriver::new(&mut vm.mmio, vm.mem.clone());
+    d.init(256);
+    d.kick_through(driver_side);
+    d.give_rx(16, 4096);
+    let mut host = guest_connect(&vm.vsock, &mut d, 1025, 40_000);
+    d.send(hdr(OP_RW, 40_000, 1025).with_len(5), b"hello");
+    assert_eq!(read_n(&mut host, 5), b"hello");
+    host.write_all(b"back").expect("host write");
+    let got = recv_until(&mut d, |g| g.iter().any(|(h, p)| h.op == OP_RW && p == b"back"));
+    assert_eq!((got[0].0.src_port, got[0].0.dst_port), (1025, 40_000));
 }
 
 #[test]

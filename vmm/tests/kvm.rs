@@ -69,6 +69,28 @@ fn guest_port_and_mmio_accesses_reach_the_bus_devices() {
 }
 
 #[test]
+fn a_write_of_the_notifier_value_signals_its_eventfd_and_never_reaches_the_bus() {
+    let Some(_serial) = kvm_or_skip("a_write_of_the_notifier_value_signals_its_eventfd") else { return };
+    let vm = Vm::new(64 << 10).unwrap();
+    // mov bx, 0x8000 ; mov ds, bx ; mov dword [0x50], 1 ; mov dword [0x50], 2 ; hlt
+    let code: &[u8] = &[
+        0xbb, 0x00, 0x80, 0x8e, 0xdb, 0x66, 0xc7, 0x06, 0x50, 0x00, 0x01, 0x00, 0x00, 0x00, 0x66, 0xc7, 0x06, 0x50,
+        0x00, 0x02, 0x00, 0x00, 0x00, 0xf4,
+    ];
+    vm.memory().write_slice(code, GuestAddress(0x1000)).unwrap();
+    let mmio = Arc::new(Mutex::new(Recorder::default()));
+    let mut bus = Bus::default();
+    bus.mmio.insert(0x80000, 0x1000, mmio.clone()).unwrap();
+    let notifier = vm.write_notifier(0x80050, 1).unwrap();
+    let mut vcpu = vm.create_vcpu(0).unwrap();
+    vcpu.enter_real_mode(0x1000).unwrap();
+    let exits: Vec<Exit> = (0..2).map(|_| vcpu.run(&bus).unwrap()).collect();
+    assert_eq!(exits, [Exit::Io, Exit::Halt], "the write of 1 exits nowhere, the write of 2 to the bus");
+    assert_eq!(notifier.read().unwrap(), 1, "the write of 1 signalled the eventfd once");
+    assert_eq!(mmio.lock().unwrap().0, [("write", 0x50, vec![2, 0, 0, 0])]);
+}
+
+#[test]
 fn guest_memory_holds_what_the_host_wrote_and_the_guest_stored() {
     let Some(_serial) = kvm_or_skip("guest_memory_holds_what_the_host_wrote_and_the_guest_stored") else {
         return;

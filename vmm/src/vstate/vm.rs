@@ -5,7 +5,10 @@ use std::sync::Arc;
 
 use std::os::fd::AsRawFd;
 
-use kvm_bindings::{kvm_irqfd, kvm_pit_config, kvm_userspace_memory_region, KVMIO, KVM_PIT_SPEAKER_DUMMY};
+use kvm_bindings::{
+    kvm_ioeventfd, kvm_ioeventfd_flag_nr_datamatch, kvm_irqfd, kvm_pit_config, kvm_userspace_memory_region, KVMIO,
+    KVM_PIT_SPEAKER_DUMMY,
+};
 use kvm_ioctls::{Kvm, VmFd};
 use vm_memory::{Address, GuestAddress, GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion, GuestUsize};
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
@@ -17,6 +20,7 @@ use crate::arch::layout::{KVM_IDENTITY_MAP_ADDRESS, KVM_TSS_ADDRESS};
 use crate::devices::IrqLine;
 
 ioctl_iow_nr!(KVM_IRQFD, KVMIO, 0x76, kvm_irqfd);
+ioctl_iow_nr!(KVM_IOEVENTFD, KVMIO, 0x79, kvm_ioeventfd);
 
 pub struct Vm {
     // Dropped before `memory`, so KVM never holds a mapping that is gone (vCPUs, which keep
@@ -78,6 +82,28 @@ impl Vm {
             return Err(VmError::Ioctl { what: "KVM_IRQFD", source: kvm_ioctls::Error::last() });
         }
         Ok(Arc::new(IrqFd { fd }))
+    }
+
+    /// An eventfd KVM signals, in the kernel and without a VM exit to us, whenever the guest writes
+    /// the 4-byte value `value` to guest-physical `addr` (an ioeventfd). Such a write no longer
+    /// reaches the bus: a virtio queue kick, served by the device's own thread.
+    pub fn write_notifier(&self, addr: u64, value: u32) -> Result<EventFd, VmError> {
+        let fd = EventFd::new(EFD_NONBLOCK | libc::EFD_CLOEXEC).map_err(VmError::EventFd)?;
+        let ioeventfd = kvm_ioeventfd {
+            datamatch: u64::from(value),
+            addr,
+            len: 4,
+            fd: fd.as_raw_fd(),
+            flags: 1 << kvm_ioeventfd_flag_nr_datamatch,
+            ..Default::default()
+        };
+        // SAFETY: KVM_IOEVENTFD on a VM fd reads one kvm_ioeventfd, which `ioeventfd` is; KVM
+        // takes its own reference to the eventfd.
+        let ret = unsafe { ioctl_with_ref(&self.fd, KVM_IOEVENTFD(), &ioeventfd) };
+        if ret < 0 {
+            return Err(VmError::Ioctl { what: "KVM_IOEVENTFD", source: kvm_ioctls::Error::last() });
+        }
+        Ok(fd)
     }
 
     /// The guest's memory, for loading code and data.

@@ -5,7 +5,7 @@
 
 mod mmio;
 
-pub use mmio::MmioTransport;
+pub use mmio::{MmioTransport, REG_QUEUE_NOTIFY};
 
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, OnceLock};

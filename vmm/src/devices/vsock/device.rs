@@ -1,12 +1,13 @@
 //! The vsock device as the transport sees it, and the poller thread that watches the host
-//! streams. Both reach the muxer through one mutex, held only for non-blocking work; the
-//! poller sleeps in `poll(2)` with the lock released and is woken through an eventfd whenever
-//! the vCPU side changed what it should watch.
+//! streams and, when the VMM gave it the eventfds, the guest's queue kicks. Both reach the muxer
+//! through one mutex, held only for non-blocking work; the poller sleeps in `poll(2)` with the
+//! lock released and is woken through an eventfd whenever the vCPU side changed what it should
+//! watch.
 
 use std::io;
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 
 use virtio_queue::Queue;
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
@@ -24,6 +25,8 @@ pub struct Shared {
     pub guest_cid: u64,
     muxer: Mutex<Muxer>,
     wake: EventFd,
+    /// Kicks of the rx and tx queues, when they arrive on eventfds instead of the transport.
+    pub kicks: OnceLock<[EventFd; 2]>,
     pub stop: AtomicBool,
 }
 
@@ -33,6 +36,7 @@ impl Shared {
             guest_cid,
             muxer: Mutex::new(muxer),
             wake: EventFd::new(EFD_NONBLOCK)?,
+            kicks: OnceLock::new(),
             stop: AtomicBool::new(false),
         })
     }
@@ -92,13 +96,9 @@ impl VirtioDevice for VsockDevice {
     }
 
     fn queue_notify(&mut self, index: u16) {
-        match usize::from(index) {
-            RX => self.shared.lock().rx_notified(),
-            TX => self.shared.lock().tx_notified(),
-            // The event queue only carries transport resets, which we never send.
-            _ => return,
+        if queue_kicked(&mut self.shared.lock(), usize::from(index)) {
+            self.shared.wake();
         }
-        self.shared.wake();
     }
 
     fn reset(&mut self) {
@@ -107,14 +107,30 @@ impl VirtioDevice for VsockDevice {
     }
 }
 
-/// The poller thread's body: until `stop`, wait for host stream readiness and feed the muxer.
+/// The guest kicked queue `index`: the muxer takes what it queued. False for the event queue,
+/// which only carries transport resets, which we never send.
+fn queue_kicked(muxer: &mut Muxer, index: usize) -> bool {
+    match index {
+        RX => muxer.rx_notified(),
+        TX => muxer.tx_notified(),
+        _ => return false,
+    }
+    true
+}
+
+/// The poller thread's body: until `stop`, wait for host stream readiness and guest kicks, and
+/// feed the muxer.
 pub fn run_poller(shared: &Shared) {
     let mut fds: Vec<libc::pollfd> = Vec::new();
     let mut keys = Vec::new();
+    let readable = |fd: &EventFd| libc::pollfd { fd: fd.as_raw_fd(), events: libc::POLLIN, revents: 0 };
     while !shared.stop.load(Ordering::Acquire) {
         fds.clear();
         keys.clear();
-        fds.push(libc::pollfd { fd: shared.wake.as_raw_fd(), events: libc::POLLIN, revents: 0 });
+        fds.push(readable(&shared.wake));
+        let kicks = shared.kicks.get().map_or(&[][..], |k| &k[..]);
+        fds.extend(kicks.iter().map(readable));
+        let streams = fds.len();
         shared.lock().poll_set(&mut fds, &mut keys);
         // SAFETY: `fds` is a valid, exclusively borrowed array of `fds.len()` pollfd structs
         // for the duration of the call; at most MAX_CONNECTIONS + 1 entries, so the length
@@ -128,7 +144,14 @@ pub fn run_poller(shared: &Shared) {
             let _ = shared.wake.read();
         }
         let mut muxer = shared.lock();
-        for (pfd, key) in fds[1..].iter().zip(&keys) {
+        // Queue order: kicks[0] is rx's, kicks[1] tx's.
+        for (queue, (pfd, kick)) in fds[1..streams].iter().zip(kicks).enumerate() {
+            if pfd.revents != 0 {
+                let _ = kick.read();
+                queue_kicked(&mut muxer, queue);
+            }
+        }
+        for (pfd, key) in fds[streams..].iter().zip(&keys) {
             if pfd.revents != 0 {
                 muxer.host_event(*key, pfd.fd, pfd.revents);
             }

@@ -9,7 +9,8 @@
 //!   and the returned stream sees EOF if it refuses.
 //!
 //! [`Vsock::new`] returns the handle and the [`MmioTransport`] to map at the device's MMIO slot;
-//! queue notifications arrive there on the vCPU thread. A poller thread (its tid from
+//! queue notifications arrive there on the vCPU thread, or, once [`Vsock::take_kicks`] gave it
+//! eventfds KVM signals (ioeventfds), on the poller thread without a VM exit. A poller thread (its tid from
 //! [`Vsock::thread_id`], for cgroup placement) moves host bytes to the guest. Every guest
 //! packet is checked: lengths before use and allocation, credit on every RW; a connection
 //! that misbehaves gets RST, a driver that breaks the virtqueue protocol fails the device.
@@ -23,6 +24,8 @@ pub mod packet;
 
 pub use conn::HOST_BUF_ALLOC;
 pub use device::{QUEUE_SIZE, VIRTIO_ID_VSOCK};
+/// The queues whose kicks [`Vsock::take_kicks`] takes eventfds for, in its order: rx and tx.
+pub const KICKED_QUEUES: [u16; 2] = [muxer::RX as u16, muxer::TX as u16];
 pub use muxer::{FIRST_HOST_PORT, HOST_CID, MAX_CONNECTIONS};
 pub use packet::{Header, HDR_LEN, MAX_PAYLOAD};
 
@@ -33,6 +36,7 @@ use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
 
 use vm_memory::GuestMemoryMmap;
+use vmm_sys_util::eventfd::EventFd;
 
 use self::device::{Shared, VsockDevice};
 use self::muxer::Muxer;
@@ -51,6 +55,8 @@ pub enum VsockError {
     Socket(#[source] io::Error),
     #[error("starting the vsock poller thread")]
     Thread(#[source] io::Error),
+    #[error("the queue kicks already come from eventfds")]
+    KicksTaken,
     #[error("virtio transport")]
     Transport(#[source] virtio_queue::Error),
 }
@@ -97,6 +103,14 @@ impl Vsock {
         let stream = self.shared.lock().connect(guest_port)?;
         self.shared.wake();
         Ok(stream)
+    }
+
+    /// Takes the guest's kicks of the rx and tx queues ([`KICKED_QUEUES`]) from these eventfds,
+    /// which the VMM has KVM signal on the matching QueueNotify writes. Once.
+    pub fn take_kicks(&self, kicks: [EventFd; 2]) -> Result<(), VsockError> {
+        self.shared.kicks.set(kicks).map_err(|_| VsockError::KicksTaken)?;
+        self.shared.wake();
+        Ok(())
     }
 
     /// Open connections (established or being set up).

@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
+use vmm_sys_util::eventfd::EventFd;
 
 use crate::devices::virtio::{status, VIRTIO_F_VERSION_1};
 use crate::devices::vsock::packet::{Header, HDR_LEN};
@@ -45,11 +46,19 @@ pub struct SimDriver<'a> {
     next_buf: u64,
     /// rx chain head -> buffer address.
     rx_bufs: HashMap<u16, u64>,
+    /// Where kicks of rx and tx go instead of the QueueNotify register, as KVM's ioeventfds
+    /// would take them.
+    kicks: Option<[EventFd; 2]>,
 }
 
 impl<'a> SimDriver<'a> {
     pub fn new(mmio: &'a mut dyn BusDevice, mem: GuestMemoryMmap) -> Self {
-        Self { mmio, mem, queues: Vec::new(), next_buf: BUF_BASE, rx_bufs: HashMap::new() }
+        Self { mmio, mem, queues: Vec::new(), next_buf: BUF_BASE, rx_bufs: HashMap::new(), kicks: None }
+    }
+
+    /// Kicks rx and tx through these eventfds from now on, as a VMM's ioeventfds deliver them.
+    pub fn kick_through(&mut self, kicks: [EventFd; 2]) {
+        self.kicks = Some(kicks);
     }
 
     pub fn read32(&mut self, offset: u64) -> u32 {
@@ -117,7 +126,10 @@ impl<'a> SimDriver<'a> {
     }
 
     pub fn notify(&mut self, queue: u16) {
-        self.write32(0x50, u32::from(queue));
+        match self.kicks.as_ref().and_then(|kicks| kicks.get(usize::from(queue))) {
+            Some(kick) => kick.write(1).expect("kick eventfd"),
+            None => self.write32(0x50, u32::from(queue)),
+        }
     }
 
     /// Writes one raw descriptor.
