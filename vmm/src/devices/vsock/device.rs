@@ -25,7 +25,8 @@ pub struct Shared {
     pub guest_cid: u64,
     muxer: Mutex<Muxer>,
     wake: EventFd,
-    /// Kicks of the rx and tx queues, when they arrive on eventfds instead of the transport.
+    /// Kicks of the queues [`super::KICKED_QUEUES`] names, when they arrive on eventfds instead of
+    /// through the transport.
     pub kicks: OnceLock<[EventFd; 2]>,
     pub stop: AtomicBool,
 }
@@ -133,7 +134,7 @@ pub fn run_poller(shared: &Shared) {
         let streams = fds.len();
         shared.lock().poll_set(&mut fds, &mut keys);
         // SAFETY: `fds` is a valid, exclusively borrowed array of `fds.len()` pollfd structs
-        // for the duration of the call; at most MAX_CONNECTIONS + 1 entries, so the length
+        // for the duration of the call; at most MAX_CONNECTIONS + 3 entries, so the length
         // fits nfds_t. A listed fd closed meanwhile is reported as POLLNVAL or not at all.
         let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, -1) };
         if n < 0 {
@@ -144,11 +145,10 @@ pub fn run_poller(shared: &Shared) {
             let _ = shared.wake.read();
         }
         let mut muxer = shared.lock();
-        // Queue order: kicks[0] is rx's, kicks[1] tx's.
-        for (queue, (pfd, kick)) in fds[1..streams].iter().zip(kicks).enumerate() {
+        for ((pfd, kick), queue) in fds[1..streams].iter().zip(kicks).zip(super::KICKED_QUEUES) {
             if pfd.revents != 0 {
                 let _ = kick.read();
-                queue_kicked(&mut muxer, queue);
+                queue_kicked(&mut muxer, usize::from(queue));
             }
         }
         for (pfd, key) in fds[streams..].iter().zip(&keys) {

@@ -10,8 +10,8 @@
 //!
 //! [`Vsock::new`] returns the handle and the [`MmioTransport`] to map at the device's MMIO slot;
 //! queue notifications arrive there on the vCPU thread, or, once [`Vsock::take_kicks`] gave it
-//! eventfds KVM signals (ioeventfds), on the poller thread without a VM exit. A poller thread (its tid from
-//! [`Vsock::thread_id`], for cgroup placement) moves host bytes to the guest. Every guest
+//! eventfds KVM signals (ioeventfds), on the poller thread with no exit to userspace. The poller
+//! thread (its tid from [`Vsock::thread_id`], for cgroup placement) moves host bytes to the guest. Every guest
 //! packet is checked: lengths before use and allocation, credit on every RW; a connection
 //! that misbehaves gets RST, a driver that breaks the virtqueue protocol fails the device.
 
@@ -24,10 +24,11 @@ pub mod packet;
 
 pub use conn::HOST_BUF_ALLOC;
 pub use device::{QUEUE_SIZE, VIRTIO_ID_VSOCK};
-/// The queues whose kicks [`Vsock::take_kicks`] takes eventfds for, in its order: rx and tx.
-pub const KICKED_QUEUES: [u16; 2] = [muxer::RX as u16, muxer::TX as u16];
 pub use muxer::{FIRST_HOST_PORT, HOST_CID, MAX_CONNECTIONS};
 pub use packet::{Header, HDR_LEN, MAX_PAYLOAD};
+
+/// The queues whose kicks [`Vsock::take_kicks`] takes eventfds for, in its order: rx and tx.
+pub const KICKED_QUEUES: [u16; 2] = [muxer::RX as u16, muxer::TX as u16];
 
 use std::io;
 use std::os::unix::net::UnixStream;
