@@ -173,17 +173,10 @@ impl Reactor {
                 true => None,
                 false => self.netns.get_or_init(super::netns::NetnsPool::start).as_ref().and_then(|p| p.take()),
             };
-            let unified = agent.cgroup.as_ref().and_then(|c| c.unified_dir());
-            let start_in = unified
-                .map(std::fs::File::open)
-                .transpose()
-                .map_err(|e| RuntimeError::io("opening the agent's cgroup", e))?;
-            let (mut made, mut failed) = (None, None);
-            let entry = match (&start_in, &new_sandbox_cgroup) {
-                (Some(dir), _) => {
-                    CgroupEntry { join: Vec::new(), make: Box::new(|| Ok(())), start_in: Some(dir.as_raw_fd()) }
-                }
-                (None, Some((root, name, limits))) => CgroupEntry {
+            let mut made = None;
+            let mut failed = None;
+            let entry = match &new_sandbox_cgroup {
+                Some((root, name, limits)) => CgroupEntry {
                     join: root.join_files(name),
                     make: Box::new(|| {
                         root.create(name, limits).map(|cgroup| made = Some(cgroup)).map_err(|e| {
@@ -194,7 +187,7 @@ impl Reactor {
                     }),
                     start_in: None,
                 },
-                (None, None) => CgroupEntry::join(agent.cgroup.as_ref()),
+                None => CgroupEntry::existing(agent.cgroup.as_ref())?,
             };
             let started = super::sandbox::start(id, spec, &work, entry, netns.as_ref());
             agent.work_dir = Some(work);

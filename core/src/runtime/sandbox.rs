@@ -83,20 +83,29 @@ fn is_python_script(argv: &[String]) -> bool {
     argv.len() >= 2 && argv[0].rsplit('/').next().is_some_and(|p| p.starts_with("python3")) && argv[1].ends_with(".py")
 }
 
-/// How a new sandbox's init gets into its agent's cgroup.
+/// How a new sandbox's init, or an EXEC's helper, gets into its agent's cgroup.
 pub(super) struct CgroupEntry<'a> {
-    /// The files init writes itself into once released (v1 `tasks`, cgroup2 `cgroup.procs`).
+    /// The files it writes itself into once released (v1 `tasks`, cgroup2 `cgroup.procs`).
     pub join: Vec<CString>,
     /// Makes the cgroup meanwhile (see `clove_sys::sandbox::spawn`).
     pub make: Box<dyn FnOnce() -> std::io::Result<()> + 'a>,
-    /// A cgroup2 directory init is created in instead (`CLONE_INTO_CGROUP`).
-    pub start_in: Option<std::os::fd::RawFd>,
+    /// A cgroup2 directory it is created in instead (`CLONE_INTO_CGROUP`), open while it starts.
+    pub start_in: Option<File>,
 }
 
 impl CgroupEntry<'_> {
-    /// Into an existing cgroup, or none, through its join files.
-    pub fn join(cgroup: Option<&AgentCgroup>) -> CgroupEntry<'static> {
-        CgroupEntry { join: super::agents::join_files(cgroup), make: Box::new(|| Ok(())), start_in: None }
+    /// Into an existing cgroup, or none: created in its directory on cgroup2, where a process
+    /// moving itself would wait for the kernel's threadgroup lock; through its join files on v1.
+    pub fn existing(cgroup: Option<&AgentCgroup>) -> Result<CgroupEntry<'static>> {
+        let unified = cgroup.and_then(|c| c.unified_dir());
+        let start_in =
+            unified.map(File::open).transpose().map_err(|e| RuntimeError::io("opening the agent's cgroup", e))?;
+        let join = if start_in.is_some() { Vec::new() } else { super::agents::join_files(cgroup) };
+        Ok(CgroupEntry { join, make: Box::new(|| Ok(())), start_in })
+    }
+
+    fn start_in_fd(&self) -> Option<std::os::fd::RawFd> {
+        self.start_in.as_ref().map(AsRawFd::as_raw_fd)
     }
 }
 
@@ -115,7 +124,7 @@ pub(super) fn start(
 
 /// Starts a sandbox shaped for `spec` whose program waits for [`hand_out`].
 pub(super) fn start_warm(spec: &SpawnSpec, work: &Path, cgroup: &AgentCgroup) -> Result<Warm> {
-    let (process, stream, confinement, start) = launch(None, spec, work, CgroupEntry::join(Some(cgroup)), None)?;
+    let (process, stream, confinement, start) = launch(None, spec, work, CgroupEntry::existing(Some(cgroup))?, None)?;
     let start = start.ok_or_else(|| RuntimeError::Sandbox("a warm sandbox has no start pipe".into()))?;
     Ok(Warm { process, stream, confinement, start })
 }
@@ -237,9 +246,9 @@ fn launch(
         stdout: out.as_raw_fd(),
         stderr: err.as_raw_fd(),
         channel: Some(theirs.as_raw_fd()),
+        start_in_cgroup: cgroup.start_in_fd(),
         join_cgroups: cgroup.join,
         network_namespace: netns.map(|ns| ns.as_fd().as_raw_fd()),
-        start_in_cgroup: cgroup.start_in,
     };
     let sandboxed = clove_sys::sandbox::spawn(&sandbox, cgroup.make)
         .map_err(|e| RuntimeError::Sandbox(format!("starting {}: {e}", spec.argv[0])))?;
@@ -281,10 +290,7 @@ pub(super) fn enter(
     stdio: [std::os::fd::RawFd; 3],
     cgroup: Option<&AgentCgroup>,
 ) -> Result<AgentProcess> {
-    let unified = cgroup.and_then(|c| c.unified_dir());
-    let start_in =
-        unified.map(File::open).transpose().map_err(|e| RuntimeError::io("opening the agent's cgroup", e))?;
-    let join_cgroups = if start_in.is_some() { Vec::new() } else { super::agents::join_files(cgroup) };
+    let entry = CgroupEntry::existing(cgroup)?;
     let argv = program_argv(argv, Path::new("/nonexistent"))?;
     let cwd = cwd.map_or_else(|| confinement.cwd.clone(), |c| confinement.cwd.join(c));
     let mut full_env = confinement.env.clone();
@@ -301,8 +307,8 @@ pub(super) fn enter(
         stdin: stdio[0],
         stdout: stdio[1],
         stderr: stdio[2],
-        join_cgroups,
-        start_in_cgroup: start_in.as_ref().map(|dir| dir.as_raw_fd()),
+        start_in_cgroup: entry.start_in_fd(),
+        join_cgroups: entry.join,
     };
     let entered = clove_sys::sandbox::enter(init, &spec)
         .map_err(|e| RuntimeError::Sandbox(format!("starting {} inside the agent's sandbox: {e}", argv[0])))?;
