@@ -3,7 +3,7 @@
 
 use std::ffi::CString;
 use std::fs::{File, OpenOptions};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream;
@@ -41,6 +41,29 @@ fn environment(home: &str, extra_env: &[(String, String)]) -> Vec<(String, Strin
     vars
 }
 
+/// An agent's stdin (`/dev/null`), stdout and stderr: copies of the host's for `Inherit`, a
+/// writable `/dev/null` for `Null`, the log file's for `File`.
+pub(super) fn open_stdio(stdio: &AgentStdio) -> Result<(File, File, File)> {
+    let null = |write: bool| {
+        OpenOptions::new()
+            .read(!write)
+            .write(write)
+            .open("/dev/null")
+            .map_err(|e| RuntimeError::io("opening /dev/null", e))
+    };
+    let dup = |fd: std::os::fd::BorrowedFd<'_>| {
+        fd.try_clone_to_owned().map(File::from).map_err(|e| RuntimeError::io("duplicating stdio", e))
+    };
+    Ok(match stdio {
+        AgentStdio::Inherit => (null(false)?, dup(std::io::stdout().as_fd())?, dup(std::io::stderr().as_fd())?),
+        AgentStdio::Null => (null(false)?, null(true)?, null(true)?),
+        AgentStdio::File(path) => {
+            let (out, err) = open_log(path)?;
+            (null(false)?, out, err)
+        }
+    })
+}
+
 /// An agent's log file, opened for appending, once for stdout and once for stderr.
 pub(super) fn open_log(path: &Path) -> Result<(std::fs::File, std::fs::File)> {
     let file = OpenOptions::new()
@@ -74,24 +97,15 @@ pub(super) fn start_agent(
     vars.push(("CLOVE_AGENT_ID".into(), id.to_string()));
     let path = vars.iter().find(|(k, _)| k == "PATH").map_or(DEFAULT_PATH, |(_, v)| v.as_str());
     let found = find_program(program, path).ok_or_else(|| starting(std::io::ErrorKind::NotFound.into()))?;
-    let stdin = File::open("/dev/null").map_err(|e| RuntimeError::io("opening /dev/null", e))?;
-    let (out, err) = match stdio {
-        AgentStdio::Inherit => (None, None),
-        AgentStdio::Null => {
-            let null = || OpenOptions::new().write(true).open("/dev/null");
-            let pair = null().and_then(|a| null().map(|b| (a, b)));
-            pair.map(|(a, b)| (Some(a), Some(b))).map_err(|e| RuntimeError::io("opening /dev/null", e))?
-        }
-        AgentStdio::File(path) => open_log(path).map(|(a, b)| (Some(a), Some(b)))?,
-    };
+    let (stdin, out, err) = open_stdio(stdio)?;
     let spec = DirectSpec {
         program: cstring(found.as_os_str().as_bytes())?,
         argv: argv.iter().map(|a| cstring(a.as_bytes())).collect::<Result<_>>()?,
         env: vars.iter().map(|(k, v)| cstring(format!("{k}={v}").as_bytes())).collect::<Result<_>>()?,
         cwd: cstring(cwd.as_os_str().as_bytes())?,
         stdin: stdin.as_raw_fd(),
-        stdout: out.as_ref().map_or(1, |f| f.as_raw_fd()),
-        stderr: err.as_ref().map_or(2, |f| f.as_raw_fd()),
+        stdout: out.as_raw_fd(),
+        stderr: err.as_raw_fd(),
         channel: Some(theirs.as_raw_fd()),
         join_cgroups,
     };
@@ -109,7 +123,7 @@ fn find_program(program: &str, path: &str) -> Option<PathBuf> {
     path.split(':').filter(|dir| !dir.is_empty()).map(|dir| Path::new(dir).join(program)).find(|p| executable(p))
 }
 
-fn cstring(bytes: &[u8]) -> Result<CString> {
+pub(super) fn cstring(bytes: &[u8]) -> Result<CString> {
     CString::new(bytes).map_err(|_| RuntimeError::InvalidArgument("an argument or variable contains a NUL byte".into()))
 }
 

@@ -13,6 +13,7 @@ use clove_sys::sandbox::{Bind, LandlockRules, Namespaces, NetNamespace, Resource
 use super::agents::{AgentProcess, Leader};
 use super::cgroup::AgentCgroup;
 use super::fs::{SandboxView, ViewBind};
+use super::process::cstring;
 use super::{AgentId, AgentStdio, Mount, Result, RuntimeError, SpawnSpec};
 
 /// Host trees every sandbox sees read-only (those that exist): programs and their libraries.
@@ -202,7 +203,7 @@ fn launch(
         uid => (uid, clove_sys::current_gid()),
     };
     prepare_work_dir(work, host_uid, host_gid)?;
-    let (mut stdin, out, err) = stdio(&spec.stdio)?;
+    let (mut stdin, out, err) = super::process::open_stdio(&spec.stdio)?;
     let mut start = None;
     if id.is_none() {
         let (read, write) = std::io::pipe().map_err(|e| RuntimeError::io("creating a start pipe", e))?;
@@ -395,25 +396,6 @@ fn canonical_path_list(list: &str) -> String {
     let dirs =
         list.split(':').map(|d| std::fs::canonicalize(d).map_or_else(|_| d.to_string(), |p| p.display().to_string()));
     dirs.collect::<Vec<_>>().join(":")
-}
-
-fn stdio(stdio: &AgentStdio) -> Result<(File, File, File)> {
-    let null = || File::open("/dev/null").map_err(|e| RuntimeError::io("opening /dev/null", e));
-    let dup = |fd: std::os::fd::BorrowedFd<'_>| {
-        fd.try_clone_to_owned().map(File::from).map_err(|e| RuntimeError::io("duplicating stdio", e))
-    };
-    Ok(match stdio {
-        AgentStdio::Inherit => (null()?, dup(std::io::stdout().as_fd())?, dup(std::io::stderr().as_fd())?),
-        AgentStdio::Null => (null()?, null()?, null()?),
-        AgentStdio::File(path) => {
-            let (out, err) = super::process::open_log(path)?;
-            (null()?, out, err)
-        }
-    })
-}
-
-fn cstring(bytes: &[u8]) -> Result<CString> {
-    CString::new(bytes).map_err(|_| RuntimeError::InvalidArgument("an argument contains a NUL byte".into()))
 }
 
 /// A hostname from an agent name: letters, digits and dashes, at most 50 of them.
