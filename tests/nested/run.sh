@@ -3,6 +3,9 @@
 # kvm_amd nested=1, so a real /dev/kvm inside), mounts SHARE_DIR at /mnt there and runs /mnt/job.sh.
 # The job's output streams to stdout; the exit status is job.sh's, 124 when L1 had no /dev/kvm, and
 # 125 when L1 wrote no status at all (crash or timeout).
+# L1's own kernel sometimes locks up under QEMU's SVM emulation (a soft lockup, once a kernel stack
+# overflow, in runs whose code passed before and after): it panics then (softlockup_panic), and a
+# job whose L1 kernel panicked is run once more, saying so. A second panic fails the run.
 # Env: L1_TIMEOUT (seconds, default 900), QEMU (default qemu-system-x86_64), CLOVE_CACHE (build-l1.sh).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -13,20 +16,30 @@ share=$(realpath "$1")
 
 l1=$("$here/build-l1.sh")
 timeout_s=${L1_TIMEOUT:-900}
-rm -f "$share/job.rc" "$share/job.out"
 
-start=$(date +%s.%N)
-set +e
-# stdin from /dev/null: QEMU leaves the terminal alone and the run does not depend on one.
-timeout --kill-after=10 "$timeout_s" "${QEMU:-qemu-system-x86_64}" \
-  -accel tcg,thread=multi -smp 2 -cpu max,+svm -m 3072 -M q35 \
-  -nographic -no-reboot -nic none \
-  -virtfs "local,path=$share,mount_tag=host0,security_model=none,id=host0" \
-  -kernel "$l1/vmlinuz" -initrd "$l1/initramfs.cpio" \
-  -append "console=ttyS0 panic=1 quiet" </dev/null
-qemu_rc=$?
-set -e
-elapsed=$(echo "$start $(date +%s.%N)" | awk '{printf "%.1f", $2 - $1}')
+# Boots L1 once; its console streams to stdout and is kept in $share/l1-console.log.
+boot_l1() {
+  rm -f "$share/job.rc" "$share/job.out"
+  start=$(date +%s.%N)
+  set +e
+  # stdin from /dev/null: QEMU leaves the terminal alone and the run does not depend on one.
+  timeout --kill-after=10 "$timeout_s" "${QEMU:-qemu-system-x86_64}" \
+    -accel tcg,thread=multi -smp 2 -cpu max,+svm -m 3072 -M q35 \
+    -nographic -no-reboot -nic none \
+    -virtfs "local,path=$share,mount_tag=host0,security_model=none,id=host0" \
+    -kernel "$l1/vmlinuz" -initrd "$l1/initramfs.cpio" \
+    -append "console=ttyS0 panic=1 softlockup_panic=1 quiet" </dev/null | tee "$share/l1-console.log"
+  qemu_rc=${PIPESTATUS[0]}
+  set -e
+  elapsed=$(echo "$start $(date +%s.%N)" | awk '{printf "%.1f", $2 - $1}')
+}
+
+boot_l1
+if [ ! -f "$share/job.rc" ] && grep -q "Kernel panic" "$share/l1-console.log"; then
+  echo "run.sh: WARNING: L1's kernel panicked after ${elapsed} s (its console above says why), a fault" \
+    "of the emulated machine; running the job once more" >&2
+  boot_l1
+fi
 
 if [ ! -f "$share/job.rc" ]; then
   if [ "$qemu_rc" -eq 124 ] || [ "$qemu_rc" -eq 137 ]; then
